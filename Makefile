@@ -1,0 +1,40 @@
+# make run   - set up .venv (torch first) and open the app
+# make test  - set up .venv and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch requirement installed first. CI and this project's machines use the CPU wheel:
+#   make test TORCH_SPEC=torch==2.13.0
+TORCH_SPEC ?= torch
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: run test setup clean lint bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.torch-installed: | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch-installed
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/distill-gui $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,375 @@
+"""Run configuration: dataclasses with a docstring per field, loaded from and saved to YAML.
+
+The same dotted names serve the YAML file, ``key=value`` overrides on the command line
+(``training.max_steps=50``) and the ``objectName`` of the GUI widget that edits a field.
+Unknown keys and bad values raise :class:`ConfigError`, naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names the key and what is allowed."""
+
+
+def _choice(default: Any, choices: tuple, doc: str) -> Any:
+    return field(default=default, metadata={"choices": choices, "doc": doc})
+
+
+def _doc(default: Any = dataclasses.MISSING, doc: str = "", factory: Any = dataclasses.MISSING, **limits) -> Any:
+    meta = {"doc": doc, **limits}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+QUANTIZATIONS = ("none", "8bit", "4bit")
+METHOD_KINDS = ("kd", "sft")
+KD_LOSSES = ("forward_kl", "reverse_kl", "jsd")
+DATA_FORMATS = ("auto", "prompt_completion", "alpaca", "messages", "sharegpt", "question_answer", "text")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+
+
+@dataclass
+class ModelConfig:
+    """A model: a local Hugging Face folder, a GGUF file, or a hub id."""
+
+    path: str = _doc("", "Local model folder, a .gguf file, or a hub id (needs the local cache or a network).")
+    gguf_file: str | None = _doc(None, "GGUF file name inside `path` when `path` is a folder holding one.")
+    tokenizer: str | None = _doc(None, "Tokenizer folder or hub id when it is not beside the weights.")
+    revision: str | None = _doc(None, "Hub revision (branch, tag or commit) for hub ids.")
+    dtype: str = _choice("auto", DTYPES, "Weight dtype: auto picks bf16 on GPUs that support it, fp32 on CPU.")
+    device: str = _doc("auto", "auto, cpu, cuda, cuda:N or mps.")
+    quantization: str = _choice("none", QUANTIZATIONS, "Load weights quantized with bitsandbytes (8-bit or 4-bit NF4).")
+    trust_remote_code: bool = _doc(False, "Run Python code shipped with the model. Off unless you trust the source.")
+    allow_pickle: bool = _doc(False, "Allow pickle weights (*.bin, *.pt), which can run arbitrary code when loaded.")
+
+    def __post_init__(self) -> None:
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ConfigError(f"device: {dev!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters on the student (peft). With `student.quantization: 4bit` this is QLoRA."""
+
+    enabled: bool = _doc(False, "Train LoRA adapters instead of all weights.")
+    r: int = _doc(16, "Rank of the adapter matrices.", min=1)
+    alpha: int = _doc(32, "Scaling of the adapters (lora_alpha).", min=1)
+    dropout: float = _doc(0.05, "Dropout on the adapter input.", min=0.0, max=1.0)
+    target_modules: list[str] = _doc(
+        doc="Module names to adapt, or ['all-linear'] for every linear layer but the output head.",
+        factory=lambda: ["all-linear"],
+    )
+
+
+@dataclass
+class StudentConfig(ModelConfig):
+    """The student model, trained fully or through LoRA adapters."""
+
+    lora: LoraConfig = _doc(doc="LoRA / QLoRA settings.", factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.quantization != "none" and not self.lora.enabled:
+            raise ConfigError(
+                f"student.quantization: {self.quantization} needs student.lora.enabled: true "
+                "(quantized weights cannot be trained directly; that is QLoRA)"
+            )
+
+
+@dataclass
+class DataConfig:
+    """Training data: a file, a folder saved by `datasets`, or a hub id."""
+
+    train: str = _doc("", "Training data: .jsonl, .json, .csv, .parquet, .txt, a saved `datasets` folder, or a hub id.")
+    eval: str | None = _doc(None, "Evaluation data file; when unset, `eval_fraction` of the training rows is held out.")
+    eval_fraction: float = _doc(0.0, "Share of training rows held out for evaluation when no eval file is given.", min=0.0, max=0.9)
+    format: str = _choice("auto", DATA_FORMATS, "Row format; auto detects it from the columns.")
+    columns: dict[str, str] = _doc(
+        doc="Column mapping from a format's field to your column name, e.g. {prompt: question, completion: solution}.",
+        factory=dict,
+    )
+    max_length: int = _doc(512, "Longest tokenized row; longer rows are truncated, always keeping some completion tokens.", min=8)
+    max_bad_fraction: float = _doc(0.1, "Refuse to start when more than this share of rows is unusable.", min=0.0, max=1.0)
+    chat_template: str = _choice("auto", ("auto", "always", "never"), "Use the tokenizer's chat template (auto: when it has one).")
+    system_prompt: str | None = _doc(None, "System message added to chat-formatted prompts.")
+    seed: int = _doc(0, "Seed for the train/eval split.")
+
+
+@dataclass
+class MethodConfig:
+    """How knowledge moves from teacher to student."""
+
+    kind: str = _choice("kd", METHOD_KINDS, "kd: match the teacher's token distributions (soft labels); sft: fine-tune on the text (hard labels).")
+    loss: str = _choice("forward_kl", KD_LOSSES, "KD divergence: forward KL(teacher||student), reverse KL(student||teacher) or generalized JSD.")
+    beta: float = _doc(0.5, "JSD interpolation: 0 gives forward KL, 1 gives reverse KL.", min=0.0, max=1.0)
+    temperature: float = _doc(1.0, "Softmax temperature for both models; the KD term is scaled by T².", min=1e-3)
+    alpha: float = _doc(0.5, "Weight of the KD term; the hard-label cross-entropy gets 1 - alpha.", min=0.0, max=1.0)
+    top_k: int = _doc(0, "Keep only the teacher's top-k logits (with a tail bucket for the rest); 0 uses all.", min=0)
+    chunk_size: int = _doc(512, "Positions per chunk when computing the KD loss (lower uses less memory).", min=1)
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation, logging, checkpoints and samples."""
+
+    max_steps: int = _doc(100, "Optimizer steps to train; 0 means use num_epochs.", min=0)
+    num_epochs: float = _doc(1.0, "Passes over the data when max_steps is 0.", min=0.0)
+    batch_size: int = _doc(8, "Rows per device per step.", min=1)
+    gradient_accumulation_steps: int = _doc(1, "Micro-batches summed per optimizer step.", min=1)
+    learning_rate: float = _doc(5e-5, "Peak learning rate.", min=0.0)
+    weight_decay: float = _doc(0.0, "AdamW weight decay.", min=0.0)
+    warmup_steps: int = _doc(0, "Linear warmup steps.", min=0)
+    lr_scheduler: str = _choice("cosine", SCHEDULERS, "Learning-rate schedule after warmup.")
+    max_grad_norm: float = _doc(1.0, "Gradient clipping norm; 0 disables clipping.", min=0.0)
+    precision: str = _choice("auto", DTYPES, "Autocast precision: auto uses bf16 where the hardware has it (CPU included).")
+    gradient_checkpointing: bool = _doc(False, "Recompute activations in backward to save memory.")
+    seed: int = _doc(42, "Seed for initialisation, shuffling and dropout.")
+    logging_steps: int = _doc(1, "Log losses every N steps.", min=1)
+    eval_steps: int = _doc(0, "Evaluate every N steps; 0 evaluates only at the end (when there is eval data).", min=0)
+    save_steps: int = _doc(50, "Save a checkpoint every N steps; 0 saves only at stop and at the end.", min=0)
+    save_total_limit: int = _doc(3, "Keep at most this many step checkpoints (oldest removed first).", min=1)
+    sample_steps: int = _doc(0, "Generate probe answers from teacher and student every N steps; 0 disables.", min=0)
+    probe_prompts: list[str] = _doc(doc="Prompts for the side-by-side samples; empty uses the first eval prompts.", factory=list)
+    num_probe_prompts: int = _doc(3, "How many data prompts to probe when probe_prompts is empty.", min=0)
+    max_new_tokens: int = _doc(64, "Longest generated answer for samples.", min=1)
+
+
+@dataclass
+class RunConfig:
+    """Everything a distillation run needs; saved fully resolved as the run folder's config.yaml."""
+
+    name: str = _doc("run", "Short name used in the run folder's name.")
+    teacher: ModelConfig = _doc(doc="The teacher model (needed for kd).", factory=ModelConfig)
+    student: StudentConfig = _doc(doc="The student model that is trained.", factory=StudentConfig)
+    data: DataConfig = _doc(doc="Training and evaluation data.", factory=DataConfig)
+    method: MethodConfig = _doc(doc="Distillation method.", factory=MethodConfig)
+    training: TrainingConfig = _doc(doc="Training settings.", factory=TrainingConfig)
+
+    def validate_for_run(self) -> None:
+        """Check the things a run cannot start without (called before training, not on every edit)."""
+        if self.method.kind == "kd" and not self.teacher.path:
+            raise ConfigError("teacher.path: method.kind kd needs a teacher; set teacher.path or use method.kind: sft")
+        if not self.student.path:
+            raise ConfigError("student.path: no student model is set")
+        if not self.data.train:
+            raise ConfigError("data.train: no training data is set")
+
+
+# ---- (de)serialisation -----------------------------------------------------------------------
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            return tp()
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}, got {value!r}")
+        return _from_dict(tp, value, key)
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        try:
+            as_float = float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}") from None
+        if as_float != int(as_float):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        return int(as_float)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if tp is str:
+        if value is None or isinstance(value, (dict, list)):
+            raise ConfigError(f"{key}: expected text, got {value!r}")
+        return str(value)
+    return value
+
+
+def _check_limits(f: dataclasses.Field, value: Any, key: str) -> None:
+    meta = f.metadata
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(meta['choices'])}")
+    if "min" in meta and value is not None and value < meta["min"]:
+        raise ConfigError(f"{key}: {value!r} is below the minimum {meta['min']}")
+    if "max" in meta and value is not None and value > meta["max"]:
+        raise ConfigError(f"{key}: {value!r} is above the maximum {meta['max']}")
+
+
+def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            raise ConfigError(f"{full}: unknown key; allowed keys here are {', '.join(fields)}")
+        coerced = _coerce(value, hints[key], full)
+        _check_limits(fields[key], coerced, full)
+        kwargs[key] = coerced
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if prefix and not str(exc).startswith(prefix):
+            raise ConfigError(f"{prefix}.{exc}") from None
+        raise
+
+
+def config_from_dict(data: dict | None, cls: type = RunConfig) -> Any:
+    """Build a config from a plain mapping, checking every key and value."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the configuration must be a mapping of {', '.join(f.name for f in dataclasses.fields(cls))}")
+    return _from_dict(cls, data)
+
+
+def config_to_dict(config: Any) -> dict:
+    """The plain-mapping form of a config (what YAML holds)."""
+    return dataclasses.asdict(config)
+
+
+def _resolve_path(value: str | None, base: Path) -> str | None:
+    if not value:
+        return value
+    candidate = Path(value).expanduser()
+    if candidate.is_absolute():
+        return str(candidate)
+    resolved = (base / candidate)
+    # A relative value that does not exist next to the config may be a hub id ("org/name"): keep it.
+    if resolved.exists() or "/" not in value or value.startswith("."):
+        return str(resolved.resolve())
+    return value
+
+
+def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
+    """Make relative model and data paths absolute against ``base`` (the config file's folder)."""
+    for model in (config.teacher, config.student):
+        model.path = _resolve_path(model.path, base)
+        model.tokenizer = _resolve_path(model.tokenizer, base)
+    config.data.train = _resolve_path(config.data.train, base)
+    config.data.eval = _resolve_path(config.data.eval, base)
+    return config
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a plain mapping."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. training.max_steps=50")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {key}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config, apply overrides and resolve relative paths against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    data = apply_overrides(data or {}, overrides or [])
+    try:
+        config = config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return resolve_paths(config, path.parent.resolve())
+
+
+def dump_config(config: RunConfig) -> str:
+    """The YAML text of a config."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write a config as YAML (atomically: a crash never leaves half a file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dump_config(config), encoding="utf-8")
+    tmp.replace(path)
+
+
+def field_doc(cls: type, name: str) -> str:
+    """The help text of a config field (used for CLI help and GUI tooltips)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.metadata.get("doc", "")
+    raise KeyError(name)
+
+
+def field_choices(cls: type, name: str) -> tuple:
+    """Allowed values of a choice field, or () for free fields."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return tuple(f.metadata.get("choices", ()))
+    raise KeyError(name)
