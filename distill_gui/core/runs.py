@@ -31,6 +31,7 @@ from distill_gui.core.events import (
     EvalLogged,
     Event,
     LogMessage,
+    RunCreated,
     RunFailed,
     RunFinished,
     RunPaused,
@@ -233,6 +234,24 @@ class RunDir:
             fh.write(f"{stamp} {text}\n")
 
 
+def model_path_for(path: str | Path) -> Path:
+    """A model folder for ``path``: the path itself, or for a run folder its final checkpoint.
+
+    A run that has not finished gives its latest complete checkpoint.
+    """
+    path = Path(path)
+    run = RunDir(path)
+    if not run.is_run():
+        return path
+    final = run.final_model()
+    if final is not None:
+        return final
+    latest = run.latest_checkpoint()
+    if latest is not None:
+        return latest
+    raise FileNotFoundError(f"{path}: this run has no complete checkpoint yet")
+
+
 def list_runs(root: str | Path | None = None) -> list[RunDir]:
     """Every run folder under ``root``, newest first."""
     root = Path(root) if root is not None else default_runs_root()
@@ -244,6 +263,8 @@ def list_runs(root: str | Path | None = None) -> list[RunDir]:
 
 def describe_event(event: Event) -> str:
     """One human-readable line for an event (the log and the CLI use it)."""
+    if isinstance(event, RunCreated):
+        return f"run folder: {event.run_dir}"
     if isinstance(event, StepLogged):
         parts = [f"step {event.step}/{event.total_steps}", f"loss {event.loss:.4f}"]
         if event.kd_loss is not None:

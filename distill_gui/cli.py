@@ -1,0 +1,333 @@
+"""The ``distill-gui`` command line: everything the app does, headless, from the same core.
+
+    distill-gui train CONFIG [key=value ...] [--runs-dir DIR] [--events json]
+    distill-gui resume RUN_DIR [--events json]
+    distill-gui eval MODEL --data FILE [--json]
+    distill-gui generate --teacher A --student B --prompt TEXT
+    distill-gui info
+
+Bad input ends with a non-zero exit code and one line saying what is wrong — never a bare traceback.
+This module imports only the Qt-free core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from distill_gui import __version__
+
+# Exit codes
+EXIT_OK = 0
+EXIT_FAILED = 1  # the run failed or diverged
+EXIT_BAD_INPUT = 2
+EXIT_STOPPED = 3
+
+
+# ---- Output --------------------------------------------------------------------------------------
+
+
+class ConsoleReporter:
+    """Prints events for a person: a progress bar with ETA on stderr, one line per notable event."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        from distill_gui.core.events import RunFailed, RunFinished, RunStarted, RunStopped, SamplesGenerated, StepLogged
+        from distill_gui.core.runs import describe_event
+
+        if isinstance(event, RunStarted):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=event.total_steps, initial=event.start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
+        if isinstance(event, StepLogged) and self.bar is not None:
+            self.bar.n = event.step
+            postfix = {"loss": f"{event.loss:.4f}"}
+            if event.kd_loss is not None:
+                postfix["kd"] = f"{event.kd_loss:.4f}"
+            postfix["tok/s"] = f"{event.tokens_per_s:.0f}"
+            self.bar.set_postfix(postfix, refresh=True)
+            return
+        if isinstance(event, (RunFinished, RunStopped, RunFailed)) and self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        text = describe_event(event)
+        if isinstance(event, SamplesGenerated):
+            lines = [text]
+            for s in event.samples:
+                lines.append(f"  prompt:  {_short(s.prompt)}")
+                if s.teacher is not None:
+                    lines.append(f"  teacher: {_short(s.teacher)}")
+                lines.append(f"  student: {_short(s.student)}")
+            text = "\n".join(lines)
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+
+
+def _short(text: str, width: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class JsonEventWriter:
+    """Writes each event as one JSON line on stdout (for the GUI's supervisor)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __call__(self, event) -> None:
+        with self.lock:
+            sys.stdout.write(event.to_json() + "\n")
+            sys.stdout.flush()
+
+
+def _listen_for_commands(control) -> None:
+    """Read ``pause`` / ``resume`` / ``stop`` lines from stdin (the GUI's control channel)."""
+
+    def loop() -> None:
+        for line in sys.stdin:
+            command = line.strip().lower()
+            if command == "stop":
+                control.request_stop()
+            elif command == "pause":
+                control.request_pause()
+            elif command == "resume":
+                control.request_resume()
+
+    threading.Thread(target=loop, name="distill-gui-control", daemon=True).start()
+
+
+def _install_signal_handlers(control) -> None:
+    """First Ctrl-C / SIGTERM: stop after the current step and save a checkpoint; second: exit now."""
+
+    def handler(signum, _frame):
+        if control.stop_requested:
+            raise KeyboardInterrupt
+        print("\nstopping after this step (saving a checkpoint); press Ctrl-C again to abort", file=sys.stderr)
+        control.request_stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+# ---- Commands ------------------------------------------------------------------------------------
+
+
+def _run_training(args, config=None, run=None, resume=False) -> int:
+    from distill_gui.core.trainer import RunControl, train
+
+    control = RunControl()
+    reporter = JsonEventWriter() if args.events == "json" else ConsoleReporter()
+    if args.events == "json":
+        _listen_for_commands(control)
+    _install_signal_handlers(control)
+    outcome = train(config, runs_root=getattr(args, "runs_dir", None), run=run, on_event=reporter, control=control, resume=resume)
+    if args.events != "json":
+        print(outcome.run.path)
+    if outcome.state == "finished":
+        return EXIT_OK
+    if outcome.state == "stopped":
+        return EXIT_STOPPED
+    return EXIT_FAILED
+
+
+def cmd_train(args) -> int:
+    from distill_gui.core.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    if args.dry_run:
+        from distill_gui.core.config import dump_config
+
+        print(dump_config(config), end="")
+        return EXIT_OK
+    return _run_training(args, config=config)
+
+
+def cmd_resume(args) -> int:
+    from distill_gui.core.runs import RunDir
+
+    run = RunDir(Path(args.run_dir))
+    if not run.is_run():
+        raise UserError(f"{args.run_dir}: not a run folder (no config.yaml)")
+    return _run_training(args, run=run, resume=True)
+
+
+def cmd_eval(args) -> int:
+    from distill_gui.core.evaluation import EvalSettings, evaluate_model
+
+    settings = EvalSettings(
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        data_format=args.format,
+        device=args.device,
+        chat_template=args.chat_template,
+    )
+    result = evaluate_model(args.model, args.data, settings, progress=not args.json)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(result.summary())
+    return EXIT_OK
+
+
+def cmd_generate(args) -> int:
+    from distill_gui.core.side_by_side import SideBySide
+
+    if not args.teacher and not args.student:
+        raise UserError("give --teacher, --student or both")
+    prompts = list(args.prompt or [])
+    if args.prompts_file:
+        prompts += [line.strip() for line in Path(args.prompts_file).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    if not prompts:
+        raise UserError("give at least one --prompt (or --prompts-file)")
+    pair = SideBySide(teacher=args.teacher, student=args.student, device=args.device, chat_template=args.chat_template)
+    results = pair.answer(prompts, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
+        return EXIT_OK
+    for r in results:
+        print(f"=== prompt: {r.prompt}")
+        if r.teacher is not None:
+            print(f"--- teacher ({pair.teacher_name}):\n{r.teacher}")
+        if r.student is not None:
+            print(f"--- student ({pair.student_name}):\n{r.student}")
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    from distill_gui.core.environment import environment_report, format_report
+
+    report = environment_report()
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        print(f"distill-gui {__version__}")
+        print(format_report(report))
+    return EXIT_OK
+
+
+def cmd_runs(args) -> int:
+    from distill_gui.core.runs import list_runs
+
+    for run in list_runs(args.runs_dir):
+        status = run.status()
+        print(f"{run.path}  {status.get('state', '?'):9s} step {status.get('step', 0)}/{status.get('total_steps', '?')}")
+    return EXIT_OK
+
+
+# ---- Parser --------------------------------------------------------------------------------------
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distill-gui", description="Knowledge distillation of language models.")
+    parser.add_argument("--version", action="version", version=f"distill-gui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a student from a YAML config; prints the run folder")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config values, e.g. training.max_steps=50")
+    p.add_argument("--runs-dir", type=Path, default=None, help="where run folders go (default: the user data dir)")
+    p.add_argument("--events", choices=["text", "json"], default="text", help="json: one event per line on stdout, commands on stdin")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("resume", help="continue a stopped or crashed run from its last complete checkpoint")
+    p.add_argument("run_dir", help="the run folder")
+    p.add_argument("--events", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("eval", help="perplexity, answer accuracy, speed and memory of a model on a data file")
+    p.add_argument("model", help="a model folder, or a run folder (its final checkpoint)")
+    p.add_argument("--data", required=True, help="data file (any supported format)")
+    p.add_argument("--format", default="auto", help="data format (default: detect)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--chat-template", choices=["auto", "always", "never"], default="auto")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("generate", help="answer prompts with teacher and student, side by side")
+    p.add_argument("--teacher", help="teacher model folder, GGUF file or hub id")
+    p.add_argument("--student", help="student model folder, GGUF file, hub id or run folder")
+    p.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    p.add_argument("--prompts-file", help="a text file with one prompt per line")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--chat-template", choices=["auto", "always", "never"], default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("info", help="versions, devices, CUDA and bitsandbytes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("runs", help="list run folders and their status")
+    p.add_argument("--runs-dir", type=Path, default=None)
+    p.set_defaults(func=cmd_runs)
+
+    for module in ("distill_gui.cli_generate_data", "distill_gui.cli_demo"):
+        try:
+            extension = __import__(module, fromlist=["add_parser"])
+        except ImportError:
+            continue
+        extension.add_parser(sub)
+    return parser
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input: reported in one line."""
+    errors: list[type[BaseException]] = [UserError, FileNotFoundError, PermissionError, IsADirectoryError]
+    for module, name in (
+        ("distill_gui.core.config", "ConfigError"),
+        ("distill_gui.core.data", "DataError"),
+        ("distill_gui.core.models", "ModelError"),
+        ("distill_gui.core.vocab", "IncompatibleTokenizers"),
+        ("distill_gui.core.trainer", "TrainingError"),
+        ("distill_gui.core.evaluation", "EvalError"),
+    ):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the command line; returns the exit code."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("distill-gui: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback only on request
+        if os.environ.get("DISTILL_GUI_DEBUG"):
+            raise
+        expected = isinstance(exc, _expected_errors())
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not expected:
+            message = f"{type(exc).__name__}: {message} (set DISTILL_GUI_DEBUG=1 for the traceback)"
+        print(f"distill-gui: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT if expected else EXIT_FAILED

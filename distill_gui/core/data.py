@@ -1,0 +1,748 @@
+"""Training data: read rows from files, detect their format, render prompts and tokenize them.
+
+Sources
+    ``.jsonl`` / ``.ndjson`` (one JSON object a line), ``.json`` (a list of objects, or an object holding
+    one under ``data``, ``train`` or ``rows``; a ``.json`` file that is really JSON lines is read as such),
+    ``.csv`` / ``.tsv`` (a header row, then one row per example), ``.parquet``, ``.txt`` (plain text: one
+    example per paragraph, paragraphs separated by blank lines), a folder written by
+    ``datasets.Dataset.save_to_disk`` (its ``train`` split when it holds several), or a hub id loaded
+    with ``datasets.load_dataset(id, split="train")`` when the string is not an existing path.
+
+Formats and their fields (``DataConfig.columns`` maps a field to your column name)
+    ``prompt_completion``  prompt, completion
+    ``alpaca``             instruction, input (optional), output
+    ``messages``           messages: a list of {role, content}
+    ``sharegpt``           conversations: a list of {from: human/gpt/system, value}
+    ``question_answer``    question, answer (GSM8K style; the text after ``####`` is the reference answer)
+    ``text``               text (loss on every token)
+
+For ``messages`` and ``sharegpt`` the model learns the LAST assistant turn; every turn before it is the
+prompt. A turn may be written either as {role, content} or as {from, value} in both formats.
+A completion that holds ``####`` gives the text after the last ``####`` as the reference answer.
+
+Bad rows (broken JSON, missing or wrongly typed fields, empty text, invalid UTF-8 bytes) are skipped and
+listed in the :class:`DataReport` with file, line (``item N`` for the N-th element, counted from 0, of a
+JSON list; ``row N`` for Parquet and ``datasets`` rows) and reason. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+# ---- Public types ----------------------------------------------------------------------------------
+
+
+class DataError(ValueError):
+    """The data cannot be used; the message names the file and what to change."""
+
+
+@dataclass
+class Example:
+    """One training example, independent of the file format it came from."""
+
+    prompt: str
+    """Plain prompt text ('' for the text format). For alpaca the instruction; for messages/sharegpt a
+    plain ``Role: content`` transcript of the prompt turns ending in ``Assistant: ``."""
+    completion: str
+    """What the model learns to write (the EOS token is appended at tokenization)."""
+    messages: list[dict] | None = None
+    """Chat prompt turns ({role, content}, system included) when the format had them."""
+    reference: str | None = None
+    """The final answer after ``####`` in the completion, when there is one."""
+    source: str = ""
+    """Where the row came from: ``file.jsonl:12``, ``file.json:item 3`` or ``file.parquet:row 7``."""
+    format: str = "prompt_completion"
+    """The format the row was read as (decides the plain prompt template)."""
+    input: str = ""
+    """Alpaca's optional input (context) field; the instruction is in ``prompt``."""
+
+
+@dataclass
+class BadRow:
+    """A row that was skipped, and why."""
+
+    file: str
+    line: int
+    reason: str
+    unit: str = "line"
+    """``line`` for text files (1-based), ``item`` for JSON lists and ``row`` for tables (0-based)."""
+
+    def __str__(self) -> str:
+        return f"{self.file} {self.unit} {self.line}: {self.reason}"
+
+
+@dataclass
+class DataReport:
+    """What was read from one source: format, columns, counts, skipped rows and notes."""
+
+    file: str
+    format: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Format field -> column actually read."""
+    total: int = 0
+    """Rows seen in the source (blank lines are not rows)."""
+    kept: int = 0
+    bad_rows: list[BadRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bad_fraction(self) -> float:
+        return len(self.bad_rows) / self.total if self.total else 0.0
+
+    def summary(self, max_rows: int = 10) -> str:
+        """A few lines of text for a log or a dialog."""
+        fields = ", ".join(f"{k} <- {v}" if k != v else k for k, v in self.columns.items())
+        lines = [
+            f"{self.file}: format {self.format or '?'} ({fields}); "
+            f"{self.total} rows, {self.kept} kept, {len(self.bad_rows)} skipped"
+        ]
+        lines += [f"  {bad.unit} {bad.line}: {bad.reason}" for bad in self.bad_rows[:max_rows]]
+        if len(self.bad_rows) > max_rows:
+            lines.append(f"  ... and {len(self.bad_rows) - max_rows} more skipped rows")
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass
+class PreparedData:
+    """Tokenized train (and eval) sets plus the examples behind them."""
+
+    train: Any
+    """``datasets.Dataset`` with input_ids, attention_mask and labels."""
+    eval: Any | None
+    train_examples: list[Example]
+    eval_examples: list[Example]
+    report: DataReport
+    eval_report: DataReport | None
+    format: str
+
+
+# ---- Formats ---------------------------------------------------------------------------------------
+
+FORMAT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # format: (required fields, optional fields), in detection order
+    "messages": (("messages",), ()),
+    "sharegpt": (("conversations",), ()),
+    "alpaca": (("instruction", "output"), ("input",)),
+    "question_answer": (("question", "answer"), ()),
+    "prompt_completion": (("prompt", "completion"), ()),
+    "text": (("text",), ()),
+}
+
+SUPPORTED_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt")
+
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                   "model": "assistant", "system": "system"}
+_BOM = b"\xef\xbb\xbf"
+_BOM_NOTE = "a UTF-8 byte order mark at the start of the file was removed"
+
+
+class _RowError(Exception):
+    """A row-level problem: the row is skipped with this reason."""
+
+
+def _formats_help() -> str:
+    parts = []
+    for name, (required, optional) in FORMAT_FIELDS.items():
+        parts.append(f"{name} ({', '.join(list(required) + [f + '?' for f in optional])})")
+    return "; ".join(parts)
+
+
+def _mapping(fmt: str, columns: dict[str, str]) -> dict[str, str]:
+    required, optional = FORMAT_FIELDS[fmt]
+    return {f: columns.get(f, f) for f in required + optional}
+
+
+def _detect_format(seen: set[str], columns: dict[str, str]) -> str | None:
+    order = list(FORMAT_FIELDS)
+    # Formats whose fields the user mapped are tried first: {prompt: question} means prompt_completion.
+    order.sort(key=lambda f: not set(columns) & set(sum(FORMAT_FIELDS[f], ())))
+    for fmt in order:
+        if all(columns.get(f, f) in seen for f in FORMAT_FIELDS[fmt][0]):
+            return fmt
+    return None
+
+
+def _text(row: dict, column: str, name: str, required: bool = True) -> str:
+    value = row.get(column)
+    if value is None:
+        if required:
+            raise _RowError(f"missing field {column!r}" + (f" ({name})" if column != name else ""))
+        return ""
+    if not isinstance(value, str):
+        raise _RowError(f"field {column!r} must be text, got {type(value).__name__}")
+    if required and not value.strip():
+        raise _RowError(f"empty {column!r}")
+    return value
+
+
+def _reference(completion: str) -> str | None:
+    if "####" not in completion:
+        return None
+    answer = completion.rsplit("####", 1)[1].strip()
+    return answer or None
+
+
+def _turns(row: dict, column: str, sharegpt: bool) -> list[dict]:
+    turns = row.get(column)
+    if turns is None:
+        raise _RowError(f"missing field {column!r}")
+    if not isinstance(turns, (list, tuple)):
+        raise _RowError(f"field {column!r} must be a list of turns, got {type(turns).__name__}")
+    out = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise _RowError(f"{column!r} turn {i} must be an object, got {type(turn).__name__}")
+        role = turn.get("role") if turn.get("role") is not None else turn.get("from")
+        content = turn.get("content") if turn.get("content") is not None else turn.get("value")
+        if not isinstance(role, str) or not role:
+            raise _RowError(f"{column!r} turn {i} has no role ('role' or 'from')")
+        if not isinstance(content, str):
+            got = "nothing" if content is None else type(content).__name__
+            raise _RowError(f"{column!r} turn {i} content must be text, got {got}")
+        role = role.strip().lower()
+        if sharegpt or role in ("human", "gpt"):
+            if role not in _SHAREGPT_ROLES:
+                raise _RowError(f"{column!r} turn {i} has unknown role {role!r} (expected human, gpt or system)")
+            role = _SHAREGPT_ROLES[role]
+        out.append({"role": role, "content": content})
+    last = max((i for i, t in enumerate(out) if t["role"] == "assistant"), default=None)
+    if last is None:
+        raise _RowError(f"{column!r} has no assistant turn to learn")
+    if not out[last]["content"].strip():
+        raise _RowError(f"{column!r} last assistant turn is empty")
+    if not any(t["role"] != "system" for t in out[:last]):
+        raise _RowError(f"{column!r} has no user turn before the last assistant turn")
+    return out[: last + 1]
+
+
+def _transcript(messages: list[dict]) -> str:
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n".join(lines) + "\nAssistant: "
+
+
+def _parse_row(row: dict, fmt: str, mapping: dict[str, str], source: str) -> Example:
+    if fmt in ("messages", "sharegpt"):
+        turns = _turns(row, mapping[FORMAT_FIELDS[fmt][0][0]], fmt == "sharegpt")
+        prompt_turns, completion = turns[:-1], turns[-1]["content"]
+        return Example(prompt=_transcript(prompt_turns), completion=completion, messages=prompt_turns,
+                       reference=_reference(completion), source=source, format=fmt)
+    if fmt == "text":
+        return Example(prompt="", completion=_text(row, mapping["text"], "text"), source=source, format=fmt)
+    if fmt == "alpaca":
+        prompt = _text(row, mapping["instruction"], "instruction")
+        extra = _text(row, mapping["input"], "input", required=False)
+        completion = _text(row, mapping["output"], "output")
+        return Example(prompt=prompt, completion=completion, input=extra, reference=_reference(completion),
+                       source=source, format=fmt)
+    names = ("question", "answer") if fmt == "question_answer" else ("prompt", "completion")
+    prompt = _text(row, mapping[names[0]], names[0])
+    completion = _text(row, mapping[names[1]], names[1])
+    return Example(prompt=prompt, completion=completion, reference=_reference(completion), source=source, format=fmt)
+
+
+# ---- Readers: each yields (unit, position, row dict | _RowError) ------------------------------------
+
+
+def _decode_lines(raw: bytes, report: DataReport) -> list[tuple[int, str | None]]:
+    """Split bytes into (1-based line number, text or None when the line is not valid UTF-8)."""
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+        report.notes.append(_BOM_NOTE)
+    out = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            out.append((number, line.decode("utf-8").rstrip("\r")))
+        except UnicodeDecodeError:
+            out.append((number, None))
+    if out and out[-1][1] == "":
+        out.pop()
+    return out
+
+
+def _read_jsonl(path: Path, report: DataReport, raw: bytes | None = None) -> Iterator[tuple]:
+    for number, text in _decode_lines(raw if raw is not None else path.read_bytes(), report):
+        if text is None:
+            yield "line", number, _RowError("invalid UTF-8 bytes")
+            continue
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield "line", number, _RowError(f"broken JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(value, dict):
+            yield "line", number, _RowError(f"expected a JSON object, got {type(value).__name__}")
+            continue
+        yield "line", number, value
+
+
+def _read_json(path: Path, report: DataReport) -> Iterator[tuple]:
+    raw = path.read_bytes()
+    body = raw[len(_BOM):] if raw.startswith(_BOM) else raw
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 (bad bytes at offset {exc.start})") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # several documents: the file is JSON lines named .json
+            report.notes.append("the .json file holds one JSON object per line; read as JSON lines")
+            yield from _read_jsonl(path, report, raw)
+            return
+        raise DataError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if body is not raw:
+        report.notes.append(_BOM_NOTE)
+    if isinstance(value, dict):
+        for key in ("data", "train", "rows"):
+            if isinstance(value.get(key), list):
+                report.notes.append(f"rows read from the {key!r} list")
+                value = value[key]
+                break
+        else:
+            raise DataError(f"{path}: expected a list of objects, or an object with a 'data', 'train' or "
+                            f"'rows' list; found an object with keys {', '.join(map(str, value)) or 'none'}")
+    if not isinstance(value, list):
+        raise DataError(f"{path}: expected a list of objects, got {type(value).__name__}")
+    for index, item in enumerate(value):
+        if isinstance(item, dict):
+            yield "item", index, item
+        else:
+            yield "item", index, _RowError(f"expected a JSON object, got {type(item).__name__}")
+
+
+def _read_csv(path: Path, report: DataReport) -> Iterator[tuple]:
+    lines = _decode_lines(path.read_bytes(), report)
+    bad_lines = {number for number, text in lines if text is None}
+    reader = csv.reader(
+        ((text if text is not None else "") + "\n" for _, text in lines),
+        delimiter="\t" if path.suffix.lower() == ".tsv" else ",",
+    )
+    header: list[str] | None = None
+    end = 0
+    for record in reader:
+        start, end = end + 1, reader.line_num
+        if header is None:
+            if start in bad_lines:
+                raise DataError(f"{path}: the header line is not valid UTF-8")
+            header = [name.strip() for name in record]
+            continue
+        if bad_lines.intersection(range(start, end + 1)):
+            yield "line", start, _RowError("invalid UTF-8 bytes")
+        elif not record:
+            continue  # a blank line is not a row
+        elif not any(cell.strip() for cell in record):
+            yield "line", start, _RowError("empty row")
+        elif len(record) != len(header):
+            yield "line", start, _RowError(f"has {len(record)} fields, the header has {len(header)}")
+        else:
+            yield "line", start, dict(zip(header, record))
+    if header is None:
+        raise DataError(f"{path}: the CSV file is empty (no header row)")
+
+
+def _read_txt(path: Path, report: DataReport) -> Iterator[tuple]:
+    paragraph: list[str] = []
+    start, broken = 0, 0  # first line of the paragraph; first line with invalid UTF-8 in it (0: none)
+    for number, text in _decode_lines(path.read_bytes(), report) + [(0, "")]:
+        if text is not None and not text.strip():
+            if broken:
+                yield "line", start, _RowError(f"invalid UTF-8 bytes (line {broken})")
+            elif paragraph:
+                yield "line", start, {"text": "\n".join(paragraph)}
+            paragraph, broken = [], 0
+            continue
+        if not paragraph and not broken:
+            start = number
+        if text is None:
+            broken = broken or number
+        else:
+            paragraph.append(text)
+
+
+def _read_parquet(path: Path, report: DataReport) -> Iterator[tuple]:
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    for index, row in enumerate(rows):
+        yield "row", index, row
+
+
+def _read_dataset(ds: Any, path: str, report: DataReport) -> Iterator[tuple]:
+    if isinstance(ds, dict):  # a DatasetDict
+        splits = list(ds.keys())
+        split = "train" if "train" in splits else splits[0] if len(splits) == 1 else None
+        if split is None:
+            raise DataError(f"{path}: holds the splits {', '.join(splits)} and none is called 'train'")
+        if len(splits) > 1:
+            others = ", ".join(s for s in splits if s != "train")
+            report.notes.append(f"read the 'train' split (the source also has {others})")
+        ds = ds[split]
+    for index, row in enumerate(ds):
+        yield "row", index, row
+
+
+def _read_saved(path: Path, report: DataReport) -> Iterator[tuple]:
+    import datasets
+
+    if not any((path / name).exists() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
+        raise DataError(f"{path}: a folder, but not one written by datasets' save_to_disk; "
+                        f"give a data file ({', '.join(SUPPORTED_EXTENSIONS)}) instead")
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as exc:
+        raise DataError(f"{path}: could not load the saved dataset ({exc})") from None
+    yield from _read_dataset(ds, str(path), report)
+
+
+def _looks_like_path(value: str) -> bool:
+    return (
+        value.startswith((".", "/", "~", "\\"))
+        or os.path.isabs(value)
+        or Path(value).suffix.lower() in SUPPORTED_EXTENSIONS
+        or value.count("/") > 1
+    )
+
+
+def _read_hub(name: str, report: DataReport) -> Iterator[tuple]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, split="train")
+    except Exception as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        if offline:
+            raise DataError(f"{name}: not a file or folder, and not found locally and no network "
+                            "(HF_HUB_OFFLINE is set); give a data file or a saved dataset folder") from None
+        raise DataError(f"{name}: not a file or folder, and loading it as a hub dataset failed: {exc}") from None
+    report.notes.append("loaded the 'train' split from the hub")
+    yield from _read_dataset(ds, name, report)
+
+
+def _rows(path_str: str, report: DataReport) -> tuple[str, Iterator[tuple]]:
+    path = Path(path_str).expanduser()
+    if path.is_dir():
+        return "", _read_saved(path, report)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
+                   ".tsv": _read_csv, ".parquet": _read_parquet, ".txt": _read_txt}
+        if suffix not in readers:
+            raise DataError(f"{path}: unknown file type {suffix or '(no extension)'}; supported are "
+                            f"{', '.join(SUPPORTED_EXTENSIONS)} and folders saved with datasets' save_to_disk")
+        return ("text" if suffix == ".txt" else ""), readers[suffix](path, report)
+    if not path_str or _looks_like_path(path_str):
+        raise DataError(f"{path_str or '(empty path)'}: data file not found")
+    return "", _read_hub(path_str, report)
+
+
+# ---- Loading ---------------------------------------------------------------------------------------
+
+
+def load_examples(path: str, format: str = "auto", columns: dict | None = None) -> tuple[list[Example], DataReport]:
+    """Read every row of ``path`` as an :class:`Example`; bad rows are skipped and listed in the report.
+
+    ``format`` is one of the names in :data:`FORMAT_FIELDS` or ``auto`` (detect from the columns);
+    ``columns`` maps a format's field to the column holding it. Raises :class:`DataError` when the
+    source is missing or unreadable, or the format cannot be determined.
+    """
+    columns = dict(columns or {})
+    if format != "auto" and format not in FORMAT_FIELDS:
+        raise DataError(f"{path}: unknown format {format!r}; use auto or one of {', '.join(FORMAT_FIELDS)}")
+    path = str(path)
+    name = Path(path).name or path
+    report = DataReport(file=name)
+    forced, reader = _rows(path, report)
+    if forced and format not in ("auto", forced):
+        raise DataError(f"{path}: a .txt file is plain text; set data.format to auto or text (not {format})")
+    rows = list(reader)  # readers raise file-level DataErrors as they go
+    seen: set[str] = set()
+    for _, _, row in rows[:1000]:
+        if isinstance(row, dict):
+            seen.update(map(str, row))
+    fmt = forced or format
+    if fmt == "auto" and not seen:
+        # Not one row could be read as an object (or there are none): report each row's own problem.
+        report.total = len(rows)
+        report.bad_rows = [
+            BadRow(name, pos, str(row) if isinstance(row, _RowError) else "no fields", unit) for unit, pos, row in rows
+        ]
+        return [], report
+    if fmt == "auto":
+        detected = _detect_format(seen, columns)
+        if detected is None:
+            raise DataError(
+                f"{path}: cannot tell the data format from the columns seen "
+                f"({', '.join(sorted(seen)) or 'none'}). Known formats and their fields: {_formats_help()}. "
+                "Set data.format, and data.columns when your columns have other names "
+                "(e.g. {prompt: question, completion: solution})."
+            )
+        fmt = detected
+    unknown = set(columns) - set(sum(FORMAT_FIELDS[fmt], ()))
+    if unknown and not forced:
+        raise DataError(f"{path}: data.columns names {', '.join(sorted(unknown))}, which format {fmt} does not "
+                        f"have; its fields are {', '.join(sum(FORMAT_FIELDS[fmt], ()))}")
+    mapping = _mapping(fmt, {} if forced else columns)
+    missing = [mapping[f] for f in FORMAT_FIELDS[fmt][0] if mapping[f] not in seen]
+    if missing and seen:
+        raise DataError(f"{path}: format {fmt} needs the column(s) {', '.join(missing)}, but the columns seen are "
+                        f"{', '.join(sorted(seen))}; set data.columns to map {fmt}'s fields to your columns")
+    report.format = fmt
+    report.columns = {f: c for f, c in mapping.items() if c in seen or f in FORMAT_FIELDS[fmt][0]}
+    examples = []
+    for unit, position, row in rows:
+        report.total += 1
+        source = f"{name}:{position}" if unit == "line" else f"{name}:{unit} {position}"
+        try:
+            if isinstance(row, _RowError):
+                raise row
+            examples.append(_parse_row(row, fmt, mapping, source))
+        except _RowError as exc:
+            report.bad_rows.append(BadRow(name, position, str(exc), unit))
+    report.kept = len(examples)
+    return examples, report
+
+
+# ---- Rendering and tokenization --------------------------------------------------------------------
+
+
+def _use_chat_template(tokenizer, chat_template: str) -> bool:
+    if chat_template not in ("auto", "always", "never"):
+        raise DataError(f"data.chat_template: {chat_template!r} is not allowed; choose auto, always or never")
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if chat_template == "always" and not has:
+        raise DataError("data.chat_template is 'always' but the tokenizer has no chat template; use auto or never")
+    return has and chat_template != "never"
+
+
+def render_prompt(example: Example, tokenizer, chat_template: str = "auto", system_prompt: str | None = None) -> str:
+    """The text the model sees before the completion.
+
+    With the chat template: ``system_prompt`` (unless the row brings its own system turn), then the row's
+    messages or one user message, rendered with ``add_generation_prompt=True``. Without it:
+    alpaca uses ``### Instruction:`` / ``### Input:`` / ``### Response:`` sections, question_answer
+    ``Question: ...\\nAnswer: ``, others the prompt as it is; ``system_prompt`` then comes first, followed
+    by a blank line. The text format has no prompt and renders as ''.
+    """
+    if example.format == "text":
+        return ""
+    if _use_chat_template(tokenizer, chat_template):
+        if example.messages is not None:
+            messages = [dict(m) for m in example.messages]
+        else:
+            user = example.prompt + (f"\n\n{example.input}" if example.input.strip() else "")
+            messages = [{"role": "user", "content": user}]
+        if system_prompt and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if example.format == "alpaca":
+        text = f"### Instruction:\n{example.prompt}\n\n"
+        if example.input.strip():
+            text += f"### Input:\n{example.input}\n\n"
+        text += "### Response:\n"
+    elif example.format == "question_answer":
+        text = f"Question: {example.prompt}\nAnswer: "
+    else:
+        text = example.prompt
+    own_system = any(m["role"] == "system" for m in example.messages or [])
+    return f"{system_prompt}\n\n{text}" if system_prompt and not own_system else text
+
+
+def _adds_bos(tokenizer) -> bool:
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return bool(ids) and ids[0] == bos
+
+
+def _assemble(
+    prompt_ids: list[int], completion_ids: list[int], tokenizer, max_length: int, adds_bos: bool
+) -> dict | None:
+    if not completion_ids:
+        return None
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    prompt_ids = list(prompt_ids)
+    if adds_bos and (not prompt_ids or prompt_ids[0] != bos):
+        prompt_ids.insert(0, bos)
+    completion_ids = list(completion_ids)
+    if eos is not None and completion_ids[-1] != eos:
+        completion_ids.append(eos)
+    if len(prompt_ids) + len(completion_ids) > max_length:
+        keep_completion = min(len(completion_ids), max(1, max_length // 4))
+        room = max_length - keep_completion
+        if len(prompt_ids) > room:
+            # Cut the prompt from the left, keeping a leading BOS when there is room for it.
+            head = [prompt_ids[0]] if adds_bos and room > 1 and prompt_ids[0] == bos else []
+            tail = room - len(head)
+            prompt_ids = head + (prompt_ids[-tail:] if tail > 0 else [])
+        completion_ids = completion_ids[: max_length - len(prompt_ids)]
+    input_ids = prompt_ids + completion_ids
+    return {
+        "input_ids": input_ids,
+        "attention_mask": [1] * len(input_ids),
+        "labels": [-100] * len(prompt_ids) + completion_ids,
+    }
+
+
+def tokenize_example(example: Example, tokenizer, max_length: int, chat_template: str = "auto",
+                     system_prompt: str | None = None) -> dict | None:
+    """``input_ids``, ``attention_mask`` and ``labels`` (-100 on the prompt) for one example.
+
+    Prompt and completion are tokenized separately and joined, so the boundary is exact; BOS is added
+    once when the tokenizer normally adds it, EOS ends the completion. Rows longer than ``max_length``
+    lose the start of the prompt first (keeping at least ``max(1, max_length // 4)`` completion tokens,
+    or all of them when fewer), then the end of the completion. None when the completion has no tokens.
+    """
+    prompt = render_prompt(example, tokenizer, chat_template, system_prompt)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+    completion_ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"]
+    return _assemble(prompt_ids, completion_ids, tokenizer, max_length, _adds_bos(tokenizer))
+
+
+def _tokenize_all(examples: list[Example], report: DataReport, cfg, tokenizer) -> tuple[list[Example], list[dict]]:
+    prompts = [render_prompt(e, tokenizer, cfg.chat_template, cfg.system_prompt) for e in examples]
+    adds_bos = _adds_bos(tokenizer)
+    kept, features = [], []
+    batch = 1000
+    for start in range(0, len(examples), batch):
+        chunk = examples[start:start + batch]
+        p_ids = tokenizer(prompts[start:start + batch], add_special_tokens=False)["input_ids"]
+        c_ids = tokenizer([e.completion for e in chunk], add_special_tokens=False)["input_ids"]
+        for example, p, c in zip(chunk, p_ids, c_ids):
+            feature = _assemble(p, c, tokenizer, cfg.max_length, adds_bos)
+            if feature is None:
+                file, unit, position = _split_source(example.source)
+                report.bad_rows.append(BadRow(file, position, "no completion tokens", unit))
+                continue
+            kept.append(example)
+            features.append(feature)
+    report.kept = len(kept)
+    return kept, features
+
+
+def _split_source(source: str) -> tuple[str, str, int]:
+    file, _, where = source.rpartition(":")
+    unit, _, number = where.rpartition(" ")
+    return file, unit or "line", int(number)
+
+
+# ---- Preparing a run's data ------------------------------------------------------------------------
+
+
+def _check(report: DataReport, path: str, max_bad_fraction: float) -> None:
+    first = "; ".join(str(b) for b in report.bad_rows[:5])
+    if report.kept == 0:
+        raise DataError(f"no usable rows in {path}: {report.total} rows read, none usable"
+                        + (f"; first reasons: {first}" if first else ""))
+    if report.bad_fraction > max_bad_fraction:
+        raise DataError(
+            f"{path}: {len(report.bad_rows)} of {report.total} rows are unusable ({report.bad_fraction:.0%}), "
+            f"more than data.max_bad_fraction ({max_bad_fraction:.0%}); first: {first}. "
+            "Fix the rows or raise data.max_bad_fraction."
+        )
+
+
+def _features_dataset(features: list[dict]):
+    import datasets
+
+    return datasets.Dataset.from_dict({
+        key: [f[key] for f in features] for key in ("input_ids", "attention_mask", "labels")
+    })
+
+
+def _split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    if fraction <= 0 or n < 2:
+        return list(range(n)), []
+    n_eval = min(n - 1, max(1, round(n * fraction)))
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_eval])
+    return [i for i in range(n) if i not in held], sorted(held)
+
+
+def prepare_data(cfg, tokenizer) -> PreparedData:
+    """Load, check, tokenize and split the data of a :class:`~distill_gui.core.config.DataConfig`.
+
+    The eval set is ``cfg.eval`` (read with the train format) when set, else ``cfg.eval_fraction`` of the
+    train rows, drawn with ``cfg.seed`` (at least one row when the fraction is above 0 and there are two).
+
+    Raises :class:`DataError` when no row is usable or more than ``cfg.max_bad_fraction`` of the rows
+    were skipped (rows dropped at tokenization count as skipped).
+    """
+    if not cfg.train:
+        raise DataError("data.train: no training data is set")
+    examples, report = load_examples(cfg.train, cfg.format, cfg.columns)
+    examples, features = _tokenize_all(examples, report, cfg, tokenizer)
+    _check(report, cfg.train, cfg.max_bad_fraction)
+    eval_report = None
+    if cfg.eval:
+        eval_examples, eval_report = load_examples(cfg.eval, report.format, cfg.columns)
+        eval_examples, eval_features = _tokenize_all(eval_examples, eval_report, cfg, tokenizer)
+        _check(eval_report, cfg.eval, cfg.max_bad_fraction)
+        train_examples, train_features = examples, features
+    else:
+        train_idx, eval_idx = _split_indices(len(examples), cfg.eval_fraction, cfg.seed)
+        train_examples = [examples[i] for i in train_idx]
+        train_features = [features[i] for i in train_idx]
+        eval_examples = [examples[i] for i in eval_idx]
+        eval_features = [features[i] for i in eval_idx]
+        if eval_idx:
+            report.notes.append(f"{len(eval_idx)} of {len(examples)} rows held out for evaluation (seed {cfg.seed})")
+    return PreparedData(
+        train=_features_dataset(train_features),
+        eval=_features_dataset(eval_features) if eval_features else None,
+        train_examples=train_examples,
+        eval_examples=eval_examples,
+        report=report,
+        eval_report=eval_report,
+        format=report.format,
+    )
+
+
+# ---- Batching --------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataCollator:
+    """Right-pads tokenized rows into a batch of tensors; usable as ``data_collator`` of a Trainer.
+
+    input_ids are padded with ``pad_token_id``, attention_mask with 0 and labels with -100; other keys
+    in the features are ignored.
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: Iterable[dict]) -> dict:
+        import torch
+
+        features = list(features)
+        rows = [[int(t) for t in f["input_ids"]] for f in features]
+        longest = max((len(r) for r in rows), default=0)
+        if self.pad_to_multiple_of:
+            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch = {
+            "input_ids": [r + [self.pad_token_id] * (longest - len(r)) for r in rows],
+            "attention_mask": [
+                [int(t) for t in f.get("attention_mask", [1] * len(r))] + [0] * (longest - len(r))
+                for f, r in zip(features, rows)
+            ],
+        }
+        if all("labels" in f for f in features):
+            batch["labels"] = [
+                [int(t) for t in f["labels"]] + [-100] * (longest - len(r)) for f, r in zip(features, rows)
+            ]
+        return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}

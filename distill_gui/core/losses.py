@@ -1,0 +1,458 @@
+"""Knowledge-distillation losses: pure functions over already-shifted, flattened positions.
+
+Row ``i`` of every input predicts ``labels[i]``; ``-100`` marks a position that does not count.
+
+* :func:`forward_kl`, :func:`reverse_kl` and :func:`generalized_jsd` give one divergence per position
+  from two rows of logits, at a softmax temperature. The generalized JSD follows TRL's GKD convention
+  (``GKDTrainer.generalized_jsd_loss``): the mixture is ``beta * p_teacher + (1 - beta) * p_student``,
+  ``beta = 0`` gives exactly the forward KL and ``beta = 1`` exactly the reverse KL.
+* :func:`kd_loss_from_logits` is the plain computation from full logits (reference and fallback).
+* :func:`kd_loss_from_hidden` gives the same numbers from the last hidden states and the output heads,
+  chunk by chunk over positions, without ever holding the full ``[positions, vocab]`` logits. Its
+  gradients are computed in the forward pass, chunk by chunk (like Liger's fused linear
+  cross-entropy), so backward keeps only gradient tensors the size of the inputs.
+
+With ``top_k > 0`` both models' distributions are reduced to ``k + 1`` buckets: the teacher's top-k
+tokens and one tail bucket holding the rest of the probability mass. The divergence is taken over the
+buckets.
+
+The loss is always computed in float32 (float64 when an input is float64), whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+KD_LOSSES = ("forward_kl", "reverse_kl", "jsd")
+IGNORE_INDEX = -100
+
+
+class LossParts(NamedTuple):
+    """One step's losses (0-dim float tensors).
+
+    ``total = alpha * kd + (1 - alpha) * ce`` is the one to backpropagate. From
+    :func:`kd_loss_from_hidden`, ``kd`` and ``ce`` are detached values for logging.
+    """
+
+    total: torch.Tensor
+    kd: torch.Tensor
+    ce: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Spec:
+    loss: str
+    beta: float
+    temperature: float
+    alpha: float
+    top_k: int
+    chunk_size: int
+
+
+def _spec(loss: str, beta: float, temperature: float, alpha: float, top_k: int, chunk_size: int) -> _Spec:
+    if loss not in KD_LOSSES:
+        raise ValueError(f"loss: {loss!r} is not a KD loss; choose one of {', '.join(KD_LOSSES)}")
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta: {beta!r} must lie between 0 and 1")
+    if not temperature > 0.0:
+        raise ValueError(f"temperature: {temperature!r} must be above 0")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: {alpha!r} must lie between 0 and 1")
+    if top_k < 0:
+        raise ValueError(f"top_k: {top_k!r} must be 0 (all tokens) or more")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size: {chunk_size!r} must be at least 1")
+    return _Spec(loss, float(beta), float(temperature), float(alpha), int(top_k), int(chunk_size))
+
+
+def _loss_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
+    """float64 when any input is float64, otherwise float32."""
+    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+# ---- Divergences over log-probabilities ----------------------------------------------------------
+
+
+def _divergence(kind: str, s: torch.Tensor, t: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-row divergence between student log-probs ``s`` and teacher log-probs ``t`` (last dim)."""
+    if kind == "jsd" and beta == 0.0:
+        kind = "forward_kl"
+    elif kind == "jsd" and beta == 1.0:
+        kind = "reverse_kl"
+    if kind == "forward_kl":
+        return (t.exp() * (t - s)).sum(-1)
+    if kind == "reverse_kl":
+        return (s.exp() * (s - t)).sum(-1)
+    m = torch.logaddexp(s + math.log1p(-beta), t + math.log(beta))
+    return beta * (t.exp() * (t - m)).sum(-1) + (1.0 - beta) * (s.exp() * (s - m)).sum(-1)
+
+
+def _divergence_and_grad(kind: str, s: torch.Tensor, t: torch.Tensor, beta: float, want_grad: bool):
+    """``(D, dD/ds)``: the per-row divergence and its gradient w.r.t. the student log-probs ``s``.
+
+    Analytic forms: forward KL ``-p_t``; reverse KL ``p_s (s - t + 1)``; generalized JSD
+    ``(1 - beta) p_s (s - m)`` with ``m`` the log of the mixture.
+    """
+    if kind == "jsd" and beta == 0.0:
+        kind = "forward_kl"
+    elif kind == "jsd" and beta == 1.0:
+        kind = "reverse_kl"
+    if kind == "forward_kl":
+        pt = t.exp()
+        d = (pt * (t - s)).sum(-1)
+        return d, (pt.neg_() if want_grad else None)
+    if kind == "reverse_kl":
+        ps = s.exp()
+        diff = s - t
+        d = (ps * diff).sum(-1)
+        if not want_grad:
+            return d, None
+        return d, diff.add_(1.0).mul_(ps)
+    m = torch.logaddexp(s + math.log1p(-beta), t + math.log(beta))
+    pt = t.exp()
+    d = beta * (pt * (t - m)).sum(-1)
+    del pt
+    ps = s.exp()
+    s_minus_m = m.neg_().add_(s)
+    d = d + (1.0 - beta) * (ps * s_minus_m).sum(-1)
+    if not want_grad:
+        return d, None
+    return d, s_minus_m.mul_(ps).mul_(1.0 - beta)
+
+
+def _full_log_probs(logits: torch.Tensor, temperature: float, dtype: torch.dtype) -> torch.Tensor:
+    return F.log_softmax(logits.to(dtype) / temperature, dim=-1)
+
+
+def forward_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(p_teacher || p_student) per position, both softmaxed at ``temperature``: shape ``[N]``."""
+    dtype = _loss_dtype(student_logits, teacher_logits)
+    s = _full_log_probs(student_logits, temperature, dtype)
+    t = _full_log_probs(teacher_logits, temperature, dtype)
+    return _divergence("forward_kl", s, t, 0.0)
+
+
+def reverse_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(p_student || p_teacher) per position, both softmaxed at ``temperature``: shape ``[N]``."""
+    dtype = _loss_dtype(student_logits, teacher_logits)
+    s = _full_log_probs(student_logits, temperature, dtype)
+    t = _full_log_probs(teacher_logits, temperature, dtype)
+    return _divergence("reverse_kl", s, t, 0.0)
+
+
+def generalized_jsd(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, beta: float = 0.5, temperature: float = 1.0
+) -> torch.Tensor:
+    """Generalized Jensen-Shannon divergence per position (TRL's GKD convention): shape ``[N]``.
+
+    With ``m = beta * p_teacher + (1 - beta) * p_student`` it is
+    ``beta * KL(p_teacher || m) + (1 - beta) * KL(p_student || m)``; ``beta = 0`` returns exactly the
+    forward KL and ``beta = 1`` exactly the reverse KL.
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta: {beta!r} must lie between 0 and 1")
+    dtype = _loss_dtype(student_logits, teacher_logits)
+    s = _full_log_probs(student_logits, temperature, dtype)
+    t = _full_log_probs(teacher_logits, temperature, dtype)
+    return _divergence("jsd", s, t, float(beta))
+
+
+# ---- Top-k buckets -------------------------------------------------------------------------------
+
+
+def topk_bucket_log_probs(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, top_k: int, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student and teacher log-probs over ``top_k + 1`` buckets: ``[N, k + 1]`` each.
+
+    Buckets ``0..k-1`` are the teacher's top-k tokens per position (same tokens for the student);
+    bucket ``k`` holds the rest of each model's probability mass (its log is a log-sum-exp over the
+    remaining tokens, exact even when the tail is tiny). ``top_k`` must be below the vocabulary size.
+    """
+    vocab = teacher_logits.shape[-1]
+    if not 0 < top_k < vocab:
+        raise ValueError(f"top_k: {top_k} must lie between 1 and the vocabulary size - 1 ({vocab - 1})")
+    dtype = _loss_dtype(student_logits, teacher_logits)
+    u = student_logits.to(dtype) / temperature
+    v = teacher_logits.to(dtype) / temperature
+    idx = v.topk(top_k, dim=-1).indices
+    s_all, t_all = torch.logsumexp(u, -1, keepdim=True), torch.logsumexp(v, -1, keepdim=True)
+    s_rest = torch.logsumexp(u.scatter(-1, idx, -math.inf), -1, keepdim=True)
+    t_rest = torch.logsumexp(v.scatter(-1, idx, -math.inf), -1, keepdim=True)
+    s = torch.cat([u.gather(-1, idx), s_rest], dim=-1) - s_all
+    t = torch.cat([v.gather(-1, idx), t_rest], dim=-1) - t_all
+    return s, t
+
+
+# ---- Plain computation from logits ---------------------------------------------------------------
+
+
+def _valid_rows(labels: torch.Tensor) -> torch.Tensor | None:
+    """Indices of the counted positions, or None when every position counts."""
+    mask = labels != IGNORE_INDEX
+    if bool(mask.all()):
+        return None
+    return mask.nonzero().squeeze(1)
+
+
+def _check_labels(labels: torch.Tensor, vocab: int) -> None:
+    if labels.numel() and (bool((labels < 0).any()) or bool((labels >= vocab).any())):
+        bad = labels[(labels < 0) | (labels >= vocab)][0].item()
+        raise ValueError(f"labels: {bad} is outside the shared vocabulary [0, {vocab}) and is not {IGNORE_INDEX}")
+
+
+def kd_loss_from_logits(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    loss: str = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    alpha: float = 0.5,
+    top_k: int = 0,
+    chunk_size: int = 512,
+    vocab_size: int | None = None,
+) -> LossParts:
+    """KD loss from full logits ``[N, V_s]`` / ``[N, V_t]`` and ``labels [N]`` (the plain reference).
+
+    ``kd`` is the mean over counted positions of the divergence times ``temperature**2``; ``ce`` the
+    mean cross-entropy of the student logits (temperature 1) against ``labels``; ``total`` is
+    ``alpha * kd + (1 - alpha) * ce``. Both logits are cut to ``vocab_size`` (default: the smaller
+    vocabulary). ``chunk_size`` is accepted for a common signature and not used.
+    """
+    spec = _spec(loss, beta, temperature, alpha, top_k, chunk_size)
+    vocab = _shared_vocab(student_logits.shape[-1], teacher_logits.shape[-1], vocab_size)
+    student_logits = student_logits.reshape(-1, student_logits.shape[-1])[:, :vocab]
+    teacher_logits = teacher_logits.reshape(-1, teacher_logits.shape[-1])[:, :vocab].detach()
+    labels = labels.reshape(-1)
+    rows = _valid_rows(labels)
+    if rows is not None:
+        student_logits, teacher_logits, labels = student_logits[rows], teacher_logits[rows], labels[rows]
+    _check_labels(labels, vocab)
+    dtype = _loss_dtype(student_logits, teacher_logits)
+    count = max(labels.numel(), 1)
+
+    if 0 < spec.top_k < vocab:
+        s, t = topk_bucket_log_probs(student_logits, teacher_logits, spec.top_k, spec.temperature)
+    else:
+        s = _full_log_probs(student_logits, spec.temperature, dtype)
+        t = _full_log_probs(teacher_logits, spec.temperature, dtype)
+    kd = _divergence(spec.loss, s, t, spec.beta).sum() * (spec.temperature**2 / count)
+    ce = F.cross_entropy(student_logits.to(dtype), labels, reduction="sum") / count
+    return LossParts(spec.alpha * kd + (1.0 - spec.alpha) * ce, kd, ce)
+
+
+def _shared_vocab(v_student: int, v_teacher: int, vocab_size: int | None) -> int:
+    shared = min(v_student, v_teacher)
+    if vocab_size is None:
+        return shared
+    if not 0 < vocab_size <= shared:
+        raise ValueError(f"vocab_size: {vocab_size} must lie between 1 and the smaller vocabulary ({shared})")
+    return int(vocab_size)
+
+
+# ---- Chunked computation from hidden states ------------------------------------------------------
+
+
+def _logits(hidden: torch.Tensor, head: torch.Tensor, bias: torch.Tensor | None, vocab: int, dtype: torch.dtype):
+    """``hidden @ head[:vocab].T (+ bias)`` in the inputs' common dtype, returned as ``dtype``."""
+    mm_dtype = torch.promote_types(hidden.dtype, head.dtype)
+    out = hidden.to(mm_dtype) @ head[:vocab].to(mm_dtype).T
+    out = out.to(dtype)
+    if bias is not None:
+        out += bias[:vocab].to(dtype)
+    return out
+
+
+def _chunk_kd(
+    zs: torch.Tensor, zt: torch.Tensor, labels: torch.Tensor, spec: _Spec, count: int, want_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Sums of the divergence and the cross-entropy over one chunk, and d(total)/d(student logits).
+
+    ``zs`` and ``zt`` are the chunk's float logits; both are consumed (modified in place).
+    """
+    T, a = spec.temperature, spec.alpha
+    vocab = zs.shape[-1]
+    kd_scale = a * T * T / count  # d total / d divergence (per row)
+    ce_scale = (1.0 - a) / count  # d total / d cross-entropy (per row)
+    want_kd_grad = want_grad and kd_scale != 0.0
+    want_ce_grad = want_grad and ce_scale != 0.0
+
+    # Cross-entropy at temperature 1 (and the softmax it needs, when it needs one).
+    lse1 = torch.logsumexp(zs, -1, keepdim=True)
+    ce_sum = (lse1.squeeze(1) - zs.gather(1, labels[:, None]).squeeze(1)).sum()
+    ce_grad = None
+    if want_ce_grad:
+        ce_grad = (zs - lse1).exp_().mul_(ce_scale)
+        ce_grad.scatter_add_(1, labels[:, None], torch.full_like(lse1, -ce_scale))
+    del lse1
+
+    # Teacher log-probs (no grad), student log-probs.
+    v = zt.div_(T)
+    u = zs.div_(T)
+    if 0 < spec.top_k < vocab:
+        idx = v.topk(spec.top_k, dim=-1).indices
+        t_top = v.gather(1, idx)
+        t_all = torch.logsumexp(v, -1, keepdim=True)
+        t_rest = torch.logsumexp(v.scatter_(1, idx, -math.inf), -1, keepdim=True)
+        del v, zt
+        t = torch.cat([t_top, t_rest], 1).sub_(t_all)
+        s_all = torch.logsumexp(u, -1, keepdim=True)
+        s_top = u.gather(1, idx)
+        p_top = (s_top - s_all).exp_()
+        # From here u holds the rest: teacher's top-k tokens set to -inf.
+        u.scatter_(1, idx, -math.inf)
+        s_rest = torch.logsumexp(u, -1, keepdim=True)
+        s = torch.cat([s_top, s_rest], 1).sub_(s_all)
+        d, g = _divergence_and_grad(spec.loss, s, t, spec.beta, want_kd_grad)
+        grad = None
+        if want_kd_grad:
+            # d b_j / d u_i = [i = idx_j] - p_i ;  d b_tail / d u_i = [i in rest] p_i / P_rest - p_i
+            g_sum = g.sum(1, keepdim=True)
+            g_tail = g[:, -1:]
+            p_rest_scale = g_tail - g_sum * (s_rest - s_all).exp()  # rest: p_i * (g_tail / P_rest - g_sum)
+            grad = u.sub_(s_rest).exp_().mul_(p_rest_scale)  # exp(u_i - s_rest) = p_i / P_rest
+            grad.scatter_(1, idx, g[:, :-1] - p_top * g_sum)
+            grad.mul_(kd_scale / T)
+        else:
+            del u
+    else:
+        t = v.sub_(torch.logsumexp(v, -1, keepdim=True))
+        s = u.sub_(torch.logsumexp(u, -1, keepdim=True))
+        d, g = _divergence_and_grad(spec.loss, s, t, spec.beta, want_kd_grad)
+        del t, v, zt
+        grad = None
+        if want_kd_grad:
+            g_sum = g.sum(1, keepdim=True)
+            ps = s.exp_()  # s is not needed any more
+            grad = g.sub_(ps.mul_(g_sum)).mul_(kd_scale / T)
+        del s, u, zs
+    kd_sum = d.sum()
+
+    if ce_grad is not None:
+        grad = ce_grad if grad is None else grad.add_(ce_grad)
+    return kd_sum, ce_sum, grad
+
+
+class _ChunkedKD(torch.autograd.Function):
+    """Forward computes the losses and, chunk by chunk, the gradients; backward only scales them."""
+
+    @staticmethod
+    def forward(ctx, s_hidden, s_head, s_bias, t_hidden, t_head, t_bias, labels, spec: _Spec, vocab: int, grad_on: bool):
+        want_h, want_w, want_b = (grad_on and ctx.needs_input_grad[i] for i in range(3))
+        want_grad = want_h or want_w or want_b
+        dtype = _loss_dtype(s_hidden, s_head, t_hidden, t_head)
+        device = s_hidden.device
+        n = s_hidden.shape[0]
+        count = max(n, 1)
+        mm_dtype = torch.promote_types(s_hidden.dtype, s_head.dtype)
+        acc_dtype = torch.promote_types(mm_dtype, torch.float32)
+
+        grad_h = torch.zeros_like(s_hidden) if want_h else None
+        grad_w = torch.zeros(s_head.shape, dtype=acc_dtype, device=device) if want_w else None
+        grad_b = torch.zeros(s_bias.shape, dtype=acc_dtype, device=device) if want_b else None
+        kd_sum = torch.zeros((), dtype=dtype, device=device)
+        ce_sum = torch.zeros((), dtype=dtype, device=device)
+
+        with torch.autocast(device_type=device.type, enabled=False), torch.no_grad():
+            for start in range(0, n, spec.chunk_size):
+                stop = min(start + spec.chunk_size, n)
+                h = s_hidden[start:stop]
+                zs = _logits(h, s_head, s_bias, vocab, dtype)
+                zt = _logits(t_hidden[start:stop], t_head, t_bias, vocab, dtype)
+                kd_c, ce_c, g = _chunk_kd(zs, zt, labels[start:stop], spec, count, want_grad)
+                del zs, zt
+                kd_sum += kd_c
+                ce_sum += ce_c
+                if g is None:
+                    continue
+                g_mm = g.to(mm_dtype)
+                if want_h:
+                    grad_h[start:stop] = (g_mm @ s_head[:vocab].to(mm_dtype)).to(grad_h.dtype)
+                if want_w:
+                    if mm_dtype == acc_dtype:
+                        grad_w[:vocab].addmm_(g_mm.T, h.to(mm_dtype))
+                    else:
+                        grad_w[:vocab] += g_mm.T @ h.to(mm_dtype)
+                if want_b:
+                    grad_b[:vocab] += g.sum(0).to(acc_dtype)
+                del g, g_mm
+
+        kd = kd_sum * (spec.temperature**2 / count)
+        ce = ce_sum / count
+        total = spec.alpha * kd + (1.0 - spec.alpha) * ce
+        if grad_w is not None:
+            grad_w = grad_w.to(s_head.dtype)
+        if grad_b is not None:
+            grad_b = grad_b.to(s_bias.dtype)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.mark_non_differentiable(kd, ce)
+        return total, kd, ce
+
+    @staticmethod
+    def backward(ctx, grad_total, _grad_kd, _grad_ce):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        scale = grad_total
+        out_h = grad_h * scale.to(grad_h.dtype) if grad_h is not None else None
+        out_w = grad_w * scale.to(grad_w.dtype) if grad_w is not None else None
+        out_b = grad_b * scale.to(grad_b.dtype) if grad_b is not None else None
+        return out_h, out_w, out_b, None, None, None, None, None, None, None
+
+
+def kd_loss_from_hidden(
+    student_hidden: torch.Tensor,
+    student_head: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    teacher_head: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    loss: str = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    alpha: float = 0.5,
+    top_k: int = 0,
+    chunk_size: int = 512,
+    vocab_size: int | None = None,
+    student_bias: torch.Tensor | None = None,
+    teacher_bias: torch.Tensor | None = None,
+) -> LossParts:
+    """KD loss from last hidden states and output heads, ``chunk_size`` positions at a time.
+
+    ``student_hidden [N, H_s]`` and ``teacher_hidden [N, H_t]`` are already shifted so row ``i``
+    predicts ``labels[i]``; the heads are output-embedding weights ``[V_s, H_s]`` / ``[V_t, H_t]``.
+    Gives the same values and gradients as :func:`kd_loss_from_logits` on the full logits, while
+    holding at most one chunk of logits at a time. Only positions whose label is not -100 are
+    computed. Gradients reach ``student_hidden``, ``student_head`` and ``student_bias`` where they
+    require grad; the teacher side is treated as constant. ``kd`` and ``ce`` of the result are
+    detached (for logging); backpropagate ``total``.
+    """
+    spec = _spec(loss, beta, temperature, alpha, top_k, chunk_size)
+    if student_hidden.shape[-1] != student_head.shape[-1] or teacher_hidden.shape[-1] != teacher_head.shape[-1]:
+        raise ValueError(
+            f"hidden size mismatch: student {tuple(student_hidden.shape)} vs head {tuple(student_head.shape)}, "
+            f"teacher {tuple(teacher_hidden.shape)} vs head {tuple(teacher_head.shape)}"
+        )
+    vocab = _shared_vocab(student_head.shape[0], teacher_head.shape[0], vocab_size)
+    student_hidden = student_hidden.reshape(-1, student_hidden.shape[-1])
+    teacher_hidden = teacher_hidden.reshape(-1, teacher_hidden.shape[-1]).detach()
+    labels = labels.reshape(-1)
+    if not student_hidden.shape[0] == teacher_hidden.shape[0] == labels.shape[0]:
+        raise ValueError(
+            f"positions differ: student {student_hidden.shape[0]}, teacher {teacher_hidden.shape[0]}, labels {labels.shape[0]}"
+        )
+    rows = _valid_rows(labels)
+    if rows is not None:
+        student_hidden, teacher_hidden, labels = student_hidden[rows], teacher_hidden[rows], labels[rows]
+    _check_labels(labels, vocab)
+    teacher_bias = teacher_bias.detach() if teacher_bias is not None else None
+    total, kd, ce = _ChunkedKD.apply(
+        student_hidden, student_head, student_bias, teacher_hidden, teacher_head.detach(), teacher_bias, labels, spec, vocab,
+        torch.is_grad_enabled(),
+    )
+    return LossParts(total, kd, ce)

@@ -1,0 +1,646 @@
+"""Finding, checking, describing and loading teacher and student models.
+
+A model is a local Hugging Face folder, a GGUF file, or a hub id that must already be in the local
+Hugging Face cache when there is no network. Loading is safe by default: no custom Python code from
+the model (``trust_remote_code``) and no pickle weights (``allow_pickle``) unless the config says so.
+Every problem is a :class:`ModelError` whose message names the model and what to do about it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import struct
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from distill_gui.core.config import ModelConfig, StudentConfig
+from distill_gui.core.memory import format_bytes
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class ModelError(ValueError):
+    """A model cannot be found, is unsafe to load under the current settings, or failed to load."""
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+# A hub id: "name" or "org/name" (letters, digits, '-', '_', '.'), as huggingface_hub accepts them.
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+NETWORK_PROBE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's files are.
+
+    ``kind`` is "folder", "gguf" or "hub". ``path`` is a local folder for every kind except a hub
+    model that is not cached yet, where it is the hub id (downloaded when loading).
+    """
+
+    kind: str
+    path: str
+    gguf_file: str | None = None
+    hub_id: str | None = None
+    revision: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind != "hub" or Path(self.path).is_dir()
+
+    @property
+    def display(self) -> str:
+        """The name a person knows the model by: the hub id, the GGUF file or the folder."""
+        if self.hub_id:
+            return self.hub_id + (f" ({self.gguf_file})" if self.gguf_file else "")
+        if self.gguf_file:
+            return str(Path(self.path) / self.gguf_file)
+        return self.path
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to use, with its tokenizer and where it lives."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: ModelSource
+    device: torch.device
+    dtype: torch.dtype
+    num_params: int
+    trainable_params: int
+    role: str = "student"
+    quantization: str = "none"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model is, read from its config and tokenizer without loading its weights."""
+
+    source: ModelSource
+    architecture: str
+    model_type: str
+    num_params: int
+    vocab_size: int
+    tokenizer_vocab_size: int
+    hidden_size: int
+    num_layers: int
+    intermediate_size: int
+    num_attention_heads: int
+    tie_word_embeddings: bool
+    disk_dtype: str
+    disk_bytes: int
+    num_linear_layers: int
+    linear_dims_total: int
+    """Sum of (in_features + out_features) over the linear layers LoRA would adapt ('all-linear'):
+    a LoRA adapter of rank r adds ``r * linear_dims_total`` parameters."""
+
+    @property
+    def embedding_params(self) -> int:
+        """Parameters in the input embedding and, when untied, the output head."""
+        return self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+
+    def lora_params(self, r: int) -> int:
+        """Parameters a rank-``r`` LoRA on every linear layer but the head adds."""
+        return r * self.linear_dims_total
+
+    def summary(self) -> str:
+        """One sentence, e.g. "LlamaForCausalLM, 3.5 M parameters, 4 layers, vocab 8,000 (tokenizer 8,000), 14 MB on disk"."""
+        parts = [
+            self.architecture,
+            f"{format_count(self.num_params)} parameters",
+            f"{self.num_layers} layer{'s' if self.num_layers != 1 else ''}",
+            f"vocab {self.vocab_size:,} (tokenizer {self.tokenizer_vocab_size:,})",
+        ]
+        if self.disk_bytes:
+            parts.append(f"{format_bytes(self.disk_bytes)} on disk ({self.disk_dtype})")
+        return ", ".join(parts)
+
+
+def format_count(n: int) -> str:
+    """A parameter count for people: 950 K, 3.5 M, 1.24 B."""
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= size:
+            value = n / size
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    return str(n)
+
+
+# ---- Finding a model --------------------------------------------------------------------------
+
+
+def _looks_local(path: str) -> bool:
+    if path.startswith(("/", "./", "../", "~", ".\\", "..\\")) or os.path.isabs(path):
+        return True
+    if path.lower().endswith(".gguf"):
+        return True
+    return (os.sep in path or "/" in path) and not HUB_ID_RE.match(path)
+
+
+def _offline() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except Exception:  # pragma: no cover - huggingface_hub always ships with transformers
+        return False
+
+
+def _hub_reachable() -> bool:
+    """One quick TCP connection to the hub endpoint (no retries, short timeout)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (443 if parsed.scheme != "http" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=NETWORK_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _resolve_hub(hub_id: str, revision: str | None, what: str = "model") -> str:
+    """The local snapshot folder of a cached hub repo, or the id itself when the hub can be reached.
+
+    Never waits on network retries: the cache is read with ``local_files_only`` and the network is
+    probed once with a short timeout.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(hub_id, revision=revision, local_files_only=True)
+    except Exception:  # LocalEntryNotFoundError, or an id huggingface_hub rejects
+        pass
+    offline = _offline()
+    if offline or not _hub_reachable():
+        why = " (HF_HUB_OFFLINE is set)" if offline else ""
+        raise ModelError(
+            f"{hub_id}: not found locally and no network (the hub is unreachable); download it on a "
+            f"connected machine or give a local folder{why}. There is no local {what} folder of that name "
+            "and it is not in the Hugging Face cache."
+        )
+    return hub_id
+
+
+def _folder_source(folder: Path, kind: str, gguf_file: str | None, hub_id: str | None, revision: str | None) -> ModelSource:
+    where = hub_id or str(folder)
+    if gguf_file:
+        if not (folder / gguf_file).is_file():
+            raise ModelError(f"{where}: the GGUF file {gguf_file!r} is not in {folder}; check gguf_file")
+        return ModelSource("gguf" if kind != "hub" else "hub", str(folder), gguf_file, hub_id, revision)
+    if (folder / "config.json").is_file():
+        return ModelSource(kind, str(folder), None, hub_id, revision)
+    ggufs = sorted(p.name for p in folder.glob("*.gguf"))
+    if len(ggufs) == 1:
+        return ModelSource("gguf" if kind != "hub" else "hub", str(folder), ggufs[0], hub_id, revision)
+    if len(ggufs) > 1:
+        raise ModelError(
+            f"{where}: holds {len(ggufs)} GGUF files ({', '.join(ggufs[:4])}{', ...' if len(ggufs) > 4 else ''}); "
+            "give the file itself as the path, or set gguf_file"
+        )
+    raise ModelError(
+        f"{where}: not a model folder. A model folder holds config.json and the weights "
+        "(model.safetensors or model-0000x-of-0000y.safetensors), plus the tokenizer files; "
+        "or give a .gguf file"
+    )
+
+
+def resolve_source(cfg: ModelConfig) -> ModelSource:
+    """Find where a model is: a folder, a GGUF file or a hub id (local cache first, never a long wait)."""
+    raw = (cfg.path or "").strip()
+    if not raw:
+        raise ModelError("no model path is set; choose a model folder, a .gguf file or a hub id")
+    path = Path(raw).expanduser()
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return ModelSource("gguf", str(path.parent.resolve()), path.name)
+        raise ModelError(
+            f"{raw}: is a file, not a model; give the model folder (with config.json and *.safetensors) or a .gguf file"
+        )
+    if path.is_dir():
+        return _folder_source(path.resolve(), "folder", cfg.gguf_file, None, None)
+    if _looks_local(raw) or not HUB_ID_RE.match(raw) or ".." in raw or "--" in raw:
+        raise ModelError(f"{raw}: not found; check the path (no such file or folder)")
+    location = _resolve_hub(raw, cfg.revision)
+    if location == raw:
+        return ModelSource("hub", raw, cfg.gguf_file, raw, cfg.revision)
+    return _folder_source(Path(location), "hub", cfg.gguf_file, raw, cfg.revision)
+
+
+# ---- Safety checks ----------------------------------------------------------------------------
+
+
+def _read_config_json(source: ModelSource) -> dict | None:
+    if source.gguf_file:
+        return None
+    if source.is_local:
+        file = Path(source.path) / "config.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            file = Path(hf_hub_download(source.path, "config.json", revision=source.revision))
+        except Exception as exc:
+            raise ModelError(f"{source.display}: could not read config.json from the hub ({exc})") from None
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{source.display}: config.json is unreadable ({exc}); the model folder looks damaged") from None
+
+
+def check_safety(source: ModelSource, cfg: ModelConfig, role: str) -> bool | None:
+    """Refuse custom code and pickle weights unless allowed; return the ``use_safetensors`` value to load with."""
+    config = _read_config_json(source)
+    if config is not None and not cfg.trust_remote_code:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+        model_type = config.get("model_type")
+        if config.get("auto_map"):
+            raise ModelError(
+                f"{source.display}: the model ships its own Python code (auto_map in config.json), which runs "
+                f"on your machine when loaded. Set {role}.trust_remote_code: true only if you trust its source."
+            )
+        if not model_type or model_type not in CONFIG_MAPPING:
+            raise ModelError(
+                f"{source.display}: model_type {model_type!r} is not known to this transformers version; it needs "
+                f"custom code ({role}.trust_remote_code: true, only if you trust its source) or a newer transformers"
+            )
+    if source.gguf_file:
+        return None
+    if not source.is_local:
+        # Files are not listed before download: ask transformers for safetensors unless pickle is allowed.
+        return None if cfg.allow_pickle else True
+    folder = Path(source.path)
+    names = [p.name for p in folder.iterdir() if p.is_file()]
+    has_safetensors = any(n.endswith(".safetensors") for n in names)
+    pickles = [n for n in names if n.endswith(PICKLE_SUFFIXES) and n != "training_args.bin"]
+    if has_safetensors:
+        return True
+    if pickles:
+        if not cfg.allow_pickle:
+            raise ModelError(
+                f"{source.display}: has only pickle weights ({', '.join(sorted(pickles)[:3])}); pickle files can run "
+                f"code when loaded. Set {role}.allow_pickle: true only if you trust the source, or convert the "
+                "weights to safetensors"
+            )
+        return False
+    raise ModelError(
+        f"{source.display}: no weights found; a model folder needs model.safetensors (or sharded "
+        "model-0000x-of-0000y.safetensors) next to config.json"
+    )
+
+
+# ---- Devices and dtypes -----------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto: CUDA when available, else MPS, else CPU. A named device that is not there is a ModelError."""
+    import torch
+
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ModelError("device mps: Apple's Metal (MPS) is not available on this machine; use cpu or auto")
+        return torch.device("mps")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {name}: no CUDA GPU is available (torch {torch.__version__}); use cpu or auto")
+        index = int(name[5:]) if name.startswith("cuda:") else torch.cuda.current_device()
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise ModelError(f"device {name}: there {'is' if count == 1 else 'are'} only {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+        return torch.device("cuda", index)
+    raise ModelError(f"device {name!r}: not a device; use auto, cpu, cuda, cuda:N or mps")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (CUDA compute capability 8+, MPS, CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type in ("cpu", "mps")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 on CUDA GPUs that support it, otherwise fp32 (CPU, MPS, older GPUs)."""
+    import torch
+
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if device.type == "cuda" and bf16_supported(device):
+            return torch.bfloat16
+        return torch.float32
+    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if name not in table:
+        raise ModelError(f"dtype {name!r}: choose auto, fp32, bf16 or fp16")
+    if name == "bf16" and device.type == "cuda" and not bf16_supported(device):
+        raise ModelError(f"dtype bf16: the GPU {device} has no bfloat16 support; use fp16 or fp32")
+    return table[name]
+
+
+# ---- Loading ----------------------------------------------------------------------------------
+
+
+def _tokenizer_location(cfg: ModelConfig, source: ModelSource) -> tuple[str, dict]:
+    if cfg.tokenizer:
+        raw = cfg.tokenizer.strip()
+        path = Path(raw).expanduser()
+        if path.exists():
+            return str(path), {}
+        if _looks_local(raw) or not HUB_ID_RE.match(raw):
+            raise ModelError(f"{raw}: tokenizer not found; check the tokenizer path (no such folder)")
+        return _resolve_hub(raw, None, what="tokenizer"), {}
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    if source.revision and not source.is_local:
+        kwargs["revision"] = source.revision
+    return source.path, kwargs
+
+
+def load_tokenizer(cfg: ModelConfig, role: str, source: ModelSource | None = None) -> PreTrainedTokenizerBase:
+    """The model's tokenizer (from ``cfg.tokenizer``, the model folder or the GGUF file); pad falls back to eos."""
+    from transformers import AutoTokenizer
+
+    source = source or resolve_source(cfg)
+    location, kwargs = _tokenizer_location(cfg, source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=cfg.trust_remote_code, **kwargs)
+    except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
+        raise ModelError(
+            f"{location}: could not load the {role} tokenizer ({_first_line(exc)}); the folder needs tokenizer.json "
+            f"or tokenizer_config.json, or set {role}.tokenizer to a folder that has them"
+        ) from None
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelError(f"{location}: the {role} tokenizer has neither a pad nor an eos token; it cannot batch text")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _load_hint(source: ModelSource, role: str, use_safetensors: bool | None) -> str:
+    if source.gguf_file:
+        return ("transformers reads GGUF files only for some architectures (llama, mistral, qwen2, gemma, phi3, ...) "
+                "and needs the gguf package; otherwise use the original model folder")
+    if not source.is_local:
+        extra = f" or set {role}.allow_pickle: true if it has only pickle weights" if use_safetensors else ""
+        return f"check the hub id and revision{extra}"
+    return "check that the folder is a complete Hugging Face model (config.json and *.safetensors, not truncated)"
+
+
+def quantization_config(quantization: str, device: torch.device) -> Any:
+    """The bitsandbytes config for "8bit" / "4bit" (NF4, double quantization), or None for "none"."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "none":
+        return None
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if quantization == "4bit":
+        compute = torch.bfloat16 if bf16_supported(device) else torch.float32
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+    raise ModelError(f"quantization {quantization!r}: choose none, 8bit or 4bit")
+
+
+def count_params(model: Any, trainable_only: bool = False) -> int:
+    """Parameters of a model, counting 4-bit packed weights by their real (unpacked) size."""
+    total = 0
+    for param in model.parameters():
+        if trainable_only and not param.requires_grad:
+            continue
+        state = getattr(param, "quant_state", None)
+        total += state.shape.numel() if state is not None and getattr(state, "shape", None) is not None else param.numel()
+    return total
+
+
+def _lora_config(cfg: StudentConfig) -> Any:
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import TaskType
+
+    targets = list(cfg.lora.target_modules)
+    target: str | list[str] = "all-linear" if targets == ["all-linear"] else targets
+    return PeftLoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=target,
+        task_type=TaskType.CAUSAL_LM,
+    )
+
+
+def load_model(cfg: ModelConfig | StudentConfig, role: str, for_training: bool = False) -> LoadedModel:
+    """Load a model and its tokenizer on the configured device.
+
+    The teacher is always frozen in eval mode. A student loaded ``for_training`` is in train mode with
+    LoRA adapters (``student.lora.enabled``; QLoRA when quantized) or all weights trainable; otherwise
+    it is frozen in eval mode like the teacher (for generation and evaluation).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_source(cfg)
+    use_safetensors = check_safety(source, cfg, role)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    tokenizer = load_tokenizer(cfg, role, source)
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    if use_safetensors is not None:
+        kwargs["use_safetensors"] = use_safetensors
+    if source.revision and not source.is_local:
+        kwargs["revision"] = source.revision
+    quant = quantization_config(cfg.quantization, device)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": str(device)}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+    except ModelError:
+        raise
+    except (OSError, ValueError, ImportError, RuntimeError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{source.display}: could not load the {role} model ({_first_line(exc)}); {_load_hint(source, role, use_safetensors)}"
+        ) from None
+    if quant is None:
+        model.to(device)
+
+    training = for_training and role == "student"
+    if training and isinstance(cfg, StudentConfig) and cfg.lora.enabled:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if quant is not None:
+            # Gradient checkpointing stays the trainer's choice (training.gradient_checkpointing).
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        try:
+            model = get_peft_model(model, _lora_config(cfg))
+        except ValueError as exc:
+            raise ModelError(
+                f"{source.display}: LoRA could not be added ({_first_line(exc)}); check student.lora.target_modules "
+                "(module names such as q_proj, v_proj, or all-linear)"
+            ) from None
+        model.train()
+    elif training:
+        model.requires_grad_(True)
+        model.train()
+    else:
+        model.requires_grad_(False)
+        model.eval()
+    with torch.no_grad():
+        num_params = count_params(model)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        source=source,
+        device=device,
+        dtype=dtype,
+        num_params=num_params,
+        trainable_params=count_params(model, trainable_only=True),
+        role=role,
+        quantization=cfg.quantization,
+    )
+
+
+# ---- Describing without loading ---------------------------------------------------------------
+
+
+_SAFETENSORS_DTYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64", "I8": "int8", "U8": "uint8",
+                       "F8_E4M3": "fp8", "F8_E5M2": "fp8"}
+
+
+def _safetensors_dtype(files: list[Path]) -> str:
+    """The most common weight dtype, read from the safetensors headers (a few KB each)."""
+    counts: Counter[str] = Counter()
+    for file in files:
+        try:
+            with file.open("rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(min(length, 100_000_000)))
+        except (OSError, ValueError, struct.error):
+            continue
+        for name, entry in header.items():
+            if name != "__metadata__" and isinstance(entry, dict):
+                shape = entry.get("shape") or [1]
+                size = 1
+                for dim in shape:
+                    size *= dim
+                counts[entry.get("dtype", "?")] += size
+    if not counts:
+        return "unknown"
+    top = counts.most_common(1)[0][0]
+    return _SAFETENSORS_DTYPES.get(top, top.lower())
+
+
+def _gguf_dtype(file: Path) -> str:
+    """The most common tensor type of a GGUF file (Q4_1, F16, ...), by element count."""
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(file))
+        counts: Counter[str] = Counter()
+        for tensor in reader.tensors:
+            counts[tensor.tensor_type.name] += int(tensor.n_elements)
+        return counts.most_common(1)[0][0] if counts else "unknown"
+    except Exception:  # a GGUF the reader does not understand still gets described
+        return "gguf"
+
+
+def _disk_facts(source: ModelSource) -> tuple[str, int]:
+    if not source.is_local:
+        return "unknown", 0
+    folder = Path(source.path)
+    if source.gguf_file:
+        file = folder / source.gguf_file
+        return _gguf_dtype(file), file.stat().st_size
+    safetensors = sorted(folder.glob("*.safetensors"))
+    if safetensors:
+        return _safetensors_dtype(safetensors), sum(f.stat().st_size for f in safetensors)
+    pickles = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(PICKLE_SUFFIXES) and f.name != "training_args.bin"]
+    return "pickle", sum(f.stat().st_size for f in pickles)
+
+
+def _linear_dims(model: Any) -> tuple[int, int]:
+    """(count, sum of in+out features) of the linear layers 'all-linear' LoRA adapts (all but the head)."""
+    import torch
+
+    head = model.get_output_embeddings()
+    count = dims = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not head:
+            count += 1
+            dims += module.in_features + module.out_features
+    return count, dims
+
+
+def describe_model(cfg: ModelConfig, role: str) -> ModelInfo:
+    """Read a model's facts from its config and tokenizer without loading any weights (a second or two)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    source = resolve_source(cfg)
+    check_safety(source, cfg, role)
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    if source.revision and not source.is_local:
+        kwargs["revision"] = source.revision
+    try:
+        config = AutoConfig.from_pretrained(source.path, **kwargs)
+    except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
+        raise ModelError(f"{source.display}: could not read the {role} model config ({_first_line(exc)}); {_load_hint(source, role, None)}") from None
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise ModelError(f"{source.display}: {config.model_type} is not a causal language model transformers can build ({_first_line(exc)})") from None
+    tokenizer = load_tokenizer(cfg, role, source)
+    text = config.get_text_config()
+    num_linear, linear_dims = _linear_dims(skeleton)
+    disk_dtype, disk_bytes = _disk_facts(source)
+    architectures = getattr(config, "architectures", None) or [type(skeleton).__name__]
+    hidden = int(getattr(text, "hidden_size", 0) or 0)
+    return ModelInfo(
+        source=source,
+        architecture=architectures[0],
+        model_type=config.model_type,
+        num_params=count_params(skeleton),
+        vocab_size=int(getattr(text, "vocab_size", 0) or skeleton.get_input_embeddings().num_embeddings),
+        tokenizer_vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_layers=int(getattr(text, "num_hidden_layers", 0) or 0),
+        intermediate_size=int(getattr(text, "intermediate_size", 0) or 4 * hidden),
+        num_attention_heads=int(getattr(text, "num_attention_heads", 0) or 0),
+        tie_word_embeddings=bool(getattr(text, "tie_word_embeddings", getattr(config, "tie_word_embeddings", False))),
+        disk_dtype=disk_dtype,
+        disk_bytes=disk_bytes,
+        num_linear_layers=num_linear,
+        linear_dims_total=linear_dims,
+    )

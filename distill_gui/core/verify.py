@@ -1,0 +1,186 @@
+"""Answer verification: pull the final answer out of a model's text and check it against a reference.
+
+The final answer is, in order of preference, the text after the last ``####`` (GSM8K), the content of
+the last ``\\boxed{...}`` (MATH-style), or else the last number in the text. Numbers are normalised
+(thousands separators, a leading ``+``, ``-0``, trailing zeros, a trailing full stop) so that
+``"1,000.50"`` and ``"1000.5"`` match.
+
+Checkers are pluggable: a checker is ``fn(predicted_text, reference) -> bool``;
+:func:`register_checker` adds one under a name and :func:`answers_match` takes ``checker=name``.
+Built in: ``numeric`` (the default: extracted numbers, normalised, compared exactly, fractions as
+exact rationals) and ``math`` (LaTeX / symbolic equivalence through ``math-verify``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from fractions import Fraction
+from typing import Callable
+
+Checker = Callable[[str, str], bool]
+
+_HASHES = re.compile(r"####\s*(.*)")
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-+]?\.\d+")
+_CURRENCY = re.compile(r"[$€£¥%]|\\\$|\\%")
+
+
+def _boxed_contents(text: str) -> list[str]:
+    """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` in ``text`` (braces balanced)."""
+    found = []
+    for match in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    found.append(text[start:i])
+                    break
+    return found
+
+
+def _last_number(text: str) -> str | None:
+    numbers = _NUMBER.findall(text)
+    return numbers[-1].strip() if numbers else None
+
+
+def extract_answer(text: str | None) -> str | None:
+    """The final answer in ``text``: after the last ``####``, else in the last ``\\boxed{}``, else the last number.
+
+    After ``####`` the first line is taken; when it holds a number, that number is returned (so
+    ``"#### $1,200."`` gives ``"1,200"``), otherwise the stripped line. Returns None when nothing is found.
+    """
+    if not text:
+        return None
+    hashes = _HASHES.findall(text)
+    if hashes:
+        line = hashes[-1].strip().splitlines()[0].strip() if hashes[-1].strip() else ""
+        if line:
+            number = _NUMBER.search(_CURRENCY.sub("", line))
+            return number.group(0).strip() if number else line.rstrip(".")
+    boxed = _boxed_contents(text)
+    if boxed:
+        inner = boxed[-1].strip()
+        cleaned = _CURRENCY.sub("", inner).replace("\\,", "").replace("{,}", ",").strip()
+        if _NUMBER.fullmatch(cleaned):
+            return cleaned
+        return inner
+    return _last_number(_CURRENCY.sub("", text))
+
+
+def normalize_number(s: str) -> str:
+    """A canonical text for a number: ``"+5"``→``"5"``, ``"-0"``→``"0"``, ``"3.50"``→``"3.5"``, ``"1,000"``→``"1000"``.
+
+    Fractions ``a/b`` are kept as fractions, with spaces removed and a sign normalised; text that is
+    not a number comes back stripped, with thousands separators and a trailing full stop removed.
+    """
+    t = _CURRENCY.sub("", str(s)).strip().rstrip(".").strip()
+    t = t.replace(",", "").replace(" ", "").replace("\u2212", "-")
+    if t.startswith("+"):
+        t = t[1:]
+    if re.fullmatch(r"-?\d+/\d+", t):
+        num, den = t.split("/")
+        num = str(int(num)) if num.lstrip("-").isdigit() else num
+        return "0/" + str(int(den)) if int(num) == 0 else f"{num}/{int(den)}"
+    if re.fullmatch(r"-?(?:\d+\.?\d*|\.\d+)", t):
+        negative = t.startswith("-")
+        body = t.lstrip("-")
+        if "." in body:
+            whole, frac = body.split(".", 1)
+            frac = frac.rstrip("0")
+            whole = whole.lstrip("0") or "0"
+            body = f"{whole}.{frac}" if frac else whole
+        else:
+            body = body.lstrip("0") or "0"
+        if body == "0":
+            return "0"
+        return f"-{body}" if negative else body
+    return t
+
+
+def _as_fraction(normalized: str) -> Fraction | None:
+    try:
+        return Fraction(normalized)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _reference_answer(reference: str) -> str | None:
+    """The answer inside a reference: a whole GSM8K solution, a boxed answer, or a bare value."""
+    ref = str(reference).strip()
+    if "####" in ref or "\\boxed" in ref or "\\fbox" in ref:
+        return extract_answer(ref)
+    return ref or None
+
+
+def numeric_checker(predicted: str, reference: str) -> bool:
+    """Extract the predicted answer and compare it, as a number, with the reference's answer."""
+    pred = extract_answer(predicted)
+    ref = _reference_answer(reference)
+    if pred is None or ref is None:
+        return False
+    a, b = normalize_number(pred), normalize_number(ref)
+    if a == b:
+        return True
+    fa, fb = _as_fraction(a), _as_fraction(b)
+    return fa is not None and fb is not None and fa == fb
+
+
+def math_checker(predicted: str, reference: str) -> bool:
+    """Symbolic equivalence with ``math-verify`` (LaTeX, fractions, sets, intervals), falling back to numeric."""
+    if numeric_checker(predicted, reference):
+        return True
+    from math_verify import parse, verify
+
+    # math-verify's timeouts use SIGALRM, which only works in the main thread.
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    ref = _reference_answer(reference) or ""
+    pred = extract_answer(predicted) if "####" in predicted else predicted
+    if pred is None:
+        return False
+    wrap = lambda s: s if ("$" in s or "\\boxed" in s or "\\(" in s) else f"${s}$"  # noqa: E731
+    try:
+        gold = parse(wrap(ref), parsing_timeout=timeout)
+        target = parse(predicted if "\\boxed" in predicted else wrap(pred), parsing_timeout=timeout)
+        if not gold or not target:
+            return False
+        return bool(verify(gold, target, timeout_seconds=timeout))
+    except Exception:  # math-verify raises on malformed LaTeX; an unparsable answer is just wrong
+        return False
+
+
+_CHECKERS: dict[str, Checker] = {"numeric": numeric_checker, "math": math_checker}
+DEFAULT_CHECKER = "numeric"
+
+
+def register_checker(name: str, fn: Checker) -> None:
+    """Make ``fn(predicted_text, reference) -> bool`` available as ``checker=name`` (replaces an existing one)."""
+    if not name or not callable(fn):
+        raise ValueError("register_checker needs a name and a callable fn(predicted, reference) -> bool")
+    _CHECKERS[name] = fn
+
+
+def get_checker(name: str = DEFAULT_CHECKER) -> Checker:
+    """The checker registered under ``name``; a KeyError names the known ones."""
+    try:
+        return _CHECKERS[name]
+    except KeyError:
+        raise KeyError(f"unknown answer checker {name!r}; known: {', '.join(sorted(_CHECKERS))}") from None
+
+
+def checker_names() -> list[str]:
+    """Names of the registered checkers."""
+    return sorted(_CHECKERS)
+
+
+def answers_match(predicted: str | None, reference: str | None, checker: str | Checker = DEFAULT_CHECKER) -> bool:
+    """True when the answer in ``predicted`` (a whole generation or a bare answer) matches ``reference``.
+
+    ``reference`` may be a bare answer (``"42"``) or a whole GSM8K solution ending in ``#### 42``.
+    """
+    if predicted is None or reference is None:
+        return False
+    fn = checker if callable(checker) else get_checker(checker)
+    return bool(fn(str(predicted), str(reference)))

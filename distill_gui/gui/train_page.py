@@ -1,0 +1,222 @@
+"""The Train page: Start / Pause / Stop, live plots, progress with ETA, and the log."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from distill_gui.core.events import (
+    Event,
+    LogMessage,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StepLogged,
+)
+from distill_gui.core.runs import describe_event
+from distill_gui.gui.plots import MetricsPlots
+from distill_gui.gui.supervisor import RunController
+
+REFRESH_MS = 100
+MAX_LOG_LINES = 5000
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "—"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+class TrainPage(QWidget):
+    """Controls and live view of the current run; fed by the RunController's signals."""
+
+    # ---- Signals
+    sig_start_requested = Signal()
+    """The user pressed Start (the window builds the config and starts the run)."""
+
+    def __init__(self, controller: RunController, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self._pending_log: list[str] = []
+        self._last_step: StepLogged | None = None
+
+        self.start_button = QPushButton("Start")
+        self.start_button.setObjectName("start")
+        self.start_button.setToolTip("Start training with the current settings (Ctrl+Return)")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setObjectName("pause")
+        self.pause_button.setToolTip("Pause between steps / continue (Ctrl+P)")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("stop")
+        self.stop_button.setToolTip("Save a checkpoint and stop; the run can be resumed later (Ctrl+.)")
+        self.state_label = QLabel("No run yet. Choose models and data, then press Start.")
+        self.state_label.setObjectName("run_state")
+        self.state_label.setWordWrap(True)
+        self.state_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.pause_button, self.stop_button):
+            buttons.addWidget(button)
+        buttons.addWidget(self.state_label, 1)
+
+        self.progress = QProgressBar()
+        self.progress.setObjectName("progress")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("not started")
+        self.progress.setTextVisible(True)
+
+        self.plots = MetricsPlots()
+        self.log = QPlainTextEdit()
+        self.log.setObjectName("log")
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(MAX_LOG_LINES)
+        self.log.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.log.setPlaceholderText("The training log appears here.")
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.plots)
+        splitter.addWidget(self.log)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(splitter, 1)
+
+        self.start_button.clicked.connect(self.sig_start_requested)
+        self.pause_button.clicked.connect(self.on_pause_clicked)
+        self.stop_button.clicked.connect(self.on_stop_clicked)
+        controller.sig_event.connect(self.on_event)
+        controller.sig_log.connect(self.on_log)
+        controller.sig_state_changed.connect(self.on_state_changed)
+        controller.sig_ended.connect(self.on_ended)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+        self.on_state_changed(controller.state)
+
+    # ---- Public API
+    def clear(self) -> None:
+        """Forget the shown run (plots, progress, log)."""
+        self.plots.clear()
+        self.log.clear()
+        self._pending_log.clear()
+        self._last_step = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("not started")
+
+    def show_run_from_disk(self, metrics: list[dict], log_text: str, status: dict) -> None:
+        """Rebuild the view of a run from its folder (metrics records, train.log text, status)."""
+        self.clear()
+        for record in metrics:
+            self.plots.add_record(record)
+        self.plots.refresh()
+        self.log.setPlainText(log_text)
+        self.log.moveCursor(self.log.textCursor().MoveOperation.End)
+        step = int(status.get("step") or 0)
+        total = int(status.get("total_steps") or 0)
+        self._set_progress(step, total, None)
+        state = status.get("state", "created")
+        message = status.get("message") or ""
+        self.state_label.setText(f"Run {state} at step {step}" + (f": {message}" if message and message != state else ""))
+
+    @Slot()
+    def refresh(self) -> None:
+        """Timer tick (~10 Hz): redraw changed curves, flush log lines, update the progress bar."""
+        self.plots.refresh()
+        if self._pending_log:
+            self.log.appendPlainText("\n".join(self._pending_log))
+            self._pending_log.clear()
+        if self._last_step is not None:
+            event = self._last_step
+            self._set_progress(event.step, event.total_steps, event)
+            self._last_step = None
+
+    # ---- Slots
+    @Slot()
+    def on_pause_clicked(self) -> None:
+        self.controller.toggle_pause()
+
+    @Slot()
+    def on_stop_clicked(self) -> None:
+        self.controller.stop()
+
+    @Slot(object)
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted) and event.start_step == 0:
+            self.plots.clear()
+        if isinstance(event, StepLogged):
+            self.plots.add_event(event)
+            self._last_step = event
+            return  # per-step lines would flood the log; the plots and progress show them
+        self.plots.add_event(event)
+        if isinstance(event, RunStarted):
+            self._set_progress(event.start_step, event.total_steps, None)
+        if isinstance(event, (RunFinished, RunStopped, RunFailed)):
+            self._last_step = None
+            self._set_progress(event.step, max(self.controller.total_steps, event.step), None)
+        text = describe_event(event)
+        if isinstance(event, LogMessage) or text:
+            self._pending_log.append(text)
+
+    @Slot(str)
+    def on_log(self, text: str) -> None:
+        self._pending_log.append(text)
+
+    @Slot(str)
+    def on_state_changed(self, state: str) -> None:
+        active = self.controller.is_active()
+        self.start_button.setEnabled(not active)
+        self.pause_button.setEnabled(state in (RunController.RUNNING, RunController.PAUSED) and not self.controller.attached)
+        self.pause_button.setText("Resume" if state == RunController.PAUSED else "Pause")
+        self.stop_button.setEnabled(state in (RunController.STARTING, RunController.RUNNING, RunController.PAUSED))
+        labels = {
+            RunController.IDLE: "No run yet. Choose models and data, then press Start.",
+            RunController.STARTING: "Starting: loading the models…",
+            RunController.RUNNING: "Training" + (" (attached to a run started earlier)" if self.controller.attached else ""),
+            RunController.PAUSED: "Paused between steps",
+            RunController.STOPPING: "Stopping: saving a checkpoint…",
+        }
+        if state in labels:
+            self.state_label.setText(labels[state])
+
+    @Slot(str, str)
+    def on_ended(self, state: str, message: str) -> None:
+        self.refresh()
+        self.state_label.setText(f"Run {state}: {message}")
+
+    # ---- Internals
+    def _set_progress(self, step: int, total: int, event: StepLogged | None) -> None:
+        total = max(total, 1)
+        self.progress.setRange(0, total)
+        self.progress.setValue(min(step, total))
+        text = f"step {step} / {total}"
+        if event is not None:
+            text += f"  ·  ETA {format_duration(event.eta_s)}  ·  {event.tokens_per_s:,.0f} tokens/s  ·  loss {event.loss:.4f}"
+        self.progress.setFormat(text)
+        self.progress.setToolTip(time.strftime("updated %H:%M:%S"))
