@@ -91,20 +91,20 @@ def environment_report() -> dict:
 def format_report(report: dict) -> str:
     """The report as aligned lines for a terminal."""
     dev = report["devices"]
-    lines = [f"{'python':<14} {report['python']}", f"{'platform':<14} {report['platform']}"]
-    lines += [f"{name:<14} {version}" for name, version in report["versions"].items()]
-    lines.append(f"{'cpu':<14} {dev['cpu_count']} cores, RAM {format_bytes(dev['ram_total'])} "
+    lines = [f"{'python':<19} {report['python']}", f"{'platform':<19} {report['platform']}"]
+    lines += [f"{name:<19} {version}" for name, version in report["versions"].items()]
+    lines.append(f"{'cpu':<19} {dev['cpu_count']} cores, RAM {format_bytes(dev['ram_total'])} "
                  f"({format_bytes(dev['ram_available'])} available), bf16 {'yes' if dev['cpu_bf16'] else 'no'}")
     if dev["cuda_available"]:
-        lines.append(f"{'cuda':<14} CUDA {dev['cuda_version']}, {len(dev['gpus'])} GPU(s)")
+        lines.append(f"{'cuda':<19} CUDA {dev['cuda_version']}, {len(dev['gpus'])} GPU(s)")
         for gpu in dev["gpus"]:
-            lines.append(f"{'  cuda:' + str(gpu['index']):<14} {gpu['name']}, {format_bytes(gpu['memory'])}, "
+            lines.append(f"{'  cuda:' + str(gpu['index']):<19} {gpu['name']}, {format_bytes(gpu['memory'])}, "
                          f"compute {gpu['capability']}, bf16 {'yes' if gpu['bf16'] else 'no'}")
     else:
         built = f" (torch built for CUDA {dev['cuda_version']})" if dev["cuda_version"] != "none" else " (CPU-only torch)"
-        lines.append(f"{'cuda':<14} not available{built}")
-    lines.append(f"{'mps':<14} {'available' if dev['mps_available'] else 'not available'}")
+        lines.append(f"{'cuda':<19} not available{built}")
+    lines.append(f"{'mps':<19} {'available' if dev['mps_available'] else 'not available'}")
     bnb = "usable" if report["bitsandbytes_usable"] else f"not usable ({report['bitsandbytes_detail']})"
-    lines.append(f"{'quantization':<14} bitsandbytes {bnb}")
-    lines.append(f"{'hub':<14} {'offline (HF_HUB_OFFLINE)' if report['hf_hub_offline'] else 'online allowed'}")
+    lines.append(f"{'quantization':<19} bitsandbytes {bnb}")
+    lines.append(f"{'hub':<19} {'offline (HF_HUB_OFFLINE)' if report['hf_hub_offline'] else 'online allowed'}")
     return "\n".join(lines)

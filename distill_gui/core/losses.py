@@ -92,10 +92,16 @@ def _divergence(kind: str, s: torch.Tensor, t: torch.Tensor, beta: float) -> tor
     return beta * (t.exp() * (t - m)).sum(-1) + (1.0 - beta) * (s.exp() * (s - m)).sum(-1)
 
 
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(-1)`` for 2-D tensors without a temporary of their size."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+
+
 def _divergence_and_grad(kind: str, s: torch.Tensor, t: torch.Tensor, beta: float, want_grad: bool):
     """``(D, dD/ds)``: the per-row divergence and its gradient w.r.t. the student log-probs ``s``.
 
-    Analytic forms: forward KL ``-p_t``; reverse KL ``p_s (s - t + 1)``; generalized JSD
+    Lean version of :func:`_divergence` for the chunked path: ``t`` is overwritten, ``s`` is kept.
+    Analytic gradients: forward KL ``-p_t``; reverse KL ``p_s (s - t + 1)``; generalized JSD
     ``(1 - beta) p_s (s - m)`` with ``m`` the log of the mixture.
     """
     if kind == "jsd" and beta == 0.0:
@@ -104,25 +110,31 @@ def _divergence_and_grad(kind: str, s: torch.Tensor, t: torch.Tensor, beta: floa
         kind = "reverse_kl"
     if kind == "forward_kl":
         pt = t.exp()
-        d = (pt * (t - s)).sum(-1)
+        d = t.sub_(s).mul_(pt).sum(-1)
         return d, (pt.neg_() if want_grad else None)
     if kind == "reverse_kl":
         ps = s.exp()
-        diff = s - t
-        d = (ps * diff).sum(-1)
-        if not want_grad:
-            return d, None
-        return d, diff.add_(1.0).mul_(ps)
-    m = torch.logaddexp(s + math.log1p(-beta), t + math.log(beta))
+        diff = t.neg_().add_(s)
+        d = _rowdot(ps, diff)
+        return d, (diff.add_(1.0).mul_(ps) if want_grad else None)
+    log_b, log_1mb = math.log(beta), math.log1p(-beta)
+    m = s + log_1mb
+    torch.logaddexp(m, t.add_(log_b), out=m)
+    t.sub_(log_b)
     pt = t.exp()
-    d = beta * (pt * (t - m)).sum(-1)
+    d = beta * _rowdot(pt, t.sub_(m))
     del pt
     ps = s.exp()
     s_minus_m = m.neg_().add_(s)
-    d = d + (1.0 - beta) * (ps * s_minus_m).sum(-1)
-    if not want_grad:
-        return d, None
-    return d, s_minus_m.mul_(ps).mul_(1.0 - beta)
+    d += (1.0 - beta) * _rowdot(ps, s_minus_m)
+    return d, (s_minus_m.mul_(ps).mul_(1.0 - beta) if want_grad else None)
+
+
+def _row_logsumexp(x: torch.Tensor) -> torch.Tensor:
+    """``logsumexp(x, -1, keepdim=True)`` with one temporary of ``x``'s size (torch's makes two)."""
+    top = x.amax(-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return (x - top).exp_().sum(-1, keepdim=True).log_().add_(top)
 
 
 def _full_log_probs(logits: torch.Tensor, temperature: float, dtype: torch.dtype) -> torch.Tensor:
@@ -275,7 +287,8 @@ def _chunk_kd(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Sums of the divergence and the cross-entropy over one chunk, and d(total)/d(student logits).
 
-    ``zs`` and ``zt`` are the chunk's float logits; both are consumed (modified in place).
+    ``zs`` and ``zt`` are the chunk's float logits and are consumed (overwritten). At most three
+    chunk-sized buffers are alive at once (four for the generalized JSD).
     """
     T, a = spec.temperature, spec.alpha
     vocab = zs.shape[-1]
@@ -283,61 +296,75 @@ def _chunk_kd(
     ce_scale = (1.0 - a) / count  # d total / d cross-entropy (per row)
     want_kd_grad = want_grad and kd_scale != 0.0
     want_ce_grad = want_grad and ce_scale != 0.0
+    label_logit = zs.gather(1, labels[:, None])
+    lse1 = _row_logsumexp(zs) if T != 1.0 else None  # student log-normaliser at temperature 1
 
-    # Cross-entropy at temperature 1 (and the softmax it needs, when it needs one).
-    lse1 = torch.logsumexp(zs, -1, keepdim=True)
-    ce_sum = (lse1.squeeze(1) - zs.gather(1, labels[:, None]).squeeze(1)).sum()
-    ce_grad = None
-    if want_ce_grad:
-        ce_grad = (zs - lse1).exp_().mul_(ce_scale)
-        ce_grad.scatter_add_(1, labels[:, None], torch.full_like(lse1, -ce_scale))
-    del lse1
-
-    # Teacher log-probs (no grad), student log-probs.
+    # Teacher: from here only its log-probs (or bucket log-probs) are needed.
     v = zt.div_(T)
+    top_k = spec.top_k if 0 < spec.top_k < vocab else 0
+    if top_k:
+        idx = v.topk(top_k, dim=-1).indices
+        t_all = _row_logsumexp(v)
+        t = v.gather(1, idx)
+        t_rest = _row_logsumexp(v.scatter_(1, idx, -math.inf))
+        t = torch.cat([t, t_rest], 1).sub_(t_all)
+    else:
+        t = F.log_softmax(v, dim=-1)
+    del v, zt
+
     u = zs.div_(T)
-    if 0 < spec.top_k < vocab:
-        idx = v.topk(spec.top_k, dim=-1).indices
-        t_top = v.gather(1, idx)
-        t_all = torch.logsumexp(v, -1, keepdim=True)
-        t_rest = torch.logsumexp(v.scatter_(1, idx, -math.inf), -1, keepdim=True)
-        del v, zt
-        t = torch.cat([t_top, t_rest], 1).sub_(t_all)
-        s_all = torch.logsumexp(u, -1, keepdim=True)
+    if not top_k:
+        s = F.log_softmax(u, dim=-1)
+        top = u.argmax(-1, keepdim=True)
+        log_norm = u.gather(1, top) - s.gather(1, top)  # logsumexp of u, read off the log-softmax
+        del u, zs
+        if lse1 is None:
+            lse1 = log_norm
+        ce_sum = (lse1 - label_logit).sum()
+        d, g = _divergence_and_grad(spec.loss, s, t, spec.beta, want_kd_grad)
+        del t
+        grad = None
+        if want_kd_grad:
+            # s = log_softmax(u): d/du = g - p_s * sum(g), and du/dz = 1/T.
+            g_sum = g.sum(1, keepdim=True)
+            grad = g.sub_(torch.exp(s).mul_(g_sum)).mul_(kd_scale / T)
+        if want_ce_grad:
+            # softmax at temperature 1 of z = T * (s + log_norm)
+            ce_grad = s.mul_(T).add_(T * log_norm - lse1).exp_().mul_(ce_scale)
+            grad = ce_grad if grad is None else grad.add_(ce_grad)
+            del ce_grad
+        del s
+    else:
+        s_all = _row_logsumexp(u)
+        if lse1 is None:
+            lse1 = s_all
+        ce_sum = (lse1 - label_logit).sum()
         s_top = u.gather(1, idx)
         p_top = (s_top - s_all).exp_()
-        # From here u holds the rest: teacher's top-k tokens set to -inf.
-        u.scatter_(1, idx, -math.inf)
-        s_rest = torch.logsumexp(u, -1, keepdim=True)
+        u.scatter_(1, idx, -math.inf)  # u now holds only the rest (the tail bucket's tokens)
+        s_rest = _row_logsumexp(u)
         s = torch.cat([s_top, s_rest], 1).sub_(s_all)
         d, g = _divergence_and_grad(spec.loss, s, t, spec.beta, want_kd_grad)
+        del s, t
+        ce_grad = None
+        if want_ce_grad:
+            # softmax at temperature 1 of z = T * u, the top-k entries restored from s_top
+            ce_grad = (u * T).sub_(lse1).exp_()
+            ce_grad.scatter_(1, idx, (s_top * T).sub_(lse1).exp_()).mul_(ce_scale)
         grad = None
         if want_kd_grad:
-            # d b_j / d u_i = [i = idx_j] - p_i ;  d b_tail / d u_i = [i in rest] p_i / P_rest - p_i
+            # b_j = u[idx_j] - s_all: d/du_i = [i = idx_j] - p_i
+            # b_tail = s_rest - s_all: d/du_i = [i in rest] p_i / P_rest - p_i, with p_i / P_rest = exp(u_i - s_rest)
             g_sum = g.sum(1, keepdim=True)
-            g_tail = g[:, -1:]
-            p_rest_scale = g_tail - g_sum * (s_rest - s_all).exp()  # rest: p_i * (g_tail / P_rest - g_sum)
-            grad = u.sub_(s_rest).exp_().mul_(p_rest_scale)  # exp(u_i - s_rest) = p_i / P_rest
-            grad.scatter_(1, idx, g[:, :-1] - p_top * g_sum)
-            grad.mul_(kd_scale / T)
-        else:
-            del u
-    else:
-        t = v.sub_(torch.logsumexp(v, -1, keepdim=True))
-        s = u.sub_(torch.logsumexp(u, -1, keepdim=True))
-        d, g = _divergence_and_grad(spec.loss, s, t, spec.beta, want_kd_grad)
-        del t, v, zt
-        grad = None
-        if want_kd_grad:
-            g_sum = g.sum(1, keepdim=True)
-            ps = s.exp_()  # s is not needed any more
-            grad = g.sub_(ps.mul_(g_sum)).mul_(kd_scale / T)
-        del s, u, zs
-    kd_sum = d.sum()
-
-    if ce_grad is not None:
-        grad = ce_grad if grad is None else grad.add_(ce_grad)
-    return kd_sum, ce_sum, grad
+            rest_scale = g[:, -1:] - g_sum * (s_rest - s_all).exp()
+            grad = u.sub_(s_rest).exp_().mul_(rest_scale)
+            grad.scatter_(1, idx, g[:, :-1] - p_top * g_sum).mul_(kd_scale / T)
+        if ce_grad is not None:
+            grad = ce_grad if grad is None else grad.add_(ce_grad)
+        del u, zs, ce_grad
+    if want_ce_grad:
+        grad.scatter_add_(1, labels[:, None], torch.full_like(label_logit, -ce_scale))
+    return d.sum(), ce_sum, grad
 
 
 class _ChunkedKD(torch.autograd.Function):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import socket
 import struct
@@ -440,6 +441,23 @@ def count_params(model: Any, trainable_only: bool = False) -> int:
     return total
 
 
+def _avoid_packed_cpu_kernel(model: Any) -> None:
+    """Keep bitsandbytes' generic 4-bit CPU path for layers its packed AVX512-BF16 kernel rejects.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks 4-bit weights on the first inference call,
+    which needs ``out_features`` to be a multiple of 32 and ``in_features`` a multiple of the
+    quantization block size (64); other layers crash there. The generic path (the one training
+    uses) handles every shape.
+    """
+    for module in model.modules():
+        if not getattr(module, "support_avx512bf16_for_cpu", False):
+            continue
+        state = getattr(getattr(module, "weight", None), "quant_state", None)
+        blocksize = getattr(state, "blocksize", 64) or 64
+        if module.out_features % 32 or module.in_features % blocksize:
+            module.support_avx512bf16_for_cpu = False
+
+
 def _lora_config(cfg: StudentConfig) -> Any:
     from peft import LoraConfig as PeftLoraConfig
     from peft import TaskType
@@ -482,16 +500,18 @@ def load_model(cfg: ModelConfig | StudentConfig, role: str, for_training: bool =
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": str(device)}
+    from safetensors import SafetensorError
+
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
-    except ModelError:
-        raise
-    except (OSError, ValueError, ImportError, RuntimeError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, ImportError, RuntimeError, KeyError, TypeError, SafetensorError, pickle.UnpicklingError) as exc:
         raise ModelError(
             f"{source.display}: could not load the {role} model ({_first_line(exc)}); {_load_hint(source, role, use_safetensors)}"
         ) from None
     if quant is None:
         model.to(device)
+    elif cfg.quantization == "4bit" and device.type == "cpu":
+        _avoid_packed_cpu_kernel(model)
 
     training = for_training and role == "student"
     if training and isinstance(cfg, StudentConfig) and cfg.lora.enabled:
@@ -559,18 +579,17 @@ def _safetensors_dtype(files: list[Path]) -> str:
     return _SAFETENSORS_DTYPES.get(top, top.lower())
 
 
-def _gguf_dtype(file: Path) -> str:
-    """The most common tensor type of a GGUF file (Q4_1, F16, ...), by element count."""
-    try:
-        from gguf import GGUFReader
+_GGUF_TYPE_RE = re.compile(r"(?i)(?:^|[.\-_])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32)(?:\.gguf)$")
 
-        reader = GGUFReader(str(file))
-        counts: Counter[str] = Counter()
-        for tensor in reader.tensors:
-            counts[tensor.tensor_type.name] += int(tensor.n_elements)
-        return counts.most_common(1)[0][0] if counts else "unknown"
-    except Exception:  # a GGUF the reader does not understand still gets described
-        return "gguf"
+
+def _gguf_dtype(file: Path) -> str:
+    """The quantization a GGUF file's name announces by convention (Q4_K_M, Q8_0, F16, ...).
+
+    Reading it from the file would mean parsing every metadata field (the whole tokenizer), which
+    takes seconds; the name is what people choose files by anyway.
+    """
+    match = _GGUF_TYPE_RE.search(file.name)
+    return match.group(1).upper() if match else "gguf"
 
 
 def _disk_facts(source: ModelSource) -> tuple[str, int]:
@@ -600,13 +619,44 @@ def _linear_dims(model: Any) -> tuple[int, int]:
     return count, dims
 
 
+_DESCRIBE_CACHE: dict[tuple, ModelInfo] = {}
+_DESCRIBE_CACHE_SIZE = 16
+
+
+def _describe_key(cfg: ModelConfig, source: ModelSource) -> tuple | None:
+    if not source.is_local:
+        return None
+    target = Path(source.path) / (source.gguf_file or "config.json")
+    try:
+        stamp = target.stat().st_mtime_ns
+    except OSError:
+        return None
+    return (source, stamp, cfg.tokenizer, cfg.trust_remote_code)
+
+
 def describe_model(cfg: ModelConfig, role: str) -> ModelInfo:
-    """Read a model's facts from its config and tokenizer without loading any weights (a second or two)."""
+    """Read a model's facts from its config and tokenizer without loading any weights.
+
+    About a second for a model folder; GGUF files take longer (transformers parses the whole GGUF
+    header twice, for the config and the tokenizer). Answers are cached per file and settings.
+    """
+    source = resolve_source(cfg)
+    check_safety(source, cfg, role)
+    key = _describe_key(cfg, source)
+    if key is not None and key in _DESCRIBE_CACHE:
+        return _DESCRIBE_CACHE[key]
+    info = _describe(cfg, role, source)
+    if key is not None:
+        if len(_DESCRIBE_CACHE) >= _DESCRIBE_CACHE_SIZE:
+            _DESCRIBE_CACHE.pop(next(iter(_DESCRIBE_CACHE)))
+        _DESCRIBE_CACHE[key] = info
+    return info
+
+
+def _describe(cfg: ModelConfig, role: str, source: ModelSource) -> ModelInfo:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    source = resolve_source(cfg)
-    check_safety(source, cfg, role)
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file

@@ -326,6 +326,8 @@ def _make_event_bridge():
                 if kd is not None:
                     metrics["eval_kd"] = kd
                 s.emit(EvalLogged(step=state.global_step, metrics=metrics))
+            # A stop asked for while this step was logged is honoured now (the save comes right after).
+            self._honour_stop(control)
 
         def on_step_end(self, args, state, control, **kwargs):
             s = self.setup
@@ -338,11 +340,14 @@ def _make_event_bridge():
                     time.sleep(0.05)
                 if not s.control.stop_requested:
                     s.emit(RunResumed(step=state.global_step))
-            if s.control.stop_requested:
-                s.stopped = True
+            self._honour_stop(control)
+            return control
+
+        def _honour_stop(self, control) -> None:
+            if self.setup.control.stop_requested and not self.setup.stopped:
+                self.setup.stopped = True
                 control.should_save = True
                 control.should_training_stop = True
-            return control
 
     return EventBridge
 

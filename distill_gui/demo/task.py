@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-PROMPT_TEMPLATE = "Question: {question}\nAnswer:"
-"""How the demo renders a question as a prompt (no chat template); the completion is ``" " + solution``."""
+PROMPT_TEMPLATE = "Question: {question}\nAnswer: "
+"""How the demo renders a question as a prompt (no chat template), followed by the solution.
+
+It is exactly what ``core.data.render_prompt`` makes of a question/answer row when the tokenizer has no
+chat template, so the demo's files work with every part of the app (training, ``distill-gui eval``)."""
 
 NAMES = (
     ("Mia", "She"), ("Liam", "He"), ("Emma", "She"), ("Noah", "He"), ("Olivia", "She"), ("Lucas", "He"),
@@ -34,8 +37,8 @@ OBJECTS = (
     "apples", "marbles", "stickers", "books", "shells", "coins", "pencils", "cookies", "stamps", "cards",
     "eggs", "flowers", "toy cars", "beads", "candies", "oranges", "balloons", "rocks", "buttons", "cupcakes",
 )
-MAX_VALUE = 999
-MAX_PRODUCT = 400
+MAX_VALUE = 500
+MAX_PRODUCT = 300
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def render_prompt(question: str) -> str:
 
 
 def _op_add(rng: random.Random, x: int, pron: str, other: str) -> tuple[str, str, int] | None:
-    b = rng.randint(2, 60)
+    b = rng.randint(2, 40)
     if x + b > MAX_VALUE:
         return None
     text = rng.choice((f"{pron} buys {b} more.", f"{pron} finds {b} more.", f"{other} gives {'her' if pron == 'She' else 'him'} {b} more."))
@@ -80,7 +83,7 @@ def _op_add(rng: random.Random, x: int, pron: str, other: str) -> tuple[str, str
 def _op_sub(rng: random.Random, x: int, pron: str, other: str) -> tuple[str, str, int] | None:
     if x < 3:
         return None
-    b = rng.randint(1, min(x - 1, 60))
+    b = rng.randint(1, min(x - 1, 40))
     text = rng.choice((f"{pron} gives {b} to {other}.", f"{pron} sells {b} of them.", f"{pron} loses {b}."))
     return text, f"{x} - {b} = {x - b}.", x - b
 
@@ -122,7 +125,7 @@ def make_problem(rng: random.Random) -> Problem:
         trace = [f"{bags} * {per} = {x}."]
         steps -= 1
     else:
-        x = rng.randint(5, 99)
+        x = rng.randint(5, 60)
         sentences = [f"{name} has {x} {obj}."]
         trace = []
     while steps > 0 or not trace:

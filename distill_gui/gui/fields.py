@@ -142,6 +142,8 @@ def make_field_widget(cls: type, name: str, key: str, parent: QWidget | None = N
 
 def widget_value(widget: QWidget) -> Any:
     """The config value a field widget holds."""
+    if hasattr(widget, "config_value"):
+        return widget.config_value()
     if isinstance(widget, QComboBox):
         return widget.currentText()
     if isinstance(widget, QCheckBox):
@@ -165,6 +167,9 @@ def widget_value(widget: QWidget) -> Any:
 
 def set_widget_value(widget: QWidget, value: Any) -> None:
     """Show ``value`` in a field widget without emitting edits as user changes."""
+    if hasattr(widget, "set_config_value"):
+        widget.set_config_value(value)
+        return
     blocked = widget.blockSignals(True)
     try:
         if isinstance(widget, QComboBox):
@@ -195,6 +200,8 @@ def set_widget_value(widget: QWidget, value: Any) -> None:
 
 
 def _changed_signal(widget: QWidget):
+    if hasattr(widget, "sig_config_edited"):
+        return widget.sig_config_edited
     if isinstance(widget, QComboBox):
         return widget.currentTextChanged
     if isinstance(widget, QCheckBox):

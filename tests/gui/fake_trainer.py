@@ -89,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
 
     threading.Thread(target=read_stdin, daemon=True).start()
 
+    def on_signal(_signum, _frame) -> None:  # like the real CLI: SIGINT/SIGTERM stop with a checkpoint
+        with lock:
+            commands.append("stop")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
     step_s = float(os.environ.get("FAKE_STEP_S", "0.02"))
     crash_at = int(os.environ.get("FAKE_CRASH_AT", "0"))
     kill_at = int(os.environ.get("FAKE_KILL_AT", "0"))

@@ -1,0 +1,115 @@
+"""``distill-gui`` with no arguments: the desktop application.
+
+The window is built from Qt, pyqtgraph and the Qt-free parts of the core only; torch, transformers and
+peft are imported later, by background workers and by the training child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "resources" / "demo"
+
+
+def demo_config():
+    """The built-in demo pair (resources/demo) as a config, or None when it is not there."""
+    from distill_gui.core.config import ConfigError, RunConfig, load_config
+
+    if not DEMO_DIR.is_dir():
+        return None
+    for name in ("config.yaml", "demo.yaml", "distill.yaml"):
+        path = DEMO_DIR / name
+        if path.is_file():
+            try:
+                return load_config(path)
+            except ConfigError:
+                break
+    teacher, student = DEMO_DIR / "teacher", DEMO_DIR / "student"
+    data = sorted(DEMO_DIR.glob("train*.jsonl")) or sorted(DEMO_DIR.glob("*.jsonl"))
+    if not teacher.is_dir() or not data:
+        return None
+    config = RunConfig(name="demo")
+    config.teacher.path = str(teacher)
+    config.student.path = str(student if student.is_dir() else teacher)
+    config.data.train = str(data[0])
+    evals = sorted(DEMO_DIR.glob("eval*.jsonl")) or sorted(DEMO_DIR.glob("test*.jsonl"))
+    if evals:
+        config.data.eval = str(evals[0])
+    config.training.max_steps = 200
+    config.training.batch_size = 16
+    config.training.learning_rate = 1e-3
+    config.training.sample_steps = 25
+    config.training.save_steps = 100
+    return config
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="distill-gui", description="The distill-gui desktop application.")
+    parser.add_argument("config", nargs="?", help="a YAML config to open")
+    parser.add_argument("--demo", action="store_true", help="open the built-in demo pair (resources/demo)")
+    parser.add_argument("--runs-dir", help="where run folders go and are listed from")
+    parser.add_argument("--page", choices=["models", "data", "method", "train", "generations", "runs"], help="page to show first")
+    return parser.parse_args(argv)
+
+
+def create_window(args: argparse.Namespace | None = None, settings=None):
+    """Build the main window for ``args`` (config, demo, runs dir); the QApplication must exist."""
+    from distill_gui.core.config import ConfigError, config_from_dict, load_config
+    from distill_gui.gui.main_window import PAGES, MainWindow
+    from distill_gui.gui.settings import Settings
+
+    import yaml
+
+    args = args or _parse([])
+    settings = settings or Settings()
+    config, note = None, ""
+    if args.config:
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            note = str(exc)
+    if config is None and args.demo:
+        config = demo_config()
+        if config is None:
+            note = f"The demo pair is not in {DEMO_DIR}."
+    if config is None and not args.demo:
+        text = settings.last_config_yaml()
+        if text:
+            try:
+                config = config_from_dict(yaml.safe_load(text))
+            except (ConfigError, yaml.YAMLError):
+                config = None
+    if config is None:
+        config = demo_config()
+    window = MainWindow(settings=settings, config=config, runs_root=args.runs_dir)
+    if note:
+        window.show_message(note, error=True)
+    window.restore_last_run()
+    if args.page:
+        window.show_page(PAGES[[p.lower() for p in PAGES].index(args.page)])
+    return window
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Open the application; returns its exit code."""
+    args = _parse(sys.argv[1:] if argv is None else list(argv))
+    from PySide6.QtWidgets import QApplication
+
+    from distill_gui import __version__
+    from distill_gui.gui.settings import APPLICATION, ORGANIZATION
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "distill-gui"])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("distill-gui")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("distill-gui")
+    window = create_window(args)
+    window.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""The Generations page: teacher and student answers to the probe prompts side by side, from the
+step they were generated at, and a prompt box that asks both models anything (in a worker thread)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from distill_gui.core.events import Sample, SamplesGenerated
+
+
+class GenerationsPage(QWidget):
+    """Probe samples as they arrive (newest shown unless the user picked an older step) and the prompt box."""
+
+    # ---- Signals
+    sig_ask = Signal(object)
+    """A request for the ask worker: {prompt, teacher, student, device, chat_template, max_new_tokens}."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._history: dict[int, tuple[Sample, ...]] = {}
+        self._shown_step: int | None = None
+        self.teacher_path = ""
+        self.student_path = ""
+        self.run_dir = ""
+        self.device = "auto"
+        self.chat_template = "auto"
+
+        self.step_combo = QComboBox()
+        self.step_combo.setObjectName("sample_step")
+        self.step_combo.setToolTip("Which step's samples to show (the newest follows the run)")
+        self.step_combo.setMinimumContentsLength(12)
+        self.step_combo.currentIndexChanged.connect(self.on_step_chosen)
+        self.caption = QLabel("No samples yet. Set training.sample_steps on the Method page to probe the models while training.")
+        self.caption.setObjectName("samples_caption")
+        self.caption.setWordWrap(True)
+        header = QHBoxLayout()
+        header.addWidget(self.caption, 1)
+        header.addWidget(QLabel("Step"))
+        header.addWidget(self.step_combo)
+
+        self.table = QTableWidget(0, 3)
+        self.table.setObjectName("generations")
+        self.table.setHorizontalHeaderLabels(["Prompt", "Teacher", "Student"])
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().hide()
+
+        samples = QWidget()
+        samples_layout = QVBoxLayout(samples)
+        samples_layout.setContentsMargins(0, 0, 0, 0)
+        samples_layout.addLayout(header)
+        samples_layout.addWidget(self.table)
+
+        # ---- The prompt box
+        self.prompt = QPlainTextEdit()
+        self.prompt.setObjectName("ask_prompt")
+        self.prompt.setPlaceholderText("Ask both models anything…")
+        self.prompt.setMaximumHeight(70)
+        self.max_new_tokens = QSpinBox()
+        self.max_new_tokens.setObjectName("ask_max_new_tokens")
+        self.max_new_tokens.setRange(1, 4096)
+        self.max_new_tokens.setValue(64)
+        self.max_new_tokens.setToolTip("Longest answer, in tokens")
+        self.student_choice = QComboBox()
+        self.student_choice.setObjectName("ask_student_source")
+        self.student_choice.addItem("the student as configured", "configured")
+        self.student_choice.addItem("the trained student of the shown run", "run")
+        self.student_choice.setToolTip("The run's final model, or its latest checkpoint while it trains")
+        self.ask_button = QPushButton("Ask both")
+        self.ask_button.setObjectName("ask")
+        self.ask_button.setToolTip("Generate an answer from the teacher and the student (Ctrl+Enter in the prompt)")
+        self.ask_button.clicked.connect(self.on_ask_clicked)
+        self.ask_state = QLabel("")
+        self.ask_state.setObjectName("ask_state")
+        self.ask_state.setWordWrap(True)
+        self.teacher_answer = QPlainTextEdit()
+        self.teacher_answer.setObjectName("ask_teacher")
+        self.teacher_answer.setReadOnly(True)
+        self.student_answer = QPlainTextEdit()
+        self.student_answer.setObjectName("ask_student")
+        self.student_answer.setReadOnly(True)
+
+        options = QFormLayout()
+        options.addRow("Max new tokens", self.max_new_tokens)
+        options.addRow("Student", self.student_choice)
+        ask_row = QHBoxLayout()
+        ask_row.addWidget(self.prompt, 1)
+        ask_row.addLayout(options)
+        ask_row.addWidget(self.ask_button)
+        answers = QHBoxLayout()
+        for title, box in (("Teacher", self.teacher_answer), ("Student", self.student_answer)):
+            column = QVBoxLayout()
+            column.addWidget(QLabel(f"<b>{title}</b>"))
+            column.addWidget(box)
+            answers.addLayout(column)
+        ask_box = QGroupBox("Ask both models")
+        ask_layout = QVBoxLayout(ask_box)
+        ask_layout.addLayout(ask_row)
+        ask_layout.addWidget(self.ask_state)
+        ask_layout.addLayout(answers)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(samples)
+        splitter.addWidget(ask_box)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+
+    # ---- Public API
+    def clear(self) -> None:
+        self._history.clear()
+        blocked = self.step_combo.blockSignals(True)
+        self.step_combo.clear()
+        self.step_combo.blockSignals(blocked)
+        self.table.setRowCount(0)
+        self.caption.setText("No samples yet. Set training.sample_steps on the Method page to probe the models while training.")
+
+    def set_models(self, teacher: str, student: str, device: str = "auto", chat_template: str = "auto") -> None:
+        self.teacher_path, self.student_path = teacher, student
+        self.device, self.chat_template = device, chat_template
+
+    def set_run_dir(self, run_dir: str) -> None:
+        self.run_dir = run_dir or ""
+
+    def add_samples(self, step: int, samples: tuple[Sample, ...]) -> None:
+        """Record the samples of ``step``; show them unless the user is looking at an older step."""
+        following = self.step_combo.currentIndex() <= 0
+        self._history[step] = tuple(samples)
+        blocked = self.step_combo.blockSignals(True)
+        self.step_combo.clear()
+        for known in sorted(self._history, reverse=True):
+            self.step_combo.addItem(f"{known}", known)
+        if following:
+            self.step_combo.setCurrentIndex(0)
+        else:
+            self.step_combo.setCurrentIndex(self.step_combo.findData(self._shown_step))
+        self.step_combo.blockSignals(blocked)
+        if following:
+            self._show(step)
+
+    def show_records(self, records: list[dict]) -> None:
+        """Rebuild from a run folder's samples.jsonl records."""
+        self.clear()
+        for record in records:
+            try:
+                samples = tuple(Sample(**s) for s in record.get("samples", ()))
+                self.add_samples(int(record["step"]), samples)
+            except (KeyError, TypeError, ValueError):
+                continue
+
+    def row_count(self) -> int:
+        return self.table.rowCount()
+
+    # ---- Slots
+    @Slot(object)
+    def on_event(self, event) -> None:
+        if isinstance(event, SamplesGenerated):
+            self.add_samples(event.step, event.samples)
+
+    @Slot(int)
+    def on_step_chosen(self, index: int) -> None:
+        step = self.step_combo.itemData(index)
+        if step is not None:
+            self._show(int(step))
+
+    @Slot()
+    def on_ask_clicked(self) -> None:
+        prompt = self.prompt.toPlainText().strip()
+        if not prompt:
+            self.ask_state.setText("Type a prompt first.")
+            return
+        student = self.student_path
+        if self.student_choice.currentData() == "run":
+            if not self.run_dir:
+                self.ask_state.setText("No run is shown; open one on the Runs page or ask the configured student.")
+                return
+            student = self.run_dir
+        if not student and not self.teacher_path:
+            self.ask_state.setText("Choose a teacher and a student on the Models page first.")
+            return
+        self.ask_button.setEnabled(False)
+        self.ask_state.setText("Asking… (the first question loads the models)")
+        self.sig_ask.emit({
+            "prompt": prompt,
+            "teacher": self.teacher_path or None,
+            "student": student or None,
+            "device": self.device,
+            "chat_template": self.chat_template,
+            "max_new_tokens": self.max_new_tokens.value(),
+        })
+
+    @Slot(str)
+    def on_ask_status(self, text: str) -> None:
+        self.ask_state.setText(text.capitalize())
+
+    @Slot(str, object, object)
+    def on_answered(self, prompt: str, teacher, student) -> None:
+        self.teacher_answer.setPlainText(teacher if teacher is not None else "(no teacher)")
+        self.student_answer.setPlainText(student if student is not None else "(no student)")
+        self.ask_state.setText(f"Answers to: {prompt[:120]}")
+        self.ask_button.setEnabled(True)
+
+    @Slot(str)
+    def on_ask_failed(self, message: str) -> None:
+        self.ask_state.setText(f"No answer: {message}")
+        self.ask_button.setEnabled(True)
+
+    # ---- Internals
+    def _show(self, step: int) -> None:
+        self._shown_step = step
+        samples = self._history.get(step, ())
+        has_reference = any(s.reference for s in samples)
+        headers = ["Prompt", "Teacher", "Student"] + (["Reference"] if has_reference else [])
+        self.table.setColumnCount(len(headers))
+        self.table.setHorizontalHeaderLabels(headers)
+        self.table.setRowCount(len(samples))
+        for row, sample in enumerate(samples):
+            values = [sample.prompt, sample.teacher if sample.teacher is not None else "—", sample.student]
+            if has_reference:
+                values.append(sample.reference or "")
+            for col, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                item.setToolTip(text[:4000])
+                item.setTextAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+                self.table.setItem(row, col, item)
+        latest = max(self._history) if self._history else step
+        note = "" if step == latest else f" (latest: step {latest})"
+        self.caption.setText(f"<b>Samples from step {step}</b>{note} — {len(samples)} probe prompt{'s' if len(samples) != 1 else ''}")

@@ -1,0 +1,542 @@
+"""The main window: a sidebar of pages over one configuration, the run controller and the workers."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QWidget,
+)
+
+from distill_gui.core.config import (
+    ConfigError,
+    RunConfig,
+    config_from_dict,
+    config_to_dict,
+    dump_config,
+    load_config,
+    save_config,
+)
+from distill_gui.core.events import Event
+from distill_gui.core.runs import RunDir, list_runs, pid_alive
+from distill_gui.gui.data_page import DataPage
+from distill_gui.gui.fields import ConfigBinder
+from distill_gui.gui.generations_page import GenerationsPage
+from distill_gui.gui.method_page import MethodPage
+from distill_gui.gui.models_page import ModelsPage
+from distill_gui.gui.runs_page import RunsPage
+from distill_gui.gui.settings import Settings
+from distill_gui.gui.supervisor import RunController
+from distill_gui.gui.train_page import TrainPage
+from distill_gui.gui.workers import AskWorker, DataPreviewer, ModelInspector, start_in_thread, stop_thread
+
+PAGES = ("Models", "Data", "Method", "Train", "Generations", "Runs")
+INSPECT_DELAY_MS = 700
+PREVIEW_DELAY_MS = 400
+STOP_ON_CLOSE_TIMEOUT_MS = 120_000
+MODEL_KEYS = ("teacher.", "student.", "method.kind", "training.batch_size", "training.gradient_checkpointing",
+              "data.max_length", "method.chunk_size")
+
+
+class MainWindow(QMainWindow):
+    """Models → Data → Method → Train → Generations → Runs, over one :class:`RunConfig`."""
+
+    # ---- Signals
+    sig_inspect = Signal(int, object)
+    """Ask the model inspector to describe the pair of a config (request id, RunConfig)."""
+    sig_preview = Signal(int, str, str, object)
+    """Ask the data previewer to parse a file (request id, path, format, columns)."""
+
+    CLOSE_STOP, CLOSE_LEAVE, CLOSE_CANCEL = "stop", "leave", "cancel"
+
+    def __init__(self, settings: Settings | None = None, config: RunConfig | None = None, runs_root: str | Path | None = None):
+        super().__init__()
+        self.setWindowTitle("distill-gui")
+        self.setObjectName("main_window")
+        self.settings = settings or Settings()
+        if runs_root is not None:
+            self.settings.set_runs_root(runs_root)
+        self.controller = RunController(self)
+        self.binder = ConfigBinder(self)
+        self._base = config_to_dict(RunConfig())
+        self._inspect_id = 0
+        self._preview_id = 0
+        self.shown_run: str | None = None
+        self.close_choice: str | None = None
+        """Tests set this to answer the close question without a dialog."""
+
+        # ---- Pages
+        self.models_page = ModelsPage(self.binder, self.settings)
+        self.data_page = DataPage(self.binder)
+        self.method_page = MethodPage(self.binder)
+        self.train_page = TrainPage(self.controller)
+        self.generations_page = GenerationsPage()
+        self.runs_page = RunsPage(self.settings.runs_root())
+        self.sidebar = QListWidget()
+        self.sidebar.setObjectName("pages")
+        self.stack = QStackedWidget()
+        for name, page in zip(PAGES, self.pages()):
+            page.setObjectName(f"page_{name.lower()}")
+            self.sidebar.addItem(name)
+            self.stack.addWidget(page)
+        self.sidebar.setFixedWidth(self.sidebar.sizeHintForColumn(0) + 40)
+        self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.sidebar.setCurrentRow(0)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.addWidget(self.sidebar)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self.status_label = QLabel("")
+        self.status_label.setObjectName("status_message")
+        self.statusBar().addWidget(self.status_label, 1)
+
+        self._make_actions()
+
+        # ---- Workers
+        self.inspector = ModelInspector()
+        self.inspector_thread = start_in_thread(self.inspector, self, "model-inspector")
+        self.previewer = DataPreviewer()
+        self.previewer_thread = start_in_thread(self.previewer, self, "data-previewer")
+        self.asker = AskWorker()
+        self.asker_thread = start_in_thread(self.asker, self, "ask-worker")
+        self.sig_inspect.connect(self.inspector.inspect)
+        self.sig_preview.connect(self.previewer.load)
+        self.inspector.sig_described.connect(self.on_model_described)
+        self.inspector.sig_failed.connect(self.on_model_failed)
+        self.inspector.sig_compatibility.connect(self.on_compatibility)
+        self.inspector.sig_memory.connect(self.on_memory)
+        self.inspector.sig_done.connect(self.on_inspection_done)
+        self.previewer.sig_loaded.connect(self.on_data_loaded)
+        self.previewer.sig_failed.connect(self.on_data_failed)
+        self.generations_page.sig_ask.connect(self.asker.ask)
+        self.asker.sig_status.connect(self.generations_page.on_ask_status)
+        self.asker.sig_answered.connect(self.generations_page.on_answered)
+        self.asker.sig_failed.connect(self.generations_page.on_ask_failed)
+
+        self.inspect_timer = QTimer(self)
+        self.inspect_timer.setSingleShot(True)
+        self.inspect_timer.setInterval(INSPECT_DELAY_MS)
+        self.inspect_timer.timeout.connect(self.inspect_models)
+        self.preview_timer = QTimer(self)
+        self.preview_timer.setSingleShot(True)
+        self.preview_timer.setInterval(PREVIEW_DELAY_MS)
+        self.preview_timer.timeout.connect(self.preview_data)
+
+        # ---- Wiring
+        self.binder.sig_edited.connect(self.on_config_edited)
+        self.data_page.sig_preview_requested.connect(self.preview_timer.start)
+        self.models_page.sig_check_requested.connect(self.inspect_models)
+        self.method_page.sig_open_requested.connect(self.on_open_config)
+        self.method_page.sig_save_requested.connect(self.on_save_config)
+        self.method_page.sig_reset_requested.connect(self.on_reset_config)
+        self.train_page.sig_start_requested.connect(self.start_run)
+        self.runs_page.sig_open.connect(self.open_run)
+        self.runs_page.sig_resume.connect(self.resume_run)
+        self.runs_page.sig_root_changed.connect(self.on_runs_root_changed)
+        self.controller.sig_event.connect(self.on_run_event)
+        self.controller.sig_run_dir_changed.connect(self.on_run_dir_changed)
+        self.controller.sig_state_changed.connect(self.on_run_state_changed)
+        self.controller.sig_ended.connect(self.on_run_ended)
+
+        self.set_config(config or RunConfig())
+        geometry = self.settings.geometry()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 860)
+
+    # ---- Public API
+    def pages(self) -> list[QWidget]:
+        return [self.models_page, self.data_page, self.method_page, self.train_page, self.generations_page, self.runs_page]
+
+    def show_page(self, name: str) -> None:
+        self.sidebar.setCurrentRow(PAGES.index(name))
+
+    def runs_root(self) -> Path:
+        return self.runs_page.root
+
+    def set_config(self, config: RunConfig) -> None:
+        """Show ``config`` in every page and check its models and data in the background."""
+        self._base = config_to_dict(config)
+        self.binder.show(self._base)
+        self.method_page.update_enabled()
+        self._update_generation_models(config)
+        self.inspect_timer.start()
+        self.preview_timer.start()
+
+    def current_config(self) -> RunConfig:
+        """The configuration the pages show; raises ConfigError naming the key that is wrong."""
+        data = copy.deepcopy(self._base)
+        self.binder.read_into(data)
+        return config_from_dict(data)
+
+    def start_run(self) -> bool:
+        """Start training the current configuration (Ctrl+Return)."""
+        if self.controller.is_active():
+            self.show_message("A run is already training; stop it first.")
+            return False
+        try:
+            config = self.current_config()
+            config.validate_for_run()
+        except ConfigError as exc:
+            self.show_message(f"Cannot start: {exc}", error=True)
+            return False
+        self.train_page.clear()
+        self.generations_page.clear()
+        self.shown_run = None
+        self.settings.set_last_config_yaml(dump_config(config))
+        self.controller.start(config, self.runs_root())
+        self.show_page("Train")
+        self.show_message("Starting the run…")
+        return True
+
+    @Slot(str)
+    def open_run(self, run_dir: str) -> None:
+        """Show a run from its folder; a run training in another process is followed live."""
+        run = RunDir(run_dir)
+        if not run.is_run():
+            self.show_message(f"{run_dir} is not a run folder", error=True)
+            return
+        if self.controller.is_active():
+            if self.controller.run_dir and Path(self.controller.run_dir).resolve() == run.path.resolve():
+                self.show_page("Train")
+                return
+            self.show_message("A run is training; its view stays on the Train page until it ends.", error=True)
+            return
+        self._show_from_disk(run)
+        status = run.status()
+        if status.get("state") in ("running", "paused") and pid_alive(status.get("pid")):
+            self.controller.attach(run.path)
+            self.show_message(f"Following {run.name}, which trains in another process.")
+        else:
+            self.show_message(f"Showing {run.name} ({status.get('state', '?')}).")
+        self.show_page("Train")
+
+    @Slot(str)
+    def resume_run(self, run_dir: str) -> None:
+        """Continue a stopped or crashed run from its latest checkpoint."""
+        run = RunDir(run_dir)
+        if self.controller.is_active():
+            self.show_message("A run is already training; stop it first.", error=True)
+            return
+        if not run.can_resume():
+            self.show_message(f"{run.name} has no checkpoint to resume from (or it finished).", error=True)
+            return
+        self._show_from_disk(run)
+        self.controller.resume(run.path)
+        self.show_page("Train")
+        self.show_message(f"Resuming {run.name}…")
+
+    def restore_last_run(self) -> None:
+        """On start: follow a run that still trains in another process, or show the last one."""
+        for run in list_runs(self.runs_root())[:50]:
+            status = run.status()
+            if status.get("state") in ("running", "paused") and pid_alive(status.get("pid")):
+                self.open_run(str(run.path))
+                return
+        last = self.settings.last_run()
+        if last and RunDir(last).is_run():
+            self._show_from_disk(RunDir(last))
+            state = RunDir(last).status().get("state", "?")
+            self.show_message(f"Last run: {RunDir(last).name} ({state}).")
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        """A line in the status bar; errors also replace the Train page's state line."""
+        self.status_label.setText(text)
+        if error:
+            self.train_page.state_label.setText(text)
+
+    # ---- Slots: configuration
+    @Slot(str)
+    def on_config_edited(self, key: str) -> None:
+        if key.startswith(MODEL_KEYS):
+            self.inspect_timer.start()
+        if key.startswith(("teacher.path", "student.path", "teacher.device", "data.chat_template")):
+            try:
+                self._update_generation_models(self.current_config())
+            except ConfigError:
+                pass
+
+    @Slot()
+    def on_open_config(self) -> None:
+        start = self.settings.last_config_dir() or str(Path.cwd())
+        path, _ = QFileDialog.getOpenFileName(self, "Open a config", start, "YAML config (*.yaml *.yml);;All files (*)")
+        if path:
+            self.load_config_file(path)
+
+    def load_config_file(self, path: str | Path) -> bool:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            self.show_message(str(exc), error=True)
+            QMessageBox.warning(self, "Cannot open the config", str(exc))
+            return False
+        self.settings.set_last_config_dir(str(Path(path).parent))
+        self.set_config(config)
+        self.show_message(f"Opened {path}")
+        return True
+
+    @Slot()
+    def on_save_config(self) -> None:
+        start = self.settings.last_config_dir() or str(Path.cwd())
+        path, _ = QFileDialog.getSaveFileName(self, "Save the config", str(Path(start) / "distill.yaml"), "YAML config (*.yaml *.yml)")
+        if path:
+            self.save_config_file(path)
+
+    def save_config_file(self, path: str | Path) -> bool:
+        try:
+            config = self.current_config()
+        except ConfigError as exc:
+            self.show_message(f"Cannot save: {exc}", error=True)
+            return False
+        save_config(config, path)
+        self.settings.set_last_config_dir(str(Path(path).parent))
+        self.show_message(f"Saved {path}")
+        return True
+
+    @Slot()
+    def on_reset_config(self) -> None:
+        try:
+            current = self.current_config()
+        except ConfigError:
+            current = RunConfig()
+        fresh = RunConfig(name=current.name, teacher=current.teacher, student=current.student, data=current.data)
+        self.set_config(fresh)
+
+    # ---- Slots: background checks
+    @Slot()
+    def inspect_models(self) -> None:
+        try:
+            config = self.current_config()
+        except ConfigError as exc:
+            self.models_page.show_not_comparable(str(exc))
+            return
+        if not config.student.path and not config.teacher.path:
+            return
+        self._inspect_id += 1
+        self.inspector.latest = self._inspect_id
+        self.models_page.checking()
+        self.sig_inspect.emit(self._inspect_id, config)
+
+    @Slot(int, str, object)
+    def on_model_described(self, request_id: int, role: str, info) -> None:
+        if request_id == self._inspect_id:
+            self.models_page.show_described(role, info)
+            self.settings.add_recent_model(info.source.display if info.source.kind != "folder" else info.source.path)
+
+    @Slot(int, str, str)
+    def on_model_failed(self, request_id: int, role: str, message: str) -> None:
+        if request_id == self._inspect_id:
+            self.models_page.show_failed(role, message)
+
+    @Slot(int, object)
+    def on_compatibility(self, request_id: int, compat) -> None:
+        if request_id == self._inspect_id:
+            self.models_page.show_compatibility(compat)
+
+    @Slot(int, object)
+    def on_memory(self, request_id: int, estimate) -> None:
+        if request_id == self._inspect_id:
+            self.models_page.show_memory(estimate)
+
+    @Slot(int)
+    def on_inspection_done(self, request_id: int) -> None:
+        if request_id == self._inspect_id:
+            self.models_page.done()
+
+    @Slot()
+    def preview_data(self) -> None:
+        try:
+            config = self.current_config()
+        except ConfigError as exc:
+            self.data_page.show_failed(str(exc))
+            return
+        if not config.data.train:
+            self.data_page.show_empty()
+            return
+        self._preview_id += 1
+        self.previewer.latest = self._preview_id
+        self.data_page.loading(config.data.train)
+        self.sig_preview.emit(self._preview_id, config.data.train, config.data.format, dict(config.data.columns))
+
+    @Slot(int, object, object, int)
+    def on_data_loaded(self, request_id: int, examples, report, count: int) -> None:
+        if request_id == self._preview_id:
+            self.data_page.show_loaded(examples, report, count)
+
+    @Slot(int, str)
+    def on_data_failed(self, request_id: int, message: str) -> None:
+        if request_id == self._preview_id:
+            self.data_page.show_failed(message)
+
+    # ---- Slots: the run
+    @Slot(object)
+    def on_run_event(self, event: Event) -> None:
+        self.generations_page.on_event(event)
+
+    @Slot(str)
+    def on_run_dir_changed(self, run_dir: str) -> None:
+        self.shown_run = run_dir
+        self.settings.set_last_run(run_dir)
+        self.generations_page.set_run_dir(run_dir)
+        self.runs_page.refresh()
+        self.runs_page.select_run(run_dir)
+        self.setWindowTitle(f"distill-gui — {Path(run_dir).name}")
+
+    @Slot(str)
+    def on_run_state_changed(self, state: str) -> None:
+        active = self.controller.is_active()
+        self.start_action.setEnabled(not active)
+        self.stop_action.setEnabled(self.train_page.stop_button.isEnabled())
+        self.pause_action.setEnabled(self.train_page.pause_button.isEnabled())
+        self.status_label.setText(self.train_page.state_label.text())
+
+    @Slot(str, str)
+    def on_run_ended(self, state: str, message: str) -> None:
+        self.show_message(f"Run {state}: {message}")
+        self.runs_page.refresh()
+
+    @Slot(str)
+    def on_runs_root_changed(self, root: str) -> None:
+        self.settings.set_runs_root(root)
+
+    @Slot()
+    def on_start_action(self) -> None:
+        self.start_run()
+
+    @Slot()
+    def on_pause_action(self) -> None:
+        self.controller.toggle_pause()
+
+    @Slot()
+    def on_stop_action(self) -> None:
+        self.controller.stop()
+
+    # ---- Closing
+    def ask_close_choice(self) -> str:
+        """Stop the run, leave it running, or cancel closing (tests set ``close_choice``)."""
+        if self.close_choice is not None:
+            return self.close_choice
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("A run is training")
+        box.setText("A run is still training. Stop it (a checkpoint is saved, you can resume later) or leave it running in the background?")
+        box.setInformativeText("A run left running keeps writing to its folder; the app follows it again when it reopens.")
+        stop = box.addButton("Stop the run", QMessageBox.ButtonRole.DestructiveRole)
+        leave = box.addButton("Leave it running", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked is stop:
+            return self.CLOSE_STOP
+        if clicked is leave:
+            return self.CLOSE_LEAVE
+        return self.CLOSE_CANCEL
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self.controller.is_active():
+            choice = self.ask_close_choice()
+            if choice == self.CLOSE_CANCEL:
+                event.ignore()
+                return
+            if choice == self.CLOSE_STOP and not self.controller.attached:
+                self._stop_and_wait()
+            else:
+                self.controller.detach()
+        try:
+            self.settings.set_last_config_yaml(dump_config(self.current_config()))
+        except ConfigError:
+            pass
+        self.settings.set_geometry(self.saveGeometry())
+        self.settings.sync()
+        self.inspector.latest = -1
+        self.previewer.latest = -1
+        for thread in (self.inspector_thread, self.previewer_thread, self.asker_thread):
+            stop_thread(thread)
+        super().closeEvent(event)
+
+    def _stop_and_wait(self) -> None:
+        """Ask the run to stop and keep the event loop turning until it has saved and ended."""
+        loop = QEventLoop(self)
+        self.controller.sig_ended.connect(loop.quit)
+        timer = QTimer(self)
+        timer.setSingleShot(True)
+        timer.timeout.connect(loop.quit)
+        self.show_message("Stopping the run: saving a checkpoint…")
+        if self.controller.stop():
+            timer.start(STOP_ON_CLOSE_TIMEOUT_MS)
+            loop.exec()
+        if self.controller.is_active():
+            self.controller.kill()
+            self.controller.wait_finished(5000)
+        self.controller.sig_ended.disconnect(loop.quit)
+
+    # ---- Internals
+    def _make_actions(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        open_action = QAction("&Open config…", self, shortcut=QKeySequence.StandardKey.Open)
+        save_action = QAction("&Save config as…", self, shortcut=QKeySequence.StandardKey.Save)
+        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        open_action.triggered.connect(self.on_open_config)
+        save_action.triggered.connect(self.on_save_config)
+        quit_action.triggered.connect(self.close)
+        for action in (open_action, save_action, quit_action):
+            file_menu.addAction(action)
+        run_menu = self.menuBar().addMenu("&Run")
+        self.start_action = QAction("&Start", self, shortcut=QKeySequence("Ctrl+Return"))
+        self.pause_action = QAction("&Pause / continue", self, shortcut=QKeySequence("Ctrl+P"))
+        self.stop_action = QAction("S&top", self, shortcut=QKeySequence("Ctrl+."))
+        self.start_action.setObjectName("action_start")
+        self.pause_action.setObjectName("action_pause")
+        self.stop_action.setObjectName("action_stop")
+        self.start_action.triggered.connect(self.on_start_action)
+        self.pause_action.triggered.connect(self.on_pause_action)
+        self.stop_action.triggered.connect(self.on_stop_action)
+        for action in (self.start_action, self.pause_action, self.stop_action):
+            action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+            run_menu.addAction(action)
+        self.pause_action.setEnabled(False)
+        self.stop_action.setEnabled(False)
+        go_menu = self.menuBar().addMenu("&Go")
+        for i, name in enumerate(PAGES):
+            action = QAction(name, self, shortcut=QKeySequence(f"Ctrl+{i + 1}"))
+            action.setData(i)
+            action.triggered.connect(self.on_go_action)
+            go_menu.addAction(action)
+
+    @Slot()
+    def on_go_action(self) -> None:
+        action = self.sender()
+        if action is not None:
+            self.sidebar.setCurrentRow(int(action.data()))
+
+    def _show_from_disk(self, run: RunDir) -> None:
+        try:
+            log_text = run.log_path.read_text(encoding="utf-8", errors="replace")[-200_000:]
+        except OSError:
+            log_text = ""
+        self.train_page.show_run_from_disk(run.metrics(), log_text, run.status())
+        self.generations_page.show_records(run.samples())
+        self.generations_page.set_run_dir(str(run.path))
+        self.shown_run = str(run.path)
+        self.settings.set_last_run(str(run.path))
+        self.setWindowTitle(f"distill-gui — {run.name}")
+        try:
+            config = run.load_config()
+        except Exception:  # noqa: BLE001 - an unreadable config still lets the plots show
+            return
+        self.set_config(config)
+
+    def _update_generation_models(self, config: RunConfig) -> None:
+        self.generations_page.set_models(config.teacher.path, config.student.path, config.student.device, config.data.chat_template)

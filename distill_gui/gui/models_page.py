@@ -1,0 +1,252 @@
+"""The Models page: teacher and student (folder, GGUF file or hub id), what they are, whether their
+tokenizers allow soft-label KD, the memory the run needs, and quantization / LoRA settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QPushButton,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from distill_gui.core import config as cfg
+from distill_gui.gui.fields import ConfigBinder, add_fields, make_field_widget
+from distill_gui.gui.settings import Settings
+
+MODEL_FIELDS = ["dtype", "device", "quantization", "gguf_file", "tokenizer", "revision", "trust_remote_code", "allow_pickle"]
+
+
+def _local_path_of(event: QDropEvent | QDragEnterEvent) -> str | None:
+    mime = event.mimeData()
+    if mime is None or not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile():
+            path = Path(url.toLocalFile())
+            if path.is_dir() or path.suffix.lower() == ".gguf":
+                return str(path)
+    return None
+
+
+class ModelChooser(QGroupBox):
+    """One model: its path (folder, .gguf file or hub id), load settings and a one-line description.
+
+    Folders and .gguf files can be dropped on it.
+    """
+
+    # ---- Signals
+    sig_path_chosen = Signal(str)
+    """A path was picked with a dialog, dropped, or taken from the recent list."""
+
+    def __init__(self, role: str, binder: ConfigBinder, settings: Settings, parent: QWidget | None = None):
+        super().__init__(role.capitalize(), parent)
+        self.role = role
+        self.settings = settings
+        self.setAcceptDrops(True)
+        model_cls = cfg.StudentConfig if role == "student" else cfg.ModelConfig
+
+        self.path_edit: QLineEdit = make_field_widget(model_cls, "path", f"{role}.path")
+        self.path_edit.setPlaceholderText("Model folder, .gguf file or hub id (org/name) — or drop a folder here")
+        binder.add(self.path_edit)
+        folder_button = QPushButton("Folder…")
+        folder_button.setToolTip(f"Choose the {role}'s Hugging Face model folder")
+        gguf_button = QPushButton("GGUF…")
+        gguf_button.setToolTip(f"Choose a .gguf file for the {role}")
+        self.recent_button = QToolButton()
+        self.recent_button.setText("Recent")
+        self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.recent_menu = QMenu(self.recent_button)
+        self.recent_button.setMenu(self.recent_menu)
+        self.recent_menu.aboutToShow.connect(self.on_recent_menu)
+        self.recent_menu.triggered.connect(self.on_recent_chosen)
+
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(folder_button)
+        path_row.addWidget(gguf_button)
+        path_row.addWidget(self.recent_button)
+
+        self.summary = QLabel("No model chosen.")
+        self.summary.setObjectName(f"{role}_summary")
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        add_fields(form, binder, model_cls, role, MODEL_FIELDS)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(path_row)
+        layout.addWidget(self.summary)
+        layout.addLayout(form)
+
+        if role == "student":
+            lora_box = QGroupBox("LoRA adapters (QLoRA with 4-bit quantization)")
+            lora_form = QFormLayout(lora_box)
+            add_fields(lora_form, binder, cfg.LoraConfig, "student.lora")
+            layout.addWidget(lora_box)
+        layout.addStretch(1)
+
+        folder_button.clicked.connect(self.on_choose_folder)
+        gguf_button.clicked.connect(self.on_choose_gguf)
+
+    # ---- Public API
+    def set_path(self, path: str) -> None:
+        """Put ``path`` in the path field as if the user typed it."""
+        self.path_edit.setText(path)
+        self.path_edit.textEdited.emit(path)
+        self.sig_path_chosen.emit(path)
+
+    def show_summary(self, text: str, error: bool = False) -> None:
+        self.summary.setText(text)
+        self.summary.setProperty("error", error)
+        font = self.summary.font()
+        font.setItalic(error)
+        self.summary.setFont(font)
+
+    # ---- Slots
+    @Slot()
+    def on_choose_folder(self) -> None:
+        start = self.path_edit.text() or str(Path.home())
+        path = QFileDialog.getExistingDirectory(self, f"Choose the {self.role} model folder", start)
+        if path:
+            self.set_path(path)
+
+    @Slot()
+    def on_choose_gguf(self) -> None:
+        start = str(Path(self.path_edit.text()).parent) if self.path_edit.text() else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, f"Choose a GGUF file for the {self.role}", start, "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.set_path(path)
+
+    @Slot()
+    def on_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_models()
+        if not recent:
+            action = self.recent_menu.addAction("(no recent models)")
+            action.setEnabled(False)
+        for path in recent:
+            self.recent_menu.addAction(path).setData(path)
+
+    @Slot(object)
+    def on_recent_chosen(self, action) -> None:
+        path = action.data()
+        if path:
+            self.set_path(str(path))
+
+    # ---- Qt events
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if _local_path_of(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        path = _local_path_of(event)
+        if path:
+            self.set_path(path)
+            event.acceptProposedAction()
+
+
+class ModelsPage(QWidget):
+    """Teacher and student side by side, then the pair check (tokenizers and memory)."""
+
+    # ---- Signals
+    sig_check_requested = Signal()
+    """The user asked to check the pair again."""
+
+    def __init__(self, binder: ConfigBinder, settings: Settings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.teacher = ModelChooser("teacher", binder, settings)
+        self.student = ModelChooser("student", binder, settings)
+
+        self.compatibility = QLabel("Choose a teacher and a student to compare their tokenizers.")
+        self.compatibility.setObjectName("compatibility")
+        self.compatibility.setWordWrap(True)
+        self.compatibility.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.memory = QLabel("The memory estimate appears once the student is known.")
+        self.memory.setObjectName("memory_estimate")
+        self.memory.setWordWrap(True)
+        self.memory.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.check_state = QLabel("")
+        self.check_state.setObjectName("check_state")
+        check_button = QPushButton("Check again")
+        check_button.setToolTip("Read both models again and redo the tokenizer check and memory estimate")
+        check_button.clicked.connect(self.sig_check_requested)
+
+        pair_box = QGroupBox("Pair check")
+        pair = QGridLayout(pair_box)
+        pair.addWidget(QLabel("<b>Tokenizers</b>"), 0, 0, Qt.AlignmentFlag.AlignTop)
+        pair.addWidget(self.compatibility, 0, 1)
+        pair.addWidget(QLabel("<b>Memory</b>"), 1, 0, Qt.AlignmentFlag.AlignTop)
+        pair.addWidget(self.memory, 1, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.check_state, 1)
+        buttons.addWidget(check_button)
+        pair.addLayout(buttons, 2, 0, 1, 2)
+        pair.setColumnStretch(1, 1)
+
+        models = QHBoxLayout()
+        models.addWidget(self.teacher, 1)
+        models.addWidget(self.student, 1)
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.addLayout(models)
+        layout.addWidget(pair_box)
+        layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+    def chooser(self, role: str) -> ModelChooser:
+        return self.teacher if role == "teacher" else self.student
+
+    # ---- Results of the background check
+    def checking(self) -> None:
+        self.check_state.setText("Checking the models…")
+
+    def show_described(self, role: str, info) -> None:
+        self.chooser(role).show_summary(info.summary())
+
+    def show_failed(self, role: str, message: str) -> None:
+        if role in ("teacher", "student"):
+            self.chooser(role).show_summary(message, error=True)
+        elif role == "pair":
+            self.compatibility.setText(message)
+        else:
+            self.memory.setText(message)
+
+    def show_compatibility(self, compat) -> None:
+        verdicts = {"identical": "✔ Identical", "padded": "✔ Compatible (padded)", "different": "✘ Different"}
+        self.compatibility.setText(f"<b>{verdicts.get(compat.verdict, compat.verdict)}</b> — {compat.message}")
+
+    def show_memory(self, estimate) -> None:
+        text = "<br>".join(line.replace(" ", "&nbsp;") for line in estimate.lines())
+        self.memory.setText(f"<span style='font-family: monospace'>{text}</span>")
+        self.memory.setToolTip(estimate.summary())
+
+    def show_not_comparable(self, reason: str) -> None:
+        self.compatibility.setText(reason)
+
+    def done(self) -> None:
+        self.check_state.setText("")

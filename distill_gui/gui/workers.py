@@ -1,0 +1,189 @@
+"""Background workers (QObjects living in their own QThread) for the slow, library-heavy jobs.
+
+Each imports torch / transformers / datasets lazily inside its slot, so none of them is loaded before
+the window shows. Requests carry an id; a newer request makes an older one's results stale (the
+worker checks ``latest`` between phases, the page drops stale results).
+"""
+
+from __future__ import annotations
+
+import copy
+import traceback
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from distill_gui.core.config import ModelConfig, RunConfig
+
+PREVIEW_ROWS = 500
+
+
+def start_in_thread(worker: QObject, parent: QObject, name: str) -> QThread:
+    """Move ``worker`` to a new started QThread owned by ``parent``."""
+    thread = QThread(parent)
+    thread.setObjectName(name)
+    worker.moveToThread(thread)
+    thread.finished.connect(worker.deleteLater)
+    thread.start()
+    return thread
+
+
+def stop_thread(thread: QThread | None, timeout_ms: int = 30000) -> None:
+    """Let a worker thread finish its current job and end."""
+    if thread is not None and thread.isRunning():
+        thread.quit()
+        thread.wait(timeout_ms)
+
+
+def _short_error(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
+
+
+def _model_key(cfg: ModelConfig) -> tuple:
+    return (cfg.path, cfg.gguf_file, cfg.tokenizer, cfg.revision, cfg.trust_remote_code, cfg.allow_pickle)
+
+
+class ModelInspector(QObject):
+    """Describes the teacher and student, checks their tokenizers and estimates memory."""
+
+    # ---- Signals
+    sig_described = Signal(int, str, object)
+    """(request id, role, ModelInfo) for a model that could be read."""
+    sig_failed = Signal(int, str, str)
+    """(request id, role, message) for a model that could not be read."""
+    sig_compatibility = Signal(int, object)
+    """(request id, TokenizerCompatibility) for the pair."""
+    sig_memory = Signal(int, object)
+    """(request id, MemoryEstimate) for the whole run."""
+    sig_done = Signal(int)
+    """The request is complete."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest = 0
+        self._infos: dict[tuple, object] = {}
+        self._tokenizers: dict[tuple, object] = {}
+
+    @Slot(int, object)
+    def inspect(self, request_id: int, config: RunConfig) -> None:
+        if request_id != self.latest:
+            return
+        infos: dict[str, object] = {}
+        roles = [("student", config.student)]
+        if config.method.kind == "kd" or config.teacher.path:
+            roles.insert(0, ("teacher", config.teacher))
+        for role, model_cfg in roles:
+            if not model_cfg.path:
+                continue
+            if request_id != self.latest:
+                return
+            try:
+                infos[role] = self._describe(model_cfg, role)
+                self.sig_described.emit(request_id, role, infos[role])
+            except Exception as exc:  # noqa: BLE001 - any failure is shown to the user as text
+                self.sig_failed.emit(request_id, role, _short_error(exc))
+        if request_id != self.latest:
+            return
+        if "teacher" in infos and "student" in infos:
+            try:
+                from distill_gui.core.vocab import check_compatibility
+
+                compat = check_compatibility(
+                    self._tokenizer(config.teacher, "teacher"),
+                    self._tokenizer(config.student, "student"),
+                    infos["teacher"].vocab_size,
+                    infos["student"].vocab_size,
+                )
+                self.sig_compatibility.emit(request_id, compat)
+            except Exception as exc:  # noqa: BLE001
+                self.sig_failed.emit(request_id, "pair", _short_error(exc))
+        if "student" in infos:
+            try:
+                from distill_gui.core.memory import estimate_for_config
+
+                estimate = estimate_for_config(config, infos.get("teacher"), infos["student"])
+                self.sig_memory.emit(request_id, estimate)
+            except Exception as exc:  # noqa: BLE001
+                self.sig_failed.emit(request_id, "memory", _short_error(exc))
+        self.sig_done.emit(request_id)
+
+    def _describe(self, cfg: ModelConfig, role: str):
+        key = _model_key(cfg)
+        if key not in self._infos:
+            from distill_gui.core.models import describe_model
+
+            self._infos[key] = describe_model(cfg, role)
+        return self._infos[key]
+
+    def _tokenizer(self, cfg: ModelConfig, role: str):
+        key = _model_key(cfg)
+        if key not in self._tokenizers:
+            from distill_gui.core.models import load_tokenizer
+
+            self._tokenizers[key] = load_tokenizer(cfg, role)
+        return self._tokenizers[key]
+
+
+class DataPreviewer(QObject):
+    """Parses a data file for the preview table and the bad-row report."""
+
+    # ---- Signals
+    sig_loaded = Signal(int, object, object, int)
+    """(request id, first examples, DataReport, number of examples)."""
+    sig_failed = Signal(int, str)
+    """(request id, message) when the file cannot be used at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest = 0
+
+    @Slot(int, str, str, object)
+    def load(self, request_id: int, path: str, fmt: str, columns: dict) -> None:
+        if request_id != self.latest:
+            return
+        try:
+            from distill_gui.core.data import load_examples
+
+            examples, report = load_examples(path, fmt, dict(columns or {}))
+        except Exception as exc:  # noqa: BLE001
+            self.sig_failed.emit(request_id, _short_error(exc))
+            return
+        self.sig_loaded.emit(request_id, examples[:PREVIEW_ROWS], report, len(examples))
+
+
+class AskWorker(QObject):
+    """Asks the teacher and the student the same prompt (models load on first use and stay loaded)."""
+
+    # ---- Signals
+    sig_status = Signal(str)
+    """What the worker is doing (loading models, generating)."""
+    sig_answered = Signal(str, object, object)
+    """(prompt, teacher answer or None, student answer or None)."""
+    sig_failed = Signal(str)
+    """A message saying why there is no answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pair = None
+        self._pair_key: tuple | None = None
+
+    @Slot(object)
+    def ask(self, request: dict) -> None:
+        request = copy.deepcopy(request)
+        try:
+            from distill_gui.core.side_by_side import SideBySide
+
+            key = (request.get("teacher"), request.get("student"), request.get("device", "auto"), request.get("chat_template", "auto"))
+            if key != self._pair_key:
+                self.sig_status.emit("loading the models…")
+                self._pair = SideBySide(teacher=key[0], student=key[1], device=key[2], chat_template=key[3])
+                self._pair_key = key
+            self.sig_status.emit("generating…")
+            answer = self._pair.answer([request["prompt"]], max_new_tokens=int(request.get("max_new_tokens", 64)),
+                                       temperature=float(request.get("temperature", 0.0)))[0]
+        except Exception as exc:  # noqa: BLE001
+            self._pair_key = None
+            detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            self.sig_failed.emit(_short_error(exc) if isinstance(exc, ValueError) else detail)
+            return
+        self.sig_answered.emit(answer.prompt, answer.teacher, answer.student)

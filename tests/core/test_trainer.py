@@ -1,0 +1,216 @@
+"""Training runs end to end on tiny real models: KD and SFT, stop, resume, divergence, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distill_gui.core import checkpoints as ckpt
+from distill_gui.core.config import config_from_dict
+from distill_gui.core.events import CheckpointSaved, RunFailed, StepLogged, event_from_json
+from distill_gui.core.runs import RunDir
+from distill_gui.core.trainer import RunControl, train
+
+
+def make_config(tiny_pair, tiny_data, **training):
+    teacher, student = tiny_pair
+    settings = {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-3, "save_steps": 2, "precision": "fp32", "logging_steps": 1}
+    settings.update(training)
+    return config_from_dict(
+        {
+            "name": "test",
+            "teacher": {"path": str(teacher)},
+            "student": {"path": str(student)},
+            "data": {"train": str(tiny_data)},
+            "method": {"kind": "kd", "loss": "forward_kl", "alpha": 0.5, "chunk_size": 7},
+            "training": settings,
+        }
+    )
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_kd_run_writes_a_complete_run_folder(tiny_pair, tiny_data, tmp_path):
+    events = []
+    config = make_config(tiny_pair, tiny_data, sample_steps=3, save_total_limit=2)
+    outcome = train(config, runs_root=tmp_path, on_event=events.append)
+    assert outcome.state == "finished" and outcome.step == 6
+    run = outcome.run
+    steps = [m for m in run.metrics() if m["event"] == "StepLogged"]
+    assert [m["step"] for m in steps] == [1, 2, 3, 4, 5, 6]
+    assert all(m["kd_loss"] is not None and m["ce_loss"] is not None for m in steps)
+    # total = alpha * kd + (1 - alpha) * ce, as logged
+    for m in steps:
+        assert m["loss"] == pytest.approx(0.5 * m["kd_loss"] + 0.5 * m["ce_loss"], rel=1e-4)
+    samples = run.samples()
+    assert [s["step"] for s in samples] == [0, 3, 6]
+    assert all(s["samples"][0]["teacher"] is not None for s in samples)
+    assert run.status()["state"] == "finished"
+    assert [s for s, _ in run.checkpoints()] == [4, 6]  # rotated to the newest two
+    assert run.final_model() is not None
+    assert (run.final_dir / "distill_config.yaml").is_file()
+    assert any(isinstance(e, CheckpointSaved) for e in events)
+    assert run.log_path.read_text().count("step ") >= 6
+
+
+def test_training_changes_the_student_and_not_the_teacher(tiny_pair, tiny_data, tmp_path):
+    teacher, student = tiny_pair
+    before_t, before_s = weights(teacher), weights(student)
+    outcome = train(make_config(tiny_pair, tiny_data), runs_root=tmp_path)
+    after = weights(outcome.final_path)
+    assert any(not torch.equal(before_s[k], after[k]) for k in before_s)
+    assert all(torch.equal(before_t[k], v) for k, v in weights(teacher).items())
+
+
+def test_sft_run_uses_cross_entropy_only(tiny_pair, tiny_data, tmp_path):
+    config = make_config(tiny_pair, tiny_data)
+    config.method.kind = "sft"
+    outcome = train(config, runs_root=tmp_path)
+    steps = [m for m in outcome.run.metrics() if m["event"] == "StepLogged"]
+    assert outcome.state == "finished"
+    assert all(m["kd_loss"] is None and m["loss"] == pytest.approx(m["ce_loss"], rel=1e-4) for m in steps)
+    assert steps[-1]["loss"] < steps[0]["loss"]
+
+
+def test_stop_saves_a_checkpoint_and_resume_finishes_identically(tiny_pair, tiny_data, tmp_path):
+    reference = train(make_config(tiny_pair, tiny_data, save_steps=0), runs_root=tmp_path / "a")
+    control = RunControl()
+
+    def stop_at_three(event):
+        if isinstance(event, StepLogged) and event.step == 3:
+            control.request_stop()
+
+    stopped = train(make_config(tiny_pair, tiny_data, save_steps=0), runs_root=tmp_path / "b", on_event=stop_at_three, control=control)
+    assert stopped.state == "stopped" and stopped.step == 3
+    assert stopped.run.status()["state"] == "stopped"
+    assert [s for s, _ in stopped.run.checkpoints()] == [3]
+    resumed = train(None, run=stopped.run, resume=True)
+    assert resumed.state == "finished" and resumed.step == 6
+    a, b = weights(reference.final_path), weights(resumed.final_path)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_non_finite_loss_stops_as_diverged_and_keeps_the_last_good_checkpoint(tiny_pair, tiny_data, tmp_path, monkeypatch):
+    from distill_gui.core import losses
+
+    real = losses.kd_loss_from_hidden
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        parts = real(*args, **kwargs)
+        if calls["n"] == 3:
+            return parts._replace(total=parts.total * float("nan"))
+        return parts
+
+    monkeypatch.setattr(losses, "kd_loss_from_hidden", poisoned)
+    events = []
+    outcome = train(make_config(tiny_pair, tiny_data), runs_root=tmp_path, on_event=events.append)
+    assert outcome.state == "diverged"
+    assert outcome.run.status()["state"] == "diverged"
+    failed = [e for e in events if isinstance(e, RunFailed)]
+    assert failed and failed[0].kind == "diverged" and failed[0].checkpoint.endswith("step-000002")
+    assert [s for s, _ in outcome.run.checkpoints()] == [2]
+    assert outcome.run.final_model() is None
+    for _, path in outcome.run.checkpoints():
+        assert all(torch.isfinite(t).all() for t in weights(path).values())
+
+
+def test_non_finite_gradient_stops_before_the_optimizer_step(tiny_pair, tiny_data, tmp_path, monkeypatch):
+    from distill_gui.core import losses
+
+    real = losses.kd_loss_from_hidden
+    calls = {"n": 0}
+
+    def poison_grad(*args, **kwargs):
+        calls["n"] += 1
+        parts = real(*args, **kwargs)
+        if calls["n"] == 2:
+            hidden = args[0]
+            bad = (hidden * float("inf")).sum() * 0.0  # finite (nan) only in the gradient
+            total = parts.total + torch.nan_to_num(bad, nan=0.0)
+            hidden.register_hook(lambda g: g * float("nan"))
+            return parts._replace(total=total)
+        return parts
+
+    monkeypatch.setattr(losses, "kd_loss_from_hidden", poison_grad)
+    outcome = train(make_config(tiny_pair, tiny_data, save_steps=1), runs_root=tmp_path)
+    assert outcome.state == "diverged"
+    assert "gradient" in outcome.reason
+    assert [s for s, _ in outcome.run.checkpoints()][-1] == 1
+    for _, path in outcome.run.checkpoints():
+        assert all(torch.isfinite(t).all() for t in weights(path).values())
+
+
+def test_interrupted_checkpoint_write_is_never_offered(tiny_pair, tiny_data, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    real = Trainer._save_rng_state
+    calls = {"n": 0}
+
+    def crash_on_second(self, output_dir):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full while writing the checkpoint")
+        return real(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_rng_state", crash_on_second)
+    with pytest.raises(OSError):
+        train(make_config(tiny_pair, tiny_data), runs_root=tmp_path)
+    run = RunDir(next(p for p in tmp_path.iterdir()))
+    assert [s for s, _ in run.checkpoints()] == [2]  # step 4 was being written: not offered
+    assert not (run.checkpoints_dir / "step-000004").exists()
+    assert run.status()["state"] == "failed"
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_pair, tiny_data, tmp_path):
+    steps = 24
+    reference = train(make_config(tiny_pair, tiny_data, max_steps=steps, save_steps=4), runs_root=tmp_path / "a")
+    config_path = tmp_path / "run.yaml"
+    from distill_gui.core.config import save_config
+
+    save_config(make_config(tiny_pair, tiny_data, max_steps=steps, save_steps=4), config_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "distill_gui", "train", str(config_path), "--runs-dir", str(tmp_path / "b"), "--events", "json"],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    run_dir = None
+    for line in child.stdout:
+        event = event_from_json(line)
+        run_dir = getattr(event, "run_dir", run_dir)
+        if isinstance(event, CheckpointSaved) and event.step >= 8:
+            child.send_signal(signal.SIGKILL)
+            break
+    child.wait(timeout=60)
+    child.stdout.close()
+    child.stdin.close()
+    assert child.returncode == -signal.SIGKILL
+    run = RunDir(run_dir)
+    assert run.final_model() is None, "the run finished before it was killed; the test proved nothing"
+    assert run.status()["state"] == "failed"  # its process is gone
+    killed_at = run.latest_checkpoint()
+    assert killed_at is not None and ckpt.is_complete(killed_at)
+    result = subprocess.run([sys.executable, "-m", "distill_gui", "resume", run_dir], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    a, b = weights(reference.final_path), weights(run.final_dir)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    assert json.loads(run.status_path.read_text())["state"] == "finished"
+    assert math.isfinite(run.metrics()[-1]["loss"])
