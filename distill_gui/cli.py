@@ -105,8 +105,11 @@ def _listen_for_commands(control) -> None:
     threading.Thread(target=loop, name="distill-gui-control", daemon=True).start()
 
 
-def _install_signal_handlers(control) -> None:
-    """First Ctrl-C / SIGTERM: stop after the current step and save a checkpoint; second: exit now."""
+def _install_signal_handlers(control) -> dict:
+    """First Ctrl-C / SIGTERM: stop after the current step and save a checkpoint; second: exit now.
+
+    Returns the previous handlers, for :func:`_restore_signal_handlers`.
+    """
 
     def handler(signum, _frame):
         if control.stop_requested:
@@ -114,9 +117,16 @@ def _install_signal_handlers(control) -> None:
         print("\nstopping after this step (saving a checkpoint); press Ctrl-C again to abort", file=sys.stderr)
         control.request_stop()
 
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 # ---- Commands ------------------------------------------------------------------------------------
@@ -129,8 +139,11 @@ def _run_training(args, config=None, run=None, resume=False) -> int:
     reporter = JsonEventWriter() if args.events == "json" else ConsoleReporter()
     if args.events == "json":
         _listen_for_commands(control)
-    _install_signal_handlers(control)
-    outcome = train(config, runs_root=getattr(args, "runs_dir", None), run=run, on_event=reporter, control=control, resume=resume)
+    previous = _install_signal_handlers(control)
+    try:
+        outcome = train(config, runs_root=getattr(args, "runs_dir", None), run=run, on_event=reporter, control=control, resume=resume)
+    finally:
+        _restore_signal_handlers(previous)
     if args.events != "json":
         print(outcome.run.path)
     if outcome.state == "finished":
@@ -309,11 +322,27 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _quiet_libraries() -> None:
+    """Keep library chatter (weight-loading bars, optional-kernel notices) out of our output."""
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the command line; returns the exit code."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # key=value overrides may come after options: `train cfg.yaml --runs-dir R training.max_steps=5`
+        if getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT

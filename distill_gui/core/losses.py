@@ -391,10 +391,12 @@ class _ChunkedKD(torch.autograd.Function):
             for start in range(0, n, spec.chunk_size):
                 stop = min(start + spec.chunk_size, n)
                 h = s_hidden[start:stop]
-                zs = _logits(h, s_head, s_bias, vocab, dtype)
-                zt = _logits(t_hidden[start:stop], t_head, t_bias, vocab, dtype)
-                kd_c, ce_c, g = _chunk_kd(zs, zt, labels[start:stop], spec, count, want_grad)
-                del zs, zt
+                # The logits are handed over without a name here, so _chunk_kd can free them early.
+                kd_c, ce_c, g = _chunk_kd(
+                    _logits(h, s_head, s_bias, vocab, dtype),
+                    _logits(t_hidden[start:stop], t_head, t_bias, vocab, dtype),
+                    labels[start:stop], spec, count, want_grad,
+                )
                 kd_sum += kd_c
                 ce_sum += ce_c
                 if g is None:

@@ -517,6 +517,20 @@ def _load_models(setup: _DistillSetup) -> Any:
     return student.model
 
 
+def preflight(config: RunConfig) -> None:
+    """Cheap checks before a run folder is made: models can be found and are safe to load, data exists."""
+    from distill_gui.core.models import check_safety, resolve_source
+
+    roles = [("student", config.student)]
+    if config.method.kind == "kd" or (config.teacher.path and config.training.sample_steps):
+        roles.append(("teacher", config.teacher))
+    for role, model_cfg in roles:
+        check_safety(resolve_source(model_cfg), model_cfg, role)
+    for key, value in (("data.train", config.data.train), ("data.eval", config.data.eval)):
+        if value and Path(value).is_absolute() and not Path(value).exists():
+            raise TrainingError(f"{key}: {value} does not exist")
+
+
 def train(
     config: RunConfig,
     *,
@@ -544,6 +558,7 @@ def train(
             raise TrainingError(f"{run.path}: no complete checkpoint to resume from; start the run again")
     else:
         config.validate_for_run()
+        preflight(config)
         run = run or RunDir.create(runs_root or default_runs_root(), config)
         checkpoint = None
     recorder = RunRecorder(run)

@@ -44,6 +44,8 @@ from distill_gui.core.runs import RunDir, pid_alive
 TERMINAL_EVENTS = (RunFinished, RunStopped, RunFailed)
 STDERR_TAIL_LINES = 40
 POLL_S = 0.02
+_LEFT_RUNNING: list[subprocess.Popen] = []
+"""Training processes the user left running when the window closed."""
 MAX_READ = 1 << 20
 
 
@@ -104,7 +106,7 @@ class ChildSupervisor(QObject):
             if proc is None or proc.stdin is None or proc.poll() is not None:
                 return False
             try:
-                proc.stdin.write(command.strip() + "\n")
+                proc.stdin.write((command.strip() + "\n").encode("utf-8"))
                 proc.stdin.flush()
                 return True
             except (OSError, ValueError):
@@ -163,8 +165,21 @@ class ChildSupervisor(QObject):
             if not got:
                 self._detached.wait(POLL_S)
         if self._detached.is_set():
-            return  # the run goes on without us
+            # The run goes on without us. Closing its stdin means nothing to it; the Popen object is
+            # kept so that it is not finalised (and warned about) while the process still runs.
+            self._close_stdin(proc)
+            _LEFT_RUNNING.append(proc)
+            return
+        self._close_stdin(proc)
         self.sig_exited.emit(proc.returncode, "\n".join(self._tail))
+
+    def _close_stdin(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            try:
+                if proc.stdin is not None:
+                    proc.stdin.close()
+            except OSError:
+                pass
 
     def detach(self) -> None:
         """Stop reading (the child keeps running); ``run`` returns within a poll interval."""

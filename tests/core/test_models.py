@@ -319,3 +319,16 @@ def test_real_gguf_smollm2():
     ids = loaded.tokenizer("The capital of France is", return_tensors="pt")
     out = loaded.model.generate(**ids, max_new_tokens=3, do_sample=False, pad_token_id=loaded.tokenizer.pad_token_id)
     assert "Paris" in loaded.tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+def test_hub_id_unreachable_network_fails_fast(monkeypatch, tmp_path):
+    """Online mode but no route to the hub: one short probe, no retries, the same clear error."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")  # the discard port: connection refused
+    start = time.monotonic()
+    with pytest.raises(ModelError, match="not found locally and no network") as info:
+        resolve_source(ModelConfig(path="distill-gui-test/unreachable"))
+    assert time.monotonic() - start < 5
+    assert "HF_HUB_OFFLINE" not in str(info.value)
