@@ -426,12 +426,11 @@ class _ChunkedKD(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_total, _grad_kd, _grad_ce):
-        grad_h, grad_w, grad_b = ctx.saved_tensors
-        scale = grad_total
-        out_h = grad_h * scale.to(grad_h.dtype) if grad_h is not None else None
-        out_w = grad_w * scale.to(grad_w.dtype) if grad_w is not None else None
-        out_b = grad_b * scale.to(grad_b.dtype) if grad_b is not None else None
-        return out_h, out_w, out_b, None, None, None, None, None, None, None
+        grads = ctx.saved_tensors
+        # The usual case, total.backward(), passes 1: hand the stored gradients over without a copy.
+        if not torch.equal(grad_total, torch.ones_like(grad_total)):
+            grads = tuple(g * grad_total.to(g.dtype) if g is not None else None for g in grads)
+        return (*grads, None, None, None, None, None, None, None)
 
 
 def kd_loss_from_hidden(

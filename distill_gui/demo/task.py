@@ -178,6 +178,30 @@ def read_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def write_demo_data(folder: str | Path, seed: int = 0, n_train: int = 8000, n_test: int = 500) -> tuple[Path, Path]:
+    """Write the demo's ``train.jsonl`` (questions and final answers only, no reasoning, as a user's data
+    usually is) and ``test.jsonl`` (GSM8K style: the worked solution, then ``#### N``) into ``folder``."""
+    train, test = make_splits(seed, n_train=n_train, n_test=n_test)
+    folder = Path(folder)
+    return (
+        write_jsonl((p.to_row(with_trace=False) for p in train), folder / "train.jsonl"),
+        write_jsonl((p.to_row(with_trace=True) for p in test), folder / "test.jsonl"),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write the demo task's train and test files (GSM8K-style JSONL).")
+    parser.add_argument("--out", required=True, help="folder for train.jsonl and test.jsonl")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", type=int, default=8000)
+    parser.add_argument("--test", type=int, default=500)
+    args = parser.parse_args(argv)
+    for path in write_demo_data(args.out, args.seed, args.train, args.test):
+        print(f"wrote {path}")
+    return 0
+
+
 if __name__ == "__main__":
-    for p in make_splits(0, 5, 5)[1]:
-        print(p.prompt(), p.solution, sep=" ", end="\n\n")
+    raise SystemExit(main())

@@ -106,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationDisplayName("distill-gui")
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("distill-gui")
+    from distill_gui.gui.compat import binding_problem
+
+    problem = binding_problem()
+    if problem:
+        print(f"distill-gui: warning: {problem}", file=sys.stderr)
     window = create_window(args)
+    if problem:
+        window.show_message(problem, error=True)
     window.show()
     return app.exec()
 

@@ -41,6 +41,12 @@ def _cell(text: str) -> QTableWidgetItem:
     return item
 
 
+def format_fields(fmt: str) -> list[str]:
+    """The fields of a data format (required first), [] for auto or an unknown name."""
+    required, optional = FORMAT_FIELDS.get(fmt, ((), ()))
+    return [*required, *optional]
+
+
 class ColumnsEditor(QTableWidget):
     """``data.columns``: which of your columns holds each field of the format (edit the right column)."""
 
@@ -144,6 +150,7 @@ class DataPage(QWidget):
         settings_row.addLayout(left, 1)
         settings_row.addLayout(right, 1)
 
+        self.format_combo = binder.widget("data.format")
         self.detected = QLabel("No data chosen.")
         self.detected.setObjectName("detected_format")
         self.detected.setWordWrap(True)
@@ -192,8 +199,7 @@ class DataPage(QWidget):
         self.detected.setText(f"Reading {Path(path).name}…")
 
     def show_loaded(self, examples: list, report, count: int) -> None:
-        fields = [*FORMAT_FIELDS.get(report.format, ((), ()))[0], *FORMAT_FIELDS.get(report.format, ((), ()))[1]]
-        self.columns.show_fields(fields, report.columns)
+        self.columns.show_fields(format_fields(report.format), report.columns)
         bad = len(report.bad_rows)
         text = (f"<b>Format: {report.format or '?'}</b> — {report.total:,} rows, {report.kept:,} usable"
                 + (f", <b>{bad:,} skipped</b> ({report.bad_fraction:.0%}; see Skipped rows)" if bad else ""))
@@ -238,6 +244,8 @@ class DataPage(QWidget):
 
     @Slot(str)
     def on_config_edited(self, key: str) -> None:
+        if key == "data.format":
+            self.columns.show_fields(format_fields(self.format_combo.currentText()))
         if key in ("data.train", "data.format", "data.columns"):
             self.sig_preview_requested.emit()
 

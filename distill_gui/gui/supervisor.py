@@ -241,11 +241,11 @@ class FolderFollower(QObject):
 
     def __init__(self, run_dir: str | Path, pid: int, skip_existing: bool = True, poll_s: float = 0.25):
         super().__init__()
-        self.run = RunDir(run_dir)
+        self.folder = RunDir(run_dir)
         self._pid = pid
         self._stop = threading.Event()
         self._poll_s = poll_s
-        self._offset = self.run.events_path.stat().st_size if skip_existing and self.run.events_path.exists() else 0
+        self._offset = self.folder.events_path.stat().st_size if skip_existing and self.folder.events_path.exists() else 0
 
     # ---- Public API (any thread)
     @property
@@ -304,7 +304,7 @@ class FolderFollower(QObject):
 
     def _read_new(self) -> str:
         try:
-            with open(self.run.events_path, "rb") as fh:
+            with open(self.folder.events_path, "rb") as fh:
                 fh.seek(self._offset)
                 data = fh.read()
         except OSError:

@@ -1,0 +1,157 @@
+"""How long the Qt event loop stalls while a run trains in the background.
+
+Opens the app's main window (offscreen unless a display is set), starts a real training run of the
+demo pair (resources/demo) or, without it, of a tiny pair built on the spot, and measures with a
+10 ms timer how late each tick fires while the Train page redraws its live plots. The last line is
+``gui_stall_p99_ms: X`` (the 99th percentile of lateness, in milliseconds; target <= 50).
+
+    python benchmarks/bench_gui_latency.py [--seconds 20] [--fake]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Slot  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+TICK_MS = 10
+
+
+def tiny_pair_config(root: Path):
+    """A tiny teacher/student pair and data (the tests' recipe) when the demo pair is absent."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import json
+
+    import tiny_models
+
+    from distill_gui.core.config import RunConfig
+
+    tokenizer = tiny_models.build_tokenizer()
+    teacher = tiny_models.save_pair_member(root / "teacher", tokenizer, tiny_models.build_llama(tokenizer, hidden=48, layers=2, seed=1))
+    student = tiny_models.save_pair_member(root / "student", tokenizer, tiny_models.build_llama(tokenizer, hidden=32, layers=1, seed=2))
+    data = root / "train.jsonl"
+    rows = [{"prompt": f"Question: What is {i % 7 + 1} plus {i % 5 + 2}? Answer:",
+             "completion": f" {i % 7 + 1 + i % 5 + 2}. #### {i % 7 + 1 + i % 5 + 2}"} for i in range(200)]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    config = RunConfig(name="bench")
+    config.teacher.path, config.student.path, config.data.train = str(teacher), str(student), str(data)
+    config.data.max_length = 64
+    config.training.batch_size = 4
+    return config
+
+
+class Probe(QObject):
+    """A 10 ms precise timer that records how late each tick is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lateness_ms: list[float] = []
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self.on_tick)
+        self._last = 0.0
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    @Slot()
+    def on_tick(self) -> None:
+        now = time.perf_counter()
+        self.lateness_ms.append(max(0.0, (now - self._last) * 1000 - TICK_MS))
+        self._last = now
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long to measure while the run trains")
+    parser.add_argument("--fake", action="store_true", help="use the tests' fake trainer instead of the real one")
+    args = parser.parse_args(argv)
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    from distill_gui.gui.app import _parse, create_window, demo_config
+    from distill_gui.gui.compat import binding_problem
+    from distill_gui.gui.settings import Settings
+
+    problem = binding_problem()
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
+    work = Path(tempfile.mkdtemp(prefix="bench-gui-"))
+    config = demo_config() or tiny_pair_config(work / "pair")
+    config.training.max_steps = 100_000  # keeps training for the whole measurement; stopped at the end
+    config.training.sample_steps = config.training.sample_steps or 20
+    config.training.save_steps = 0
+    config.training.logging_steps = 1
+    settings = Settings(QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat))
+    window = create_window(_parse(["--runs-dir", str(work / "runs")]), settings=settings)
+    window.set_config(config)
+    if args.fake:
+        window.controller.command = [sys.executable, str(REPO / "tests" / "gui" / "fake_trainer.py")]
+    window.show()
+    app.processEvents()
+
+    def spin_until(condition, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            app.processEvents()
+            if condition():
+                return True
+            time.sleep(0.005)
+        return condition()
+
+    started = time.monotonic()
+    window.start_run()
+    if not spin_until(lambda: window.controller.step >= 1 or not window.controller.is_active(), 300):
+        print("the run did not reach its first step in 300 s", file=sys.stderr)
+        return 1
+    if not window.controller.is_active():
+        print(f"the run ended early: {window.status_label.text()}", file=sys.stderr)
+        return 1
+    print(f"first step after {time.monotonic() - started:.1f}s; measuring {args.seconds:.0f}s", file=sys.stderr)
+    first_step = window.controller.step
+    probe = Probe()
+    probe.start()
+    spin_deadline = time.monotonic() + args.seconds
+    while time.monotonic() < spin_deadline and window.controller.is_active():
+        app.processEvents()
+        time.sleep(0.001)
+    probe.stop()
+    steps = window.controller.step - first_step
+    points = window.train_page.plots.point_count("loss")
+    window.close_choice = window.CLOSE_STOP
+    window.close()
+    values = probe.lateness_ms
+    print(f"ticks: {len(values)}  steps trained while measuring: {steps}  points plotted: {points}")
+    print(f"lateness ms: p50 {percentile(values, 50):.1f}  p90 {percentile(values, 90):.1f}  "
+          f"p99 {percentile(values, 99):.1f}  max {max(values, default=float('nan')):.1f}")
+    print(f"gui_stall_p99_ms: {percentile(values, 99):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
