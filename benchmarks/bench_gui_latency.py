@@ -24,7 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Slot  # noqa: E402
+from PySide6.QtCore import QEventLoop, QObject, QSettings, Qt, QTimer, Slot  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 TICK_MS = 10
@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     first_step = window.controller.step
     probe = Probe()
     probe.start()
-    spin_deadline = time.monotonic() + args.seconds
-    while time.monotonic() < spin_deadline and window.controller.is_active():
-        app.processEvents()
-        time.sleep(0.001)
+    loop = QEventLoop()
+    QTimer.singleShot(int(args.seconds * 1000), loop.quit)
+    window.controller.sig_ended.connect(loop.quit)
+    loop.exec()
     probe.stop()
     steps = window.controller.step - first_step
     points = window.train_page.plots.point_count("loss")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -79,9 +78,8 @@ def _run_variant(variant: str, args: argparse.Namespace) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        exact = _reset_peak()
-        base = _status_kib("VmRSS") if exact else _peak_kib()
-        base = base if base is not None else _peak_kib()
+        current = _status_kib("VmRSS") if _reset_peak() else None
+        base = current if current is not None else _peak_kib()
 
     start = time.perf_counter()
     if variant == "chunked":
@@ -151,7 +149,7 @@ def main() -> None:
         print(json.dumps(_run_variant(args.variant, args)))
         return
 
-    argv = [a for a in sys.argv[1:]]
+    argv = list(sys.argv[1:])
     if "--device" not in argv:
         argv += ["--device", args.device]
     print(
@@ -178,5 +176,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
     main()

@@ -480,7 +480,8 @@ def kd_loss_from_hidden(
     _check_labels(labels, vocab)
     teacher_bias = teacher_bias.detach() if teacher_bias is not None else None
     total, kd, ce = _ChunkedKD.apply(
-        student_hidden, student_head, student_bias, teacher_hidden, teacher_head.detach(), teacher_bias, labels, spec, vocab,
-        torch.is_grad_enabled(),
+        student_hidden, student_head, student_bias,
+        teacher_hidden, teacher_head.detach(), teacher_bias,
+        labels, spec, vocab, torch.is_grad_enabled(),
     )
     return LossParts(total, kd, ce)

@@ -68,6 +68,7 @@ class MetricsPlots(QWidget):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.plots: dict[str, pg.PlotItem] = {}
         self._dirty: set[str] = set()
+        self._turn = 0
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setObjectName("plots")
         layout = QVBoxLayout(self)
@@ -77,7 +78,6 @@ class MetricsPlots(QWidget):
             plot = self.graphics.addPlot(row=i // 2, col=i % 2, title=title)
             plot.setDownsampling(auto=True, mode="peak")
             plot.setClipToView(True)
-            plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("bottom", "step")
             if len(series) > 1:
                 plot.addLegend(offset=(-10, 10))
@@ -122,11 +122,29 @@ class MetricsPlots(QWidget):
             plot.enableAutoRange()
 
     def refresh(self) -> None:
-        """Push changed buffers into their curves (cheap when nothing changed)."""
+        """Push every changed buffer into its curve (cheap when nothing changed)."""
         for key in self._dirty:
             buffer = self.buffers[key]
             self.curves[key].setData(buffer.x, buffer.y)
         self._dirty.clear()
+
+    def refresh_next(self) -> None:
+        """Push the changed buffers of one plot, the next in turn that has any (for the live timer).
+
+        Redrawing one plot per tick keeps each repaint (axes, text, curves) short, so the event
+        loop never stalls for the time of redrawing all four at once.
+        """
+        titles = [title for title, _ in PLOTS]
+        for offset in range(len(titles)):
+            index = (self._turn + offset) % len(titles)
+            keys = [key for key, _ in PLOTS[index][1] if key in self._dirty]
+            if keys:
+                for key in keys:
+                    buffer = self.buffers[key]
+                    self.curves[key].setData(buffer.x, buffer.y)
+                    self._dirty.discard(key)
+                self._turn = (index + 1) % len(titles)
+                return
 
     def point_count(self, key: str) -> int:
         """Points a curve holds (what was last drawn)."""

@@ -1,0 +1,147 @@
+"""The recovery table: teacher first, then every student and method, as DeepSeek reports R1-Distill.
+
+``recovery_pct`` is the student's accuracy divided by the teacher's, in percent. The numbers come from
+the evaluation of each model; this module only formats them, as ``recovery.csv``, ``recovery.md``, a
+bar chart ``recovery.png`` and a plain-text table for the terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+CSV_HEADER = ("model", "params", "method", "accuracy", "recovery_pct", "tokens_per_s")
+METHOD_LABELS = {
+    "teacher": "teacher",
+    "answer_sft": "answer-only SFT",
+    "trace_sft": "trace SFT",
+    "trace_sft_kd": "trace SFT + logit KD",
+}
+
+
+@dataclass(frozen=True)
+class RecoveryRow:
+    """One evaluated model."""
+
+    model: str
+    params: int
+    method: str
+    accuracy: float
+    """Share of test problems answered correctly, 0..1."""
+    tokens_per_s: float
+    recovery_pct: float = 100.0
+    """accuracy / teacher accuracy x 100 (100 on the teacher's row)."""
+
+
+def with_recovery(rows: Sequence[RecoveryRow]) -> list[RecoveryRow]:
+    """The rows with ``recovery_pct`` computed against the first row whose method is ``teacher``."""
+    teacher = next((r for r in rows if r.method == "teacher"), None)
+    if teacher is None:
+        raise ValueError("the recovery table needs the teacher's row")
+    out = []
+    for r in rows:
+        pct = 100.0 * r.accuracy / teacher.accuracy if teacher.accuracy > 0 else 0.0
+        out.append(RecoveryRow(r.model, r.params, r.method, r.accuracy, r.tokens_per_s, round(pct, 1)))
+    return out
+
+
+def _ratio(params: int, teacher_params: int) -> str:
+    return "" if params >= teacher_params else f" (1/{teacher_params / params:.0f})"
+
+
+def to_csv(rows: Sequence[RecoveryRow]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for r in rows:
+        writer.writerow([r.model, r.params, r.method, f"{r.accuracy:.4f}", f"{r.recovery_pct:.1f}", f"{r.tokens_per_s:.1f}"])
+    return buf.getvalue()
+
+
+def to_markdown(rows: Sequence[RecoveryRow], title: str = "") -> str:
+    teacher_params = rows[0].params if rows else 0
+    lines = [f"## {title}", ""] if title else []
+    lines += [
+        "| model | params | method | accuracy | recovery | tokens/s |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.model} | {r.params / 1e6:.2f}M{_ratio(r.params, teacher_params)} | {METHOD_LABELS.get(r.method, r.method)} "
+            f"| {r.accuracy:.1%} | {r.recovery_pct:.1f}% | {r.tokens_per_s:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def to_text(rows: Sequence[RecoveryRow]) -> str:
+    """A fixed-width table for the terminal."""
+    teacher_params = rows[0].params if rows else 0
+    cells = [("model", "params", "method", "accuracy", "recovery", "tokens/s")]
+    for r in rows:
+        cells.append((
+            r.model, f"{r.params / 1e6:.2f}M{_ratio(r.params, teacher_params)}", METHOD_LABELS.get(r.method, r.method),
+            f"{r.accuracy:.1%}", f"{r.recovery_pct:.1f}%", f"{r.tokens_per_s:.0f}",
+        ))
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    right = (False, True, False, True, True, True)
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append("  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: Sequence[RecoveryRow], path: str | Path, title: str = "Recovery of the teacher's accuracy") -> Path:
+    """A grouped bar chart of recovery % per student size and method (matplotlib, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    students = [r for r in rows if r.method != "teacher"]
+    models = list(dict.fromkeys(r.model for r in students))
+    methods = [m for m in METHOD_LABELS if m != "teacher" and any(r.method == m for r in students)]
+    colors = {"answer_sft": "#9aa5b1", "trace_sft": "#3b82f6", "trace_sft_kd": "#f59e0b"}
+    fig = Figure(figsize=(7.5, 4.2), dpi=120)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(methods))
+    for j, method in enumerate(methods):
+        xs, heights = [], []
+        for i, model in enumerate(models):
+            match = [r for r in students if r.model == model and r.method == method]
+            if match:
+                xs.append(i - 0.4 + width * (j + 0.5))
+                heights.append(match[0].recovery_pct)
+        bars = ax.bar(xs, heights, width * 0.95, label=METHOD_LABELS[method], color=colors.get(method))
+        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
+    teacher = next((r for r in rows if r.method == "teacher"), None)
+    labels = []
+    for model in models:
+        params = next(r.params for r in students if r.model == model)
+        labels.append(f"{model}\n{params / 1e6:.2f}M" + (_ratio(params, teacher.params) if teacher else ""))
+    ax.set_xticks(range(len(models)), labels, fontsize=8)
+    ax.axhline(100, color="#444", linewidth=0.8, linestyle="--")
+    if teacher is not None:
+        ax.text(len(models) - 0.5, 101, f"teacher {teacher.accuracy:.0%}", ha="right", va="bottom", fontsize=8)
+    ax.set_ylabel("recovery (% of teacher accuracy)")
+    ax.set_ylim(0, 115)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.93))
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+def write_all(rows: Sequence[RecoveryRow], folder: str | Path, title: str = "") -> dict[str, Path]:
+    """Write recovery.csv, recovery.md and recovery.png into ``folder``; returns their paths."""
+    folder = Path(folder)
+    paths = {"csv": folder / "recovery.csv", "md": folder / "recovery.md", "png": folder / "recovery.png"}
+    paths["csv"].write_text(to_csv(rows), encoding="utf-8")
+    paths["md"].write_text(to_markdown(rows, title), encoding="utf-8")
+    plot(rows, paths["png"])
+    return paths
