@@ -43,6 +43,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def staging_dir(target: str | Path, shared: bool = False) -> Path:
+    """The hidden folder a checkpoint for ``target`` is written into before :func:`commit`.
+
+    ``shared=True`` gives a name every process of a distributed run agrees on.
+    """
+    target = Path(target)
+    suffix = "shared" if shared else f"{os.getpid()}-{time.monotonic_ns()}"
+    return target.parent / f".partial-{target.name}-{suffix}"
+
+
+def commit(staging: str | Path, target: str | Path, info: dict | None = None) -> Path:
+    """Flush ``staging``, write the completion marker last, and rename it to ``target``.
+
+    An existing ``target`` is replaced only once the new checkpoint is complete.
+    """
+    staging, target = Path(staging), Path(target)
+    for file in staging.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
+    marker = {"written_at": time.time(), **(info or {})}
+    (staging / COMPLETE_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    _fsync_dir(staging)
+    old = None
+    if target.exists():
+        old = target.parent / f".old-{target.name}-{time.monotonic_ns()}"
+        target.rename(old)
+    staging.rename(target)
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
 @contextlib.contextmanager
 def atomic_checkpoint(target: str | Path, info: dict | None = None) -> Iterator[Path]:
     """Yield a staging folder; on success mark it complete and rename it to ``target``.
@@ -52,25 +86,11 @@ def atomic_checkpoint(target: str | Path, info: dict | None = None) -> Iterator[
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".partial-{target.name}-{os.getpid()}-{time.monotonic_ns()}"
+    staging = staging_dir(target)
     staging.mkdir()
     try:
         yield staging
-        for file in staging.rglob("*"):
-            if file.is_file():
-                with open(file, "rb") as fh:
-                    os.fsync(fh.fileno())
-        marker = {"written_at": time.time(), **(info or {})}
-        (staging / COMPLETE_MARKER).write_text(json.dumps(marker), encoding="utf-8")
-        _fsync_dir(staging)
-        old = None
-        if target.exists():
-            old = target.parent / f".old-{target.name}-{time.monotonic_ns()}"
-            target.rename(old)
-        staging.rename(target)
-        _fsync_dir(target.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        commit(staging, target, info)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -16,7 +16,9 @@ Works unchanged under ``accelerate launch -m distill_gui train ...``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import shutil
 import threading
 import time
@@ -91,6 +93,55 @@ class RunOutcome:
     step: int
     final_path: Path | None = None
     reason: str = ""
+
+
+@dataclass
+class _Processes:
+    """Who this process is in an ``accelerate launch`` of several processes (alone: rank 0 of 1).
+
+    Only the main process writes the run folder; the others train along and meet it at barriers.
+    """
+
+    world_size: int = 1
+    is_main: bool = True
+    device: str | None = None
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def broadcast(self, value: Any) -> Any:
+        """The main process's ``value``, on every process."""
+        if self.world_size == 1:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([value])[0]
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when ``flag`` is true on any of them (stop requests reach the main one)."""
+        if self.world_size == 1:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(value)
+        return bool(value.item() > 0)
+
+
+def _processes() -> _Processes:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _Processes()
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    device = state.device
+    name = "cpu" if device.type == "cpu" else f"{device.type}:{device.index or 0}" if device.type == "cuda" else device.type
+    return _Processes(world_size=state.num_processes, is_main=state.is_main_process, device=name)
 
 
 # ---- The Trainer subclass ----------------------------------------------------------------------
@@ -211,25 +262,40 @@ def _make_trainer_class():
 
         def _save_checkpoint(self, model, trial):
             setup = self.distill
+            procs = setup.procs
             if not _all_finite(model):
                 raise Diverged(f"non-finite weights at step {self.state.global_step}; the checkpoint was not written")
             step = self.state.global_step
             target = setup.run.checkpoints_dir / ckpt.step_dir_name(step)
-            ckpt.sweep_partials(setup.run.checkpoints_dir)
-            with ckpt.atomic_checkpoint(target, {"step": step}) as staging:
+            staging = procs.broadcast(str(ckpt.staging_dir(target, shared=procs.world_size > 1)) if procs.is_main else None)
+            staging = Path(staging)
+            if procs.is_main:
+                ckpt.sweep_partials(setup.run.checkpoints_dir)
+                staging.mkdir(parents=True)
+            procs.barrier()
+            try:
                 self._staging = staging
                 try:
-                    super()._save_checkpoint(model, trial)
+                    super()._save_checkpoint(model, trial)  # every process adds its own RNG state
                 finally:
                     self._staging = None
-                inner = staging / f"checkpoint-{step}"
-                for item in inner.iterdir():
-                    item.rename(staging / item.name)
-                inner.rmdir()
-                setup.tokenizer.save_pretrained(staging)
-                save_config(setup.config, staging / "distill_config.yaml")
-            ckpt.rotate_checkpoints(setup.run.checkpoints_dir, setup.config.training.save_total_limit)
-            setup.emit(CheckpointSaved(step=step, path=str(target)))
+                procs.barrier()
+                if procs.is_main:
+                    inner = staging / f"checkpoint-{step}"
+                    for item in inner.iterdir():
+                        item.rename(staging / item.name)
+                    inner.rmdir()
+                    setup.tokenizer.save_pretrained(staging)
+                    save_config(setup.config, staging / "distill_config.yaml")
+                    ckpt.commit(staging, target, {"step": step})
+            except BaseException:
+                if procs.is_main:
+                    shutil.rmtree(staging, ignore_errors=True)
+                raise
+            if procs.is_main:
+                ckpt.rotate_checkpoints(setup.run.checkpoints_dir, setup.config.training.save_total_limit)
+                setup.emit(CheckpointSaved(step=step, path=str(target)))
+            procs.barrier()
 
     return DistillTrainer
 
@@ -344,7 +410,7 @@ def _make_event_bridge():
             return control
 
         def _honour_stop(self, control) -> None:
-            if self.setup.control.stop_requested and not self.setup.stopped:
+            if self.setup.procs.any(self.setup.control.stop_requested) and not self.setup.stopped:
                 self.setup.stopped = True
                 control.should_save = True
                 control.should_training_stop = True
@@ -363,6 +429,7 @@ class _DistillSetup:
     run: RunDir
     emit: EventCallback
     control: RunControl
+    procs: _Processes = field(default_factory=_Processes)
     tokenizer: Any = None
     teacher: Any = None
     teacher_tokenizer: Any = None
@@ -378,7 +445,7 @@ class _DistillSetup:
     stopped: bool = False
 
     def emit_samples(self, model, step: int) -> None:
-        if not self.probe_prompts:
+        if not self.probe_prompts or not self.procs.is_main:
             return
         from distill_gui.core.generation import GenerationSettings, generate
 
@@ -488,8 +555,12 @@ def _load_models(setup: _DistillSetup) -> Any:
     from distill_gui.core.models import load_model
 
     config = setup.config
+    student_cfg, teacher_cfg = config.student, config.teacher
+    if setup.procs.device is not None:  # one device per process under accelerate launch
+        student_cfg = dataclasses.replace(student_cfg, device=setup.procs.device) if student_cfg.device == "auto" else student_cfg
+        teacher_cfg = dataclasses.replace(teacher_cfg, device=setup.procs.device) if teacher_cfg.device == "auto" else teacher_cfg
     setup.emit(LogMessage(text=f"loading student {config.student.path}"))
-    student = load_model(config.student, "student", for_training=True)
+    student = load_model(student_cfg, "student", for_training=True)
     setup.tokenizer = student.tokenizer
     setup.device = student.device
     setup.student_params = student.num_params
@@ -497,7 +568,7 @@ def _load_models(setup: _DistillSetup) -> Any:
     wants_teacher = config.method.kind == "kd" or (config.teacher.path and config.training.sample_steps)
     if wants_teacher:
         setup.emit(LogMessage(text=f"loading teacher {config.teacher.path}"))
-        teacher = load_model(config.teacher, "teacher", for_training=False)
+        teacher = load_model(teacher_cfg, "teacher", for_training=False)
         setup.teacher = teacher.model
         setup.teacher_tokenizer = teacher.tokenizer
         setup.teacher_device = teacher.device
@@ -559,13 +630,15 @@ def train(
     else:
         config.validate_for_run()
         preflight(config)
-        run = run or RunDir.create(runs_root or default_runs_root(), config)
         checkpoint = None
-    recorder = RunRecorder(run)
-    emit = fan_out(recorder, on_event)
+    procs = _processes()
+    if not resume and run is None:
+        created = RunDir.create(runs_root or default_runs_root(), config) if procs.is_main else None
+        run = RunDir(procs.broadcast(str(created.path) if created else None))
+    emit = fan_out(RunRecorder(run), on_event) if procs.is_main else (lambda event: None)
     if not resume:
         emit(RunCreated(run_dir=str(run.path)))
-    setup = _DistillSetup(config=config, run=run, emit=emit, control=control)
+    setup = _DistillSetup(config=config, run=run, emit=emit, control=control, procs=procs)
     step = 0
     try:
         from transformers.utils import logging as hf_logging
@@ -605,7 +678,8 @@ def train(
             trainer.evaluate()
         if config.training.sample_steps:
             setup.emit_samples(trainer.model, step)
-        final = _save_final(trainer, setup)
+        final = _save_final(trainer, setup) if procs.is_main else run.final_dir
+        procs.barrier()
         emit(RunFinished(step=step, final_path=str(final), elapsed_s=time.time() - bridge.start_time))
         return RunOutcome(run=run, state="finished", step=step, final_path=final)
     except Diverged as exc:
