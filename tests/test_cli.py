@@ -114,3 +114,30 @@ def test_python_m_entry_point_and_no_traceback(project):
     result = subprocess.run([sys.executable, "-m", "distill_gui", "train", str(project / "nope.yaml")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == f"distill-gui: error: {project / 'nope.yaml'}: config file not found"
+
+
+def _launcher(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "launch",
+    [
+        pytest.param(["accelerate", "launch", "--cpu", "--num_processes", "1", "-m", "distill_gui"], id="accelerate"),
+        pytest.param(["torchrun", "--nproc_per_node", "2", "-m", "distill_gui"], id="torchrun-2-processes"),
+    ],
+)
+def test_train_under_a_distributed_launcher(project, launch):
+    config = project / "kd.yaml"
+    config.write_text(MINIMAL.replace("KIND", "kd"))
+    command = [_launcher(launch[0])] + launch[1:] + ["train", str(config), "--runs-dir", str(project / "runs"), "training.max_steps=4", "training.save_steps=2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((project / "runs").iterdir())
+    assert len(runs) == 1, "every process must share one run folder"
+    run = RunDir(runs[0])
+    assert run.status()["state"] == "finished" and run.final_model() is not None
+    processes = 2 if "torchrun" in launch[0] else 1
+    rng_files = sorted(p.name for p in run.latest_checkpoint().glob("rng_state*.pth"))
+    assert len(rng_files) == processes
