@@ -101,6 +101,32 @@ def test_stop_saves_a_checkpoint_and_resume_finishes_identically(tiny_pair, tiny
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
 
 
+def test_pause_holds_between_steps_until_resumed(tiny_pair, tiny_data, tmp_path):
+    import threading
+    import time
+
+    from distill_gui.core.events import RunPaused, RunResumed
+
+    control = RunControl()
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        if isinstance(event, StepLogged) and event.step == 2:
+            control.request_pause()
+            threading.Timer(0.5, control.request_resume).start()
+
+    start = time.monotonic()
+    outcome = train(make_config(tiny_pair, tiny_data, save_steps=0), runs_root=tmp_path, on_event=on_event, control=control)
+    assert outcome.state == "finished" and time.monotonic() - start > 0.5
+    kinds = [type(e).__name__ for e in events]
+    paused, resumed = kinds.index("RunPaused"), kinds.index("RunResumed")
+    steps_between = [e for e in events[paused:resumed] if isinstance(e, StepLogged)]
+    assert not steps_between, "no step may run while paused"
+    assert isinstance(events[paused], RunPaused) and isinstance(events[resumed], RunResumed)
+    assert any('"state": "paused"' in line or "paused" in line for line in outcome.run.log_path.read_text().splitlines())
+
+
 def test_non_finite_loss_stops_as_diverged_and_keeps_the_last_good_checkpoint(tiny_pair, tiny_data, tmp_path, monkeypatch):
     from distill_gui.core import losses
 
