@@ -240,3 +240,27 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_pair, tiny_data, 
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
     assert json.loads(run.status_path.read_text())["state"] == "finished"
     assert math.isfinite(run.metrics()[-1]["loss"])
+
+
+def test_kd_with_padded_student_vocab_and_lora(tiny_pair, tiny_data, tiny_tokenizer, tmp_path):
+    import tiny_models
+
+    padded = tiny_models.save_pair_member(
+        tmp_path / "padded-student", tiny_tokenizer, tiny_models.build_llama(tiny_tokenizer, hidden=32, layers=1, vocab_pad=64, seed=3)
+    )
+    config = make_config(tiny_pair, tiny_data, max_steps=3, save_steps=0)
+    config.student.path = str(padded)
+    config.student.lora.enabled = True
+    config.student.lora.r = 4
+    events = []
+    outcome = train(config, runs_root=tmp_path / "runs", on_event=events.append)
+    assert outcome.state == "finished"
+    assert any("padded" in getattr(e, "text", "").lower() or "same tokens" in getattr(e, "text", "").lower() for e in events)
+    started = next(e for e in events if type(e).__name__ == "RunStarted")
+    assert 0 < started.trainable_params < started.student_params / 2
+    # The final folder holds merged weights that load as a plain model, and the adapter beside them.
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(outcome.final_path)
+    assert model.config.vocab_size == len(tiny_tokenizer) + 64
+    assert (outcome.final_path / "adapter" / "adapter_config.json").is_file()
