@@ -7,7 +7,7 @@ import platform
 import sys
 from importlib import metadata
 
-from distill_gui.core.memory import format_bytes, system_memory_available
+from distill_gui.core.memory import format_bytes, system_memory_available, system_memory_total
 
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "trl", "bitsandbytes", "gguf", "PySide6-Essentials")
 NOT_INSTALLED = "not installed"
@@ -18,20 +18,6 @@ def _version(distribution: str) -> str:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return NOT_INSTALLED
-
-
-def _total_ram() -> int:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 def _bitsandbytes_status() -> tuple[bool, str]:
@@ -51,7 +37,7 @@ def _devices() -> dict:
 
     info: dict = {
         "cpu_count": os.cpu_count() or 0,
-        "ram_total": _total_ram(),
+        "ram_total": system_memory_total(),
         "ram_available": system_memory_available(),
         "cpu_bf16": True,
         "cuda_available": torch.cuda.is_available(),

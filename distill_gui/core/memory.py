@@ -52,19 +52,35 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def system_memory_available() -> int:
-    """Free system RAM in bytes: MemAvailable from /proc/meminfo, else the physical total."""
+def _meminfo_bytes(field: str) -> int | None:
+    """A field of /proc/meminfo in bytes (None where there is no such file or field)."""
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _physical_memory() -> int:
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return 0
+
+
+def system_memory_available() -> int:
+    """Free system RAM in bytes: MemAvailable from /proc/meminfo, else the physical total."""
+    available = _meminfo_bytes("MemAvailable")
+    return available if available is not None else _physical_memory()
+
+
+def system_memory_total() -> int:
+    """All system RAM in bytes."""
+    total = _meminfo_bytes("MemTotal")
+    return total if total is not None else _physical_memory()
 
 
 def device_memory(device: str = "auto") -> tuple[int, str]:
