@@ -3,13 +3,15 @@
 This is the hard-label recipe behind DeepSeek-R1-Distill and OpenThinker: the teacher completes every
 prompt (greedy, or ``num_samples`` sampled completions per prompt), each completion's final answer is
 checked against the reference with :mod:`distill_gui.core.verify`, and the verified ones become a
-prompt/completion dataset the trainer reads directly.
+dataset file the trainer reads directly (in the input's format, e.g. GSM8K ``question``/``answer``
+rows whose answer is the teacher's trace).
 
 Generation is resumable. Every batch of prompts is appended to ``<out>.generations.jsonl`` as one
 write (one record per prompt: its index, the samples, kept / generated); on a restart the prompts whose
 index is already there are skipped, and a last line cut short by a crash is dropped and regenerated.
 The dataset file ``<out>`` is rebuilt from that log at the end (atomically), in prompt order, so rows
-are never duplicated or lost however often the job was interrupted.
+are never duplicated or lost however often the job was interrupted. The settings that change what is
+generated are kept in ``<out>.generations.meta.json``; resuming with different ones is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from typing import Callable, Sequence
 
 from distill_gui.core.generation import GenerationSettings, generate
 from distill_gui.core.verify import DEFAULT_CHECKER, answers_match, extract_answer, get_checker
+
+_GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "num_samples", "verify", "checker", "dedup",
+                    "max_per_prompt", "data_format", "columns", "chat_template", "system_prompt", "seed")
+
 
 @dataclass
 class TeacherDataConfig:
@@ -264,6 +270,24 @@ def write_dataset(records: dict[int, dict], out: str | Path) -> int:
     return n
 
 
+def _check_meta(log_path: Path, config: TeacherDataConfig) -> None:
+    """Record the generation settings beside a new log; refuse to resume a log made with other settings."""
+    meta_path = log_path.with_name(log_path.name.removesuffix(".jsonl") + ".meta.json")
+    settings = {k: getattr(config, k) for k in _GENERATION_KEYS}
+    if log_path.is_file() and log_path.stat().st_size and meta_path.is_file():
+        old = json.loads(meta_path.read_text(encoding="utf-8"))
+        changed = [k for k in _GENERATION_KEYS if k in old and old[k] != settings[k]]
+        if changed:
+            raise ValueError(
+                f"{log_path} was written with other settings ({', '.join(f'{k}: {old[k]!r}' for k in changed)}); "
+                "use another output file, or delete the log to start over"
+            )
+        return
+    tmp = meta_path.with_name(meta_path.name + ".tmp")
+    tmp.write_text(json.dumps(settings, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(meta_path)
+
+
 def report_from_log(records: dict[int, dict], prompts: int) -> TeacherDataReport:
     report = TeacherDataReport(prompts=prompts, done=len(records))
     for record in records.values():
@@ -295,6 +319,7 @@ def generate_dataset(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     log_path = log_path_for(out)
+    _check_meta(log_path, config)
     records = read_log(log_path, repair=True)
     known = {row.index for row in source}
     records = {i: r for i, r in records.items() if i in known}

@@ -61,15 +61,15 @@ class DemoPlan:
     """Budgets of one demo run (``quick()`` and ``full()`` are the two presets)."""
 
     quick: bool = False
-    trace_prompts: int = 3000
+    trace_prompts: int = 8000
     """Training questions the teacher writes traces for (the answer-only students see the same questions)."""
     test_rows: int = 500
     """Test problems every model is scored on."""
-    steps: int = 400
+    steps: int = 1500
     """Optimizer steps per student and method: the same budget for every size and method."""
     batch_size: int = 32
-    learning_rate: float = 3e-3
-    warmup_steps: int = 20
+    learning_rate: float = 2e-3
+    warmup_steps: int = 50
     kd_alpha: float = 0.5
     """Weight of the logit-KD term in trace_sft_kd (the trace cross-entropy gets 1 - alpha)."""
     kd_temperature: float = 1.0
@@ -85,7 +85,7 @@ class DemoPlan:
 
     @classmethod
     def create_quick(cls) -> "DemoPlan":
-        return cls(quick=True, trace_prompts=256, test_rows=100, steps=40, batch_size=16, warmup_steps=5)
+        return cls(quick=True, trace_prompts=256, test_rows=100, steps=100, batch_size=32, learning_rate=3e-3, warmup_steps=10)
 
     @property
     def budget_rows(self) -> int:
@@ -187,6 +187,8 @@ def _step_bar(desc: str, total: int, enabled: bool) -> tuple[Callable, Callable]
 
 @dataclass
 class DemoResult:
+    """What a demo run produced: its folder, the recovery rows (teacher first) and how long it took."""
+
     folder: Path
     rows: list[RecoveryRow]
     seconds: float
@@ -219,6 +221,7 @@ def run_demo(
     folder = Path(runs_dir) / f"{stamp}-demo{'-quick' if plan.quick else ''}"
     folder.mkdir(parents=True, exist_ok=False)
     (folder / "plan.json").write_text(json.dumps(asdict(plan), indent=2), encoding="utf-8")
+    log(f"demo folder: {folder}")
     torch.manual_seed(plan.seed)
     test_examples, _ = load_examples(str(test_file))
     test_examples = test_examples[: plan.test_rows]

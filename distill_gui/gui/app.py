@@ -13,35 +13,48 @@ from pathlib import Path
 DEMO_DIR = Path(__file__).resolve().parents[2] / "resources" / "demo"
 
 
+def demo_student_dir() -> Path:
+    """Where the demo's student is made when the demo ships only a teacher (beside the user's runs)."""
+    from distill_gui.core.runs import default_runs_root
+
+    return default_runs_root().parent / "demo-student"
+
+
 def demo_config():
-    """The built-in demo pair (resources/demo) as a config, or None when it is not there."""
+    """The built-in demo pair (resources/demo) as a config, or None when it is not there.
+
+    The demo ships a trained teacher and the task's data; the student is the demo's smallest
+    random-initialised size, made on first use (see :meth:`MainWindow.prepare_demo_student`).
+    """
     from distill_gui.core.config import ConfigError, RunConfig, load_config
 
-    if not DEMO_DIR.is_dir():
-        return None
-    for name in ("config.yaml", "demo.yaml", "distill.yaml"):
+    for name in ("config.yaml", "demo.yaml"):
         path = DEMO_DIR / name
         if path.is_file():
             try:
                 return load_config(path)
             except ConfigError:
                 break
-    teacher, student = DEMO_DIR / "teacher", DEMO_DIR / "student"
-    data = sorted(DEMO_DIR.glob("train*.jsonl")) or sorted(DEMO_DIR.glob("*.jsonl"))
-    if not teacher.is_dir() or not data:
+    teacher = DEMO_DIR / "teacher"
+    train = DEMO_DIR / "train.jsonl"
+    if not (teacher / "config.json").is_file() or not train.is_file():
         return None
+    student = DEMO_DIR / "student"
     config = RunConfig(name="demo")
     config.teacher.path = str(teacher)
-    config.student.path = str(student if student.is_dir() else teacher)
-    config.data.train = str(data[0])
-    evals = sorted(DEMO_DIR.glob("eval*.jsonl")) or sorted(DEMO_DIR.glob("test*.jsonl"))
-    if evals:
-        config.data.eval = str(evals[0])
-    config.training.max_steps = 200
+    config.student.path = str(student if (student / "config.json").is_file() else demo_student_dir())
+    config.data.train = str(train)
+    config.data.max_length = 160
+    config.method.kind = "kd"
+    config.method.alpha = 0.5
+    config.training.max_steps = 300
     config.training.batch_size = 16
     config.training.learning_rate = 1e-3
+    config.training.warmup_steps = 10
     config.training.sample_steps = 25
     config.training.save_steps = 100
+    config.training.num_probe_prompts = 3
+    config.training.max_new_tokens = 32
     return config
 
 
@@ -84,6 +97,8 @@ def create_window(args: argparse.Namespace | None = None, settings=None):
     if config is None:
         config = demo_config()
     window = MainWindow(settings=settings, config=config, runs_root=args.runs_dir)
+    if config is not None and config.student.path == str(demo_student_dir()):
+        window.prepare_demo_student(config.teacher.path, config.student.path)
     if note:
         window.show_message(note, error=True)
     window.restore_last_run()

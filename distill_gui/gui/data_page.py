@@ -62,7 +62,7 @@ class ColumnsEditor(QTableWidget):
         self.setHorizontalHeaderLabels(["Field", "Your column"])
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.verticalHeader().hide()
-        self.setMaximumHeight(150)
+        self.setMaximumHeight(110)
         self._mapping: dict[str, str] = {}
         self.itemChanged.connect(self.on_item_changed)
 
@@ -212,8 +212,9 @@ class DataPage(QWidget):
             for col, text in enumerate((example.source, prompt, example.completion, example.reference or "")):
                 self.preview.setItem(row, col, _cell(text))
         self.preview.resizeColumnToContents(0)
-        for col in (1, 2):
-            self.preview.setColumnWidth(col, 320)
+        width = max(200, (self.preview.viewport().width() - self.preview.columnWidth(0)) // 3)
+        self.preview.setColumnWidth(1, int(width * 1.4))
+        self.preview.setColumnWidth(2, int(width * 0.9))
         self.bad_rows.setRowCount(bad)
         for row, item in enumerate(report.bad_rows):
             self.bad_rows.setItem(row, 0, _cell(item.file))

@@ -31,12 +31,15 @@ INT_MAX = 2**31 - 1
 
 # A few fields read better under a short label than under their attribute name.
 LABELS = {
-    "kind": "Method",
-    "loss": "KD loss",
-    "beta": "β (JSD)",
-    "temperature": "Temperature T",
-    "alpha": "α (KD weight)",
-    "top_k": "Teacher top-k",
+    "method.kind": "Method",
+    "method.loss": "KD loss",
+    "method.beta": "β (JSD)",
+    "method.temperature": "Temperature T",
+    "method.alpha": "α (KD weight)",
+    "method.top_k": "Teacher top-k",
+    "student.lora.r": "Rank r",
+    "student.lora.alpha": "Alpha (scaling)",
+    "gguf_file": "GGUF file in folder",
     "max_steps": "Max steps",
     "gradient_accumulation_steps": "Grad accumulation",
     "lr_scheduler": "LR schedule",
@@ -48,8 +51,10 @@ LABELS = {
 }
 
 
-def label_for(name: str) -> str:
-    return LABELS.get(name) or name.replace("_", " ").capitalize()
+def label_for(key: str) -> str:
+    """The form label of a config key: a chosen one, else the field name in words."""
+    name = key.rsplit(".", 1)[-1]
+    return LABELS.get(key) or LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
 def _field(cls: type, name: str) -> dataclasses.Field:
@@ -286,7 +291,7 @@ def add_fields(form: QFormLayout, binder: ConfigBinder, cls: type, prefix: str, 
         key = f"{prefix}.{f.name}" if prefix else f.name
         widget = make_field_widget(cls, f.name, key)
         binder.add(widget)
-        form.addRow(label_for(f.name), widget)
+        form.addRow(label_for(key), widget)
         made[key] = widget
     if names is not None:
         missing = set(names) - {k.rsplit(".", 1)[-1] for k in made}

@@ -38,7 +38,14 @@ from distill_gui.gui.runs_page import RunsPage
 from distill_gui.gui.settings import Settings
 from distill_gui.gui.supervisor import RunController
 from distill_gui.gui.train_page import TrainPage
-from distill_gui.gui.workers import AskWorker, DataPreviewer, ModelInspector, start_in_thread, stop_thread
+from distill_gui.gui.workers import (
+    AskWorker,
+    DataPreviewer,
+    DemoStudentBuilder,
+    ModelInspector,
+    start_in_thread,
+    stop_thread,
+)
 
 PAGES = ("Models", "Data", "Method", "Train", "Generations", "Runs")
 INSPECT_DELAY_MS = 700
@@ -56,6 +63,8 @@ class MainWindow(QMainWindow):
     """Ask the model inspector to describe the pair of a config (request id, RunConfig)."""
     sig_preview = Signal(int, str, str, object)
     """Ask the data previewer to parse a file (request id, path, format, columns)."""
+    sig_build_demo_student = Signal(str, str)
+    """Ask the demo builder to make the demo student (teacher folder, student folder)."""
 
     CLOSE_STOP, CLOSE_LEAVE, CLOSE_CANCEL = "stop", "leave", "cancel"
 
@@ -72,6 +81,8 @@ class MainWindow(QMainWindow):
         self._inspect_id = 0
         self._preview_id = 0
         self.shown_run: str | None = None
+        self._shown = False
+        self._demo_student: tuple[str, str] | None = None
         self.close_choice: str | None = None
         """Tests set this to answer the close question without a dialog."""
 
@@ -110,6 +121,12 @@ class MainWindow(QMainWindow):
         self.previewer_thread = start_in_thread(self.previewer, self, "data-previewer")
         self.asker = AskWorker()
         self.asker_thread = start_in_thread(self.asker, self, "ask-worker")
+        self.demo_builder = DemoStudentBuilder()
+        self.demo_builder.moveToThread(self.inspector_thread)  # before any inspection of the pair
+        self.inspector_thread.finished.connect(self.demo_builder.deleteLater)
+        self.sig_build_demo_student.connect(self.demo_builder.build)
+        self.demo_builder.sig_built.connect(self.on_demo_student_built)
+        self.demo_builder.sig_failed.connect(self.on_demo_student_failed)
         self.sig_inspect.connect(self.inspector.inspect)
         self.sig_preview.connect(self.previewer.load)
         self.inspector.sig_described.connect(self.on_model_described)
@@ -238,16 +255,43 @@ class MainWindow(QMainWindow):
         self.show_page("Train")
         self.show_message(f"Resuming {run.name}…")
 
+    def prepare_demo_student(self, teacher: str, student: str) -> None:
+        """Make the demo's student in the background (once the window shows) when it does not exist yet."""
+        if (Path(student) / "config.json").is_file():
+            return
+        self.models_page.student.show_summary("Making the demo student (a small random-initialised model with the teacher's tokenizer)…")
+        self._demo_student = (teacher, student)
+        if self._shown:
+            self._start_background_work()
+
+    def _start_background_work(self) -> None:
+        """Work that imports torch/transformers starts only after the window is on screen."""
+        if self._demo_student is not None:
+            self.sig_build_demo_student.emit(*self._demo_student)
+            self._demo_student = None
+
+    @Slot(str)
+    def on_demo_student_built(self, path: str) -> None:
+        self.show_message(f"Demo student ready in {path}")
+        self.inspect_models()
+
+    @Slot(str)
+    def on_demo_student_failed(self, message: str) -> None:
+        self.models_page.student.show_summary(f"Could not make the demo student: {message}", error=True)
+
     def restore_last_run(self) -> None:
         """On start: follow a run that still trains in another process, or show the last one."""
         for run in list_runs(self.runs_root())[:50]:
             status = run.status()
             if status.get("state") in ("running", "paused") and pid_alive(status.get("pid")):
-                self.open_run(str(run.path))
+                self._show_from_disk(run, show_config=False)
+                self.controller.attach(run.path)
+                self.show_message(f"Following {run.name}, which kept training while the app was closed.")
+                self.show_page("Train")
                 return
         last = self.settings.last_run()
         if last and RunDir(last).is_run():
-            self._show_from_disk(RunDir(last))
+            self._show_from_disk(RunDir(last), show_config=False)
             state = RunDir(last).status().get("state", "?")
             self.show_message(f"Last run: {RunDir(last).name} ({state}).")
 
@@ -423,6 +467,13 @@ class MainWindow(QMainWindow):
     def on_stop_action(self) -> None:
         self.controller.stop()
 
+    # ---- Qt events
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._shown:
+            self._shown = True
+            QTimer.singleShot(0, self._start_background_work)
+
     # ---- Closing
     def ask_close_choice(self) -> str:
         """Stop the run, leave it running, or cancel closing (tests set ``close_choice``)."""
@@ -453,6 +504,8 @@ class MainWindow(QMainWindow):
             if choice == self.CLOSE_STOP and not self.controller.attached:
                 self._stop_and_wait()
             else:
+                if choice == self.CLOSE_STOP:
+                    self.controller.stop()  # not our child: it is interrupted and saves on its own
                 self.controller.detach()
         try:
             self.settings.set_last_config_yaml(dump_config(self.current_config()))
@@ -521,7 +574,7 @@ class MainWindow(QMainWindow):
         if action is not None:
             self.sidebar.setCurrentRow(int(action.data()))
 
-    def _show_from_disk(self, run: RunDir) -> None:
+    def _show_from_disk(self, run: RunDir, show_config: bool = True) -> None:
         try:
             log_text = run.log_path.read_text(encoding="utf-8", errors="replace")[-200_000:]
         except OSError:
@@ -532,6 +585,8 @@ class MainWindow(QMainWindow):
         self.shown_run = str(run.path)
         self.settings.set_last_run(str(run.path))
         self.setWindowTitle(f"distill-gui — {run.name}")
+        if not show_config:
+            return
         try:
             config = run.load_config()
         except Exception:  # noqa: BLE001 - an unreadable config still lets the plots show

@@ -225,7 +225,9 @@ class _Tail:
             chunks = data.split(b"\n")
         else:
             *chunks, self.partial = data.split(b"\n")
-        return [c.decode("utf-8", errors="replace").rstrip("\r") for c in chunks if c.strip()]
+        # Progress bars redraw a line with carriage returns: keep what the line last showed.
+        lines = (c.decode("utf-8", errors="replace").rstrip("\r").rsplit("\r", 1)[-1] for c in chunks)
+        return [line for line in lines if line.strip()]
 
 
 class FolderFollower(QObject):

@@ -97,8 +97,9 @@ class TrainPage(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.plots)
         splitter.addWidget(self.log)
-        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 1)
+        splitter.setSizes([640, 160])
 
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)

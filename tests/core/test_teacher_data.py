@@ -161,3 +161,13 @@ def test_config_validation():
         TeacherDataConfig(top_p=0)
     with pytest.raises(KeyError):
         TeacherDataConfig(checker="nope")
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, qa_file, teacher):
+    out = tmp_path / "traces.jsonl"
+    _run(teacher, qa_file, out, stop_after=4)
+    assert json.loads((tmp_path / "traces.jsonl.generations.meta.json").read_text())["temperature"] == 0.0
+    with pytest.raises(ValueError, match="temperature"):
+        _run(teacher, qa_file, out, temperature=0.7)
+    report, _ = _run(teacher, qa_file, out)  # the same settings continue
+    assert report.done == 10

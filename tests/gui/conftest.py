@@ -48,10 +48,15 @@ def make_window(qtbot, settings, runs_root):
     """Build main windows on the private settings and runs folder; closes them (stopping runs) at the end."""
     from distill_gui.gui.app import _parse, create_window
 
+    from distill_gui.core.config import RunConfig, dump_config
+
+    # Open on an empty configuration, as after a previous session, not on the demo pair.
+    settings.set_last_config_yaml(dump_config(RunConfig()))
     windows = []
 
     def make(*argv: str, fake: bool = False):
         window = create_window(_parse(["--runs-dir", str(runs_root), *argv]), settings=settings)
+        window.close_choice = window.CLOSE_STOP  # closing never asks (pytest-qt closes windows at teardown)
         if fake:
             window.controller.command = [sys.executable, str(FAKE_TRAINER)]
         qtbot.addWidget(window)
@@ -63,7 +68,6 @@ def make_window(qtbot, settings, runs_root):
     yield make
     for window in windows:
         if window.isVisible():
-            window.close_choice = window.CLOSE_STOP
             window.close()
 
 

@@ -52,8 +52,9 @@ def test_window_opens_before_torch_is_imported(tmp_path):
         from distill_gui.gui.settings import Settings
         window = create_window(_parse([]), Settings(QSettings({str(tmp_path / 's.ini')!r}, QSettings.Format.IniFormat)))
         window.show()
+        heavy = ("torch" in sys.modules, "transformers" in sys.modules)
         app.processEvents()
-        print("SHOWN", window.isVisible(), "torch" in sys.modules, "transformers" in sys.modules)
+        print("SHOWN", window.isVisible(), *heavy)
         window.inspector.latest = -1
         window.close()
     """)
@@ -123,8 +124,8 @@ def test_run_lifecycle_with_fake_trainer(make_window, qtbot, tmp_path, monkeypat
     controller = window.controller
     qtbot.waitUntil(lambda: controller.step >= 8, timeout=20000)
     qtbot.waitUntil(lambda: window.generations_page.row_count() > 0, timeout=10000)
-    qtbot.waitUntil(lambda: window.train_page.plots.point_count("loss") >= 8, timeout=5000)
-    assert window.train_page.plots.point_count("kd_loss") >= 8
+    plots = window.train_page.plots
+    qtbot.waitUntil(lambda: all(plots.point_count(key) >= 8 for key in plots.curves if key != "eval_loss"), timeout=5000)
     assert "step" in window.train_page.progress.text()
     # Pause and continue.
     qtbot.mouseClick(window.train_page.pause_button, Qt.MouseButton.LeftButton)
@@ -260,3 +261,37 @@ def test_plots_stay_fast_with_100k_points(make_window):
     assert plots.point_count("loss") == 100_000
     curve = plots.curves["loss"]
     assert curve.opts["downsampleMethod"] == "peak" and curve.opts["clipToView"]
+
+
+def test_plots_follow_the_palette(make_window, qapp):
+    from PySide6.QtGui import QColor, QPalette
+
+    window = make_window()
+    plots = window.train_page.plots
+    original = qapp.palette()
+    dark = QPalette(original)
+    dark.setColor(QPalette.ColorRole.Base, QColor(30, 30, 30))
+    dark.setColor(QPalette.ColorRole.Text, QColor(230, 230, 230))
+    try:
+        qapp.setPalette(dark)
+        qapp.processEvents()
+        assert plots.graphics.backgroundBrush().color() == QColor(30, 30, 30)
+        assert plots.plots["Loss"].getAxis("left").textPen().color() == QColor(230, 230, 230)
+    finally:
+        qapp.setPalette(original)
+
+
+def test_model_folder_can_be_dropped(make_window, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    window = make_window()
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    chooser = window.models_page.teacher
+    event = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    chooser.dropEvent(event)
+    assert window.findChild(QLineEdit, "teacher.path").text() == str(folder)
+    assert window.current_config().teacher.path == str(folder)

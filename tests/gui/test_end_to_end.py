@@ -30,10 +30,10 @@ def pick_pair_and_data(window, tiny_pair, tiny_data) -> None:
     type_into(window.findChild(QLineEdit, "data.train"), str(tiny_data))
     window.findChild(QSpinBox, "data.max_length").setValue(64)
     window.show_page("Method")
-    window.findChild(QSpinBox, "training.max_steps").setValue(12)
+    window.findChild(QSpinBox, "training.max_steps").setValue(20)
     window.findChild(QSpinBox, "training.batch_size").setValue(4)
-    window.findChild(QSpinBox, "training.sample_steps").setValue(3)
-    window.findChild(QSpinBox, "training.save_steps").setValue(3)
+    window.findChild(QSpinBox, "training.sample_steps").setValue(5)
+    window.findChild(QSpinBox, "training.save_steps").setValue(5)
     window.findChild(QSpinBox, "training.max_new_tokens").setValue(6)
     window.findChild(QSpinBox, "training.num_probe_prompts").setValue(2)
     window.findChild(QLineEdit, "training.learning_rate").setText("0.001")
@@ -43,19 +43,24 @@ def test_train_stop_resume_finish_with_the_real_trainer(make_window, qtbot, tiny
     window = make_window()
     pick_pair_and_data(window, tiny_pair, tiny_data)
     config = window.current_config()
-    assert config.teacher.path == str(tiny_pair[0]) and config.training.max_steps == 12
+    assert config.teacher.path == str(tiny_pair[0]) and config.training.max_steps == 20
     controller = window.controller
 
     qtbot.mouseClick(window.train_page.start_button, Qt.MouseButton.LeftButton)
     assert controller.is_active()
-    qtbot.waitUntil(lambda: controller.step >= 3, timeout=CHILD_TIMEOUT_MS)
-    qtbot.waitUntil(lambda: window.generations_page.row_count() == 2, timeout=30_000)
-    qtbot.waitUntil(lambda: window.train_page.plots.point_count("loss") >= 3, timeout=5000)
-    assert window.train_page.plots.point_count("kd_loss") >= 3
-    assert window.train_page.plots.point_count("learning_rate") >= 3
+    qtbot.waitUntil(lambda: controller.step >= 2, timeout=CHILD_TIMEOUT_MS)
+    qtbot.mouseClick(window.train_page.pause_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: controller.state == "paused", timeout=30_000)
+    assert controller.step < 20
+    plots = window.train_page.plots
+    series = ("loss", "kd_loss", "ce_loss", "learning_rate", "grad_norm", "tokens_per_s")
+    qtbot.waitUntil(lambda: all(plots.point_count(key) >= 2 for key in series), timeout=5000)
+    qtbot.waitUntil(lambda: window.generations_page.row_count() == 2, timeout=30_000)  # the step-0 probe
     table = window.generations_page.table
-    assert table.item(0, 1).text() is not None and table.item(0, 2) is not None
+    assert [table.horizontalHeaderItem(c).text() for c in range(3)] == ["Prompt", "Teacher", "Student"]
+    assert "Question:" in table.item(0, 0).text()
 
+    # Stop while paused: a checkpoint is saved and the run ends as stopped.
     with qtbot.waitSignal(controller.sig_ended, timeout=CHILD_TIMEOUT_MS) as ended:
         qtbot.mouseClick(window.train_page.stop_button, Qt.MouseButton.LeftButton)
     assert ended.args[0] == "stopped", ended.args
@@ -71,7 +76,7 @@ def test_train_stop_resume_finish_with_the_real_trainer(make_window, qtbot, tiny
     assert ended.args[0] == "finished", ended.args
     assert run.final_model() is not None
     steps = {r["step"] for r in run.metrics() if r.get("event") == "StepLogged"}
-    assert max(steps) == 12
+    assert max(steps) == 20
 
     # Open the finished run from the Runs page: its plots and generations come back from disk.
     window.train_page.clear()
@@ -79,9 +84,19 @@ def test_train_stop_resume_finish_with_the_real_trainer(make_window, qtbot, tiny
     window.runs_page.refresh()
     assert window.runs_page.select_run(run.path)
     qtbot.mouseClick(window.runs_page.open_button, Qt.MouseButton.LeftButton)
-    assert window.train_page.plots.point_count("loss") >= 12
+    assert window.train_page.plots.point_count("loss") >= 20
     assert window.generations_page.row_count() == 2
-    assert window.generations_page.step_combo.count() >= 4
+    assert window.generations_page.step_combo.count() >= 4  # steps 0, 5, 10, 15, 20 (one may repeat after resume)
+
+    # Ask the trained student of the shown run and the teacher the same question.
+    page = window.generations_page
+    window.show_page("Generations")
+    page.student_choice.setCurrentIndex(page.student_choice.findData("run"))
+    page.prompt.setPlainText("Question: What is 2 plus 3? Answer:")
+    page.max_new_tokens.setValue(4)
+    qtbot.mouseClick(page.ask_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(page.ask_button.isEnabled, timeout=60_000)
+    assert page.ask_state.text().startswith("Answers to"), page.ask_state.text()
 
 
 def test_models_page_describes_the_pair(make_window, qtbot, tiny_pair):

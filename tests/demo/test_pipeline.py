@@ -1,0 +1,67 @@
+"""The demo end to end (slow): ``distill-gui demo --quick`` writes the recovery table from real evaluations."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from distill_gui.demo.pipeline import METHODS, STUDENT_SIZES, DemoPlan, student_config
+
+
+def test_plans_and_student_sizes(tmp_path):
+    quick, full = DemoPlan.create_quick(), DemoPlan.full()
+    assert quick.quick and quick.estimate_seconds() <= 180
+    assert full.estimate_seconds() <= 40 * 60
+    assert full.budget_rows > quick.budget_rows
+    from transformers import AutoTokenizer
+
+    from distill_gui.demo.pipeline import default_demo_dir
+    from distill_gui.demo.train_teacher import TeacherRecipe, build_model
+
+    tok = AutoTokenizer.from_pretrained(default_demo_dir() / "teacher")
+    teacher = sum(p.numel() for p in build_model(tok, TeacherRecipe()).parameters())
+    ratios = []
+    for size in STUDENT_SIZES:
+        model = build_model(tok, TeacherRecipe(), hidden=size.hidden, layers=size.layers, heads=size.heads, mlp=size.mlp)
+        ratios.append(teacher / sum(p.numel() for p in model.parameters()))
+    assert 3 <= ratios[0] <= 5 and 8 <= ratios[1] <= 12 and 25 <= ratios[2] <= 35
+
+
+def test_student_configs_use_the_same_budget(tmp_path):
+    plan = DemoPlan.full()
+    configs = {m: student_config(plan, m, tmp_path / "s", tmp_path / "t", tmp_path / "d.jsonl", m) for m in METHODS}
+    assert configs["answer_sft"].method.kind == "sft" and configs["trace_sft"].method.kind == "sft"
+    assert configs["trace_sft_kd"].method.kind == "kd" and configs["trace_sft_kd"].teacher.path
+    assert len({(c.training.max_steps, c.training.batch_size) for c in configs.values()}) == 1
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path, capsys):
+    from distill_gui.cli_demo import add_parser
+
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--quick", "--runs-dir", str(tmp_path), "--no-progress"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "about" in out.splitlines()[1] and "minute" in out.splitlines()[1]
+    folder = next(tmp_path.glob("*-demo-quick"))
+    assert f"run folder: {folder}" in out
+    with open(folder / "recovery.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["model", "params", "method", "accuracy", "recovery_pct", "tokens_per_s"]
+    assert rows[0]["model"] == "teacher" and rows[0]["method"] == "teacher"
+    assert [r["method"] for r in rows[1:]] == list(METHODS) * 3
+    results = json.loads((folder / "results.json").read_text())
+    teacher_acc = float(rows[0]["accuracy"])
+    for row, measured in zip(rows, results["rows"]):
+        assert float(row["accuracy"]) == pytest.approx(measured["accuracy"], abs=1e-4)
+        if teacher_acc:
+            assert float(row["recovery_pct"]) == pytest.approx(100 * float(row["accuracy"]) / teacher_acc, abs=0.1)
+    assert (folder / "recovery.png").read_bytes()[:4] == b"\x89PNG"
+    assert (folder / "recovery.md").is_file()
+    assert len(list((folder / "runs").iterdir())) == 9
