@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch-installed
 setup: $(VENV)/.installed
 
 run: setup
-	$(BIN)/distill-gui $(ARGS)
+	$(BIN)/distill-gui $(or $(ARGS),app --demo)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.005)
         return condition()
 
+    student = Path(config.student.path)
+    if not spin_until(lambda: (student / "config.json").is_file(), 300):  # the demo student is made on first use
+        print(f"no student model in {student}", file=sys.stderr)
+        return 1
     started = time.monotonic()
     window.start_run()
     if not spin_until(lambda: window.controller.step >= 1 or not window.controller.is_active(), 300):

@@ -38,6 +38,7 @@ def main() -> int:
     window = create_window(_parse(["--demo", "--runs-dir", str(work / "runs")]), settings=settings)
     config = window.current_config()
     config.training.sample_steps = 10
+    config.training.save_steps = 20  # a checkpoint to ask "the trained student of the run"
     window.set_config(config)
     window.resize(*SIZE)
     window.show()

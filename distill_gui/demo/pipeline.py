@@ -65,7 +65,7 @@ class DemoPlan:
     """Training questions the teacher writes traces for (the answer-only students see the same questions)."""
     test_rows: int = 500
     """Test problems every model is scored on."""
-    steps: int = 1500
+    steps: int = 1000
     """Optimizer steps per student and method: the same budget for every size and method."""
     batch_size: int = 32
     learning_rate: float = 2e-3
@@ -85,22 +85,21 @@ class DemoPlan:
 
     @classmethod
     def create_quick(cls) -> "DemoPlan":
-        return cls(quick=True, trace_prompts=256, test_rows=100, steps=100, batch_size=32, learning_rate=3e-3, warmup_steps=10)
+        return cls(quick=True, trace_prompts=256, test_rows=100, steps=80, batch_size=16, learning_rate=3e-3, warmup_steps=10)
 
     @property
     def budget_rows(self) -> int:
         return self.steps * self.batch_size
 
     def estimate_seconds(self) -> float:
-        """Expected wall time on 2 idle CPU cores (measured constants; a busy machine is slower)."""
-        per_step = {"answer_sft": 0.06, "trace_sft": 0.08, "trace_sft_kd": 0.16}  # at batch 32, summed over sizes below
-        size_factor = (1.6, 1.0, 0.6)
-        train = sum(
-            self.steps * per_step[m] * (self.batch_size / 32) * f for m in METHODS for f in size_factor[: len(self.sizes)]
-        )
-        setup = 6.0 * len(self.sizes) * len(METHODS)
-        evals = (1 + len(self.sizes) * len(METHODS)) * self.test_rows * 0.03
-        generation = self.trace_prompts * 0.05
+        """Expected wall time on 2 free CPU cores, from per-step times measured there (a busy machine is slower)."""
+        # Seconds per optimizer step at batch 32 for the three sizes (large, medium, small). Logit KD
+        # runs the 3.5M-parameter teacher forward on every batch, which costs more than the student.
+        per_step = {"answer_sft": (0.11, 0.08, 0.05), "trace_sft": (0.15, 0.10, 0.07), "trace_sft_kd": (0.50, 0.40, 0.35)}
+        train = sum(self.steps * (self.batch_size / 32) * cost for m in METHODS for cost in per_step[m][: len(self.sizes)])
+        setup = 3.0 * len(self.sizes) * len(METHODS)
+        evals = (1 + len(self.sizes) * len(METHODS)) * self.test_rows * 0.025
+        generation = self.trace_prompts * 0.012
         return 10 + train + setup + evals + generation
 
 

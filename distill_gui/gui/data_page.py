@@ -166,8 +166,9 @@ class DataPage(QWidget):
         self.preview.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.preview.setWordWrap(False)
         header = self.preview.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
+        for column, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.Stretch,
+                                       QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.ResizeToContents)):
+            header.setSectionResizeMode(column, mode)
         self.preview.verticalHeader().hide()
         self.bad_rows = QTableWidget(0, 3)
         self.bad_rows.setObjectName("bad_rows")
@@ -211,10 +212,6 @@ class DataPage(QWidget):
             prompt = example.prompt + (f"\n\n{example.input}" if getattr(example, "input", "") else "")
             for col, text in enumerate((example.source, prompt, example.completion, example.reference or "")):
                 self.preview.setItem(row, col, _cell(text))
-        self.preview.resizeColumnToContents(0)
-        width = max(200, (self.preview.viewport().width() - self.preview.columnWidth(0)) // 3)
-        self.preview.setColumnWidth(1, int(width * 1.4))
-        self.preview.setColumnWidth(2, int(width * 0.9))
         self.bad_rows.setRowCount(bad)
         for row, item in enumerate(report.bad_rows):
             self.bad_rows.setItem(row, 0, _cell(item.file))

@@ -41,6 +41,8 @@ class GenerationsPage(QWidget):
         self.run_dir = ""
         self.device = "auto"
         self.chat_template = "auto"
+        self.data_format = "prompt_completion"
+        self.system_prompt: str | None = None
 
         self.step_combo = QComboBox()
         self.step_combo.setObjectName("sample_step")
@@ -136,9 +138,12 @@ class GenerationsPage(QWidget):
         self.table.setRowCount(0)
         self.caption.setText("No samples yet. Set training.sample_steps on the Method page to probe the models while training.")
 
-    def set_models(self, teacher: str, student: str, device: str = "auto", chat_template: str = "auto") -> None:
+    def set_models(self, teacher: str, student: str, device: str = "auto", chat_template: str = "auto",
+                   data_format: str = "prompt_completion", system_prompt: str | None = None) -> None:
+        """The pair the prompt box asks, and how prompts are rendered (as the training data is)."""
         self.teacher_path, self.student_path = teacher, student
         self.device, self.chat_template = device, chat_template
+        self.data_format, self.system_prompt = data_format, system_prompt
 
     def set_run_dir(self, run_dir: str) -> None:
         self.run_dir = run_dir or ""
@@ -207,6 +212,8 @@ class GenerationsPage(QWidget):
             "student": student or None,
             "device": self.device,
             "chat_template": self.chat_template,
+            "data_format": self.data_format,
+            "system_prompt": self.system_prompt,
             "max_new_tokens": self.max_new_tokens.value(),
         })
 
@@ -216,8 +223,13 @@ class GenerationsPage(QWidget):
 
     @Slot(str, object, object)
     def on_answered(self, prompt: str, teacher, student) -> None:
-        self.teacher_answer.setPlainText(teacher if teacher is not None else "(no teacher)")
-        self.student_answer.setPlainText(student if student is not None else "(no student)")
+        for box, answer, role in ((self.teacher_answer, teacher, "teacher"), (self.student_answer, student, "student")):
+            if answer is None:
+                box.setPlainText(f"(no {role} model)")
+            elif not answer.strip():
+                box.setPlainText("(an empty answer: the model stopped at once)")
+            else:
+                box.setPlainText(answer)
         self.ask_state.setText(f"Answers to: {prompt[:120]}")
         self.ask_button.setEnabled(True)
 

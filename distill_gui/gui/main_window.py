@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self.controller = RunController(self)
         self.binder = ConfigBinder(self)
         self._base = config_to_dict(RunConfig())
+        self._detected_format = "prompt_completion"
         self._inspect_id = 0
         self._preview_id = 0
         self.shown_run: str | None = None
@@ -157,6 +158,7 @@ class MainWindow(QMainWindow):
         self.method_page.sig_open_requested.connect(self.on_open_config)
         self.method_page.sig_save_requested.connect(self.on_save_config)
         self.method_page.sig_reset_requested.connect(self.on_reset_config)
+        self.method_page.traces.sig_use_traces.connect(self.on_use_traces)
         self.train_page.sig_start_requested.connect(self.start_run)
         self.runs_page.sig_open.connect(self.open_run)
         self.runs_page.sig_resume.connect(self.resume_run)
@@ -219,8 +221,9 @@ class MainWindow(QMainWindow):
         return True
 
     @Slot(str)
-    def open_run(self, run_dir: str) -> None:
-        """Show a run from its folder; a run training in another process is followed live."""
+    def open_run(self, run_dir: str, show_config: bool = True) -> None:
+        """Show a run from its folder (and its config, unless not asked); a run training in another
+        process is followed live."""
         run = RunDir(run_dir)
         if not run.is_run():
             self.show_message(f"{run_dir} is not a run folder", error=True)
@@ -231,11 +234,11 @@ class MainWindow(QMainWindow):
                 return
             self.show_message("A run is training; its view stays on the Train page until it ends.", error=True)
             return
-        self._show_from_disk(run)
+        self._show_from_disk(run, show_config=show_config)
         status = run.status()
         if status.get("state") in ("running", "paused") and pid_alive(status.get("pid")):
             self.controller.attach(run.path)
-            self.show_message(f"Following {run.name}, which trains in another process.")
+            self.show_message(f"Following {run.name}, which trains in another process (started earlier or elsewhere).")
         else:
             self.show_message(f"Showing {run.name} ({status.get('state', '?')}).")
         self.show_page("Train")
@@ -284,10 +287,7 @@ class MainWindow(QMainWindow):
         for run in list_runs(self.runs_root())[:50]:
             status = run.status()
             if status.get("state") in ("running", "paused") and pid_alive(status.get("pid")):
-                self._show_from_disk(run, show_config=False)
-                self.controller.attach(run.path)
-                self.show_message(f"Following {run.name}, which kept training while the app was closed.")
-                self.show_page("Train")
+                self.open_run(str(run.path), show_config=False)
                 return
         last = self.settings.last_run()
         if last and RunDir(last).is_run():
@@ -306,7 +306,8 @@ class MainWindow(QMainWindow):
     def on_config_edited(self, key: str) -> None:
         if key.startswith(MODEL_KEYS):
             self.inspect_timer.start()
-        if key.startswith(("teacher.path", "student.path", "teacher.device", "data.chat_template")):
+        if key.startswith(("teacher.path", "student.path", "student.device", "data.train", "data.format", "data.chat_template",
+                           "data.system_prompt")):
             try:
                 self._update_generation_models(self.current_config())
             except ConfigError:
@@ -418,6 +419,11 @@ class MainWindow(QMainWindow):
     def on_data_loaded(self, request_id: int, examples, report, count: int) -> None:
         if request_id == self._preview_id:
             self.data_page.show_loaded(examples, report, count)
+            self._detected_format = report.format or "prompt_completion"
+            try:
+                self._update_generation_models(self.current_config())
+            except ConfigError:
+                pass
 
     @Slot(int, str)
     def on_data_failed(self, request_id: int, message: str) -> None:
@@ -513,6 +519,7 @@ class MainWindow(QMainWindow):
             pass
         self.settings.set_geometry(self.saveGeometry())
         self.settings.sync()
+        self.method_page.traces.stop_and_wait()
         self.inspector.latest = -1
         self.previewer.latest = -1
         for thread in (self.inspector_thread, self.previewer_thread, self.asker_thread):
@@ -594,4 +601,24 @@ class MainWindow(QMainWindow):
         self.set_config(config)
 
     def _update_generation_models(self, config: RunConfig) -> None:
-        self.generations_page.set_models(config.teacher.path, config.student.path, config.student.device, config.data.chat_template)
+        """The pair the Generations page asks and the sources of the Method page's traces."""
+        data_format = config.data.format if config.data.format != "auto" else self._detected_format
+        self.generations_page.set_models(config.teacher.path, config.student.path, config.student.device,
+                                         config.data.chat_template, data_format, config.data.system_prompt)
+        self.method_page.traces.set_sources(config.teacher.path, config.data.train, config.data.format,
+                                            config.data.chat_template, self.runs_root().parent)
+
+    @Slot(str)
+    def on_use_traces(self, path: str) -> None:
+        """Train on teacher traces: they become the training data and the method becomes SFT."""
+        try:
+            config = self.current_config()
+        except ConfigError as exc:
+            self.show_message(str(exc), error=True)
+            return
+        config.data.train = path
+        config.data.format = "auto"
+        config.data.columns = {}
+        config.method.kind = "sft"
+        self.set_config(config)
+        self.show_message(f"Training data: the teacher's verified traces in {path}; method: SFT.")

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from distill_gui.core import config as cfg
 from distill_gui.gui.fields import ConfigBinder, add_fields, make_field_widget
+from distill_gui.gui.traces_panel import TracesPanel
 
 KD_ONLY = ("method.loss", "method.beta", "method.temperature", "method.alpha", "method.top_k", "method.chunk_size")
 
@@ -86,10 +87,13 @@ class MethodPage(QWidget):
         buttons.addWidget(save_button)
         buttons.addWidget(reset_button)
 
+        self.traces = TracesPanel()
+
         content = QWidget()
         layout = QVBoxLayout(content)
         layout.addLayout(buttons)
         layout.addWidget(method_box)
+        layout.addWidget(self.traces)
         layout.addWidget(training_box)
         layout.addStretch(1)
         scroll = QScrollArea()

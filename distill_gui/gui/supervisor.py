@@ -13,6 +13,7 @@ Pause, resume and stop are lines written to the child's stdin (``pause``, ``resu
 from __future__ import annotations
 
 import collections
+import json
 import os
 import shutil
 import signal
@@ -117,6 +118,18 @@ class ChildSupervisor(QObject):
             if self._proc is not None and self._proc.poll() is None:
                 self._proc.kill()
 
+    def interrupt(self) -> bool:
+        """Ctrl+C for the child (commands that stop cleanly on SIGINT); False when it is gone."""
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                return False
+            try:
+                proc.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
+                return True
+            except OSError:
+                return False
+
     # ---- Thread body
     @Slot()
     def run(self) -> None:
@@ -212,10 +225,11 @@ class _Tail:
         self.partial = b""
 
     def read_lines(self, final: bool = False) -> list[str]:
+        """Complete new lines (at most about MAX_READ bytes); ``final`` reads to the end and flushes a last partial line."""
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
-                data = fh.read(MAX_READ)
+                data = fh.read() if final else fh.read(MAX_READ)
         except OSError:
             return []
         self.offset += len(data)
@@ -322,8 +336,6 @@ class FolderFollower(QObject):
         if not line:
             return None
         try:
-            import json
-
             return event_from_dict(json.loads(line))
         except (ValueError, TypeError):
             return None
@@ -361,7 +373,6 @@ class RunController(QObject):
         self._thread: QThread | None = None
         self._ended_event: Event | None = None
         self._work_dir: Path | None = None
-        self._stop_requested = False
 
     # ---- Public API
     def is_active(self) -> bool:
@@ -423,7 +434,6 @@ class RunController(QObject):
         """Ask the run to save a checkpoint and stop (it ends with RunStopped)."""
         if not self.is_active() or self._worker is None:
             return False
-        self._stop_requested = True
         sent = self._send("stop")
         if sent:
             self._set_state(self.STOPPING)
@@ -463,7 +473,6 @@ class RunController(QObject):
 
     def _launch(self, worker: ChildSupervisor | FolderFollower, attached: bool) -> None:
         self._ended_event = None
-        self._stop_requested = False
         self.attached = attached
         thread = QThread(self)
         thread.setObjectName("run-supervisor")

@@ -152,7 +152,11 @@ class DataPreviewer(QObject):
 
 
 class AskWorker(QObject):
-    """Asks the teacher and the student the same prompt (models load on first use and stay loaded)."""
+    """Asks the teacher and the student the same prompt (models load on first use and stay loaded).
+
+    The prompt is rendered the way the training data is (its format's template, or the chat
+    template), so a model trained on ``Question: ...\nAnswer:`` rows is asked the same way.
+    """
 
     # ---- Signals
     sig_status = Signal(str)
@@ -164,29 +168,53 @@ class AskWorker(QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pair = None
-        self._pair_key: tuple | None = None
+        self._loaded: dict[tuple, object] = {}
 
     @Slot(object)
     def ask(self, request: dict) -> None:
         request = copy.deepcopy(request)
         try:
-            from distill_gui.core.side_by_side import SideBySide
-
-            key = (request.get("teacher"), request.get("student"), request.get("device", "auto"), request.get("chat_template", "auto"))
-            if key != self._pair_key:
-                self.sig_status.emit("loading the models…")
-                self._pair = SideBySide(teacher=key[0], student=key[1], device=key[2], chat_template=key[3])
-                self._pair_key = key
-            self.sig_status.emit("generating…")
-            answer = self._pair.answer([request["prompt"]], max_new_tokens=int(request.get("max_new_tokens", 64)),
-                                       temperature=float(request.get("temperature", 0.0)))[0]
+            answers = {role: self._answer(role, request) for role in ("teacher", "student")}
         except Exception as exc:  # noqa: BLE001
-            self._pair_key = None
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             self.sig_failed.emit(_short_error(exc) if isinstance(exc, ValueError) else detail)
             return
-        self.sig_answered.emit(answer.prompt, answer.teacher, answer.student)
+        self.sig_answered.emit(request["prompt"], answers["teacher"], answers["student"])
+
+    def _answer(self, role: str, request: dict) -> str | None:
+        path = request.get(role)
+        if not path:
+            return None
+        from distill_gui.core.data import Example, render_prompt
+        from distill_gui.core.generation import GenerationSettings, generate
+
+        loaded = self._model(role, path, request.get("device", "auto"))
+        example = Example(prompt=request["prompt"], completion="", format=request.get("data_format") or "prompt_completion")
+        text = render_prompt(example, loaded.tokenizer, request.get("chat_template", "auto"), request.get("system_prompt"))
+        self.sig_status.emit(f"the {role} is writing…")
+        settings = GenerationSettings(max_new_tokens=int(request.get("max_new_tokens", 64)))
+        return generate(loaded.model, loaded.tokenizer, [text], settings)[0][0]
+
+    def _model(self, role: str, path: str, device: str):
+        """The loaded model of ``path`` (a run folder means its final model or latest checkpoint)."""
+        from pathlib import Path
+
+        from distill_gui.core.runs import model_path_for
+
+        if Path(path).exists():
+            path = str(model_path_for(path))
+            stamp = Path(path).stat().st_mtime  # a newer checkpoint of the same run is loaded again
+        else:
+            stamp = 0.0
+        key = (role, path, device, stamp)
+        if key not in self._loaded:
+            from distill_gui.core.models import load_model
+
+            self.sig_status.emit(f"loading the {role} ({Path(path).name})…")
+            for old in [k for k in self._loaded if k[0] == role]:
+                del self._loaded[old]
+            self._loaded[key] = load_model(ModelConfig(path=path, device=device), role)
+        return self._loaded[key]
 
 
 class DemoStudentBuilder(QObject):

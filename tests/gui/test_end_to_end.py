@@ -157,3 +157,33 @@ def test_ask_both_models_in_the_background(make_window, qtbot, tiny_pair):
     assert page.ask_state.text().startswith("Answers to"), page.ask_state.text()
     assert page.teacher_answer.toPlainText() != "" and page.student_answer.toPlainText() != ""
     assert "(no" not in page.teacher_answer.toPlainText()
+
+
+def test_teacher_traces_are_generated_verified_and_used(make_window, qtbot, tiny_pair, tiny_data, tmp_path):
+    window = make_window()
+    teacher, student = tiny_pair
+    type_into(window.findChild(QLineEdit, "teacher.path"), str(teacher))
+    type_into(window.findChild(QLineEdit, "student.path"), str(student))
+    type_into(window.findChild(QLineEdit, "data.train"), str(tiny_data))
+    window.show_page("Method")
+    panel = window.method_page.traces
+    panel.limit.setValue(4)
+    panel.max_new_tokens.setValue(6)
+    out = tmp_path / "traces.jsonl"
+    panel.out_edit.setText(str(out))
+    qtbot.mouseClick(panel.generate_button, Qt.MouseButton.LeftButton)
+    assert panel.is_running() and panel.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=CHILD_TIMEOUT_MS)
+    # A random tiny teacher rarely gets an answer right; the job still reports what it kept.
+    assert "4/4 prompts" in panel.state.text(), panel.state.text()
+    assert "verified traces in" in panel.state.text()
+    assert out.is_file()
+    assert panel.use_button.isEnabled() == bool(out.read_text(encoding="utf-8").strip())
+
+    # Using a traces file switches the run to SFT on it.
+    traces = tmp_path / "kept.jsonl"
+    traces.write_text(json.dumps({"prompt": "Question: What is 1 plus 2? Answer:", "completion": " 1 + 2 = 3. #### 3"}) + "\n", encoding="utf-8")
+    panel.sig_use_traces.emit(str(traces))
+    config = window.current_config()
+    assert config.data.train == str(traces) and config.method.kind == "sft"
+    assert not window.findChild(QComboBox, "method.loss").isEnabled()
