@@ -392,7 +392,8 @@ def _make_event_bridge():
                 if kd is not None:
                     metrics["eval_kd"] = kd
                 s.emit(EvalLogged(step=state.global_step, metrics=metrics))
-            # A stop asked for while this step was logged is honoured now (the save comes right after).
+            # A pause or stop asked for while this step was logged is honoured now, before the next step.
+            self._honour_pause()
             self._honour_stop(control)
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -400,14 +401,18 @@ def _make_event_bridge():
             every = s.config.training.sample_steps
             if every and state.global_step % every == 0 and state.global_step < state.max_steps:
                 s.emit_samples(self.trainer.model, state.global_step)
+            self._honour_pause()
+            self._honour_stop(control)
+            return control
+
+        def _honour_pause(self) -> None:
+            s = self.setup
             if s.control.paused and not s.control.stop_requested:
-                s.emit(RunPaused(step=state.global_step))
+                s.emit(RunPaused(step=self.trainer.state.global_step))
                 while s.control.paused and not s.control.stop_requested:
                     time.sleep(0.05)
                 if not s.control.stop_requested:
-                    s.emit(RunResumed(step=state.global_step))
-            self._honour_stop(control)
-            return control
+                    s.emit(RunResumed(step=self.trainer.state.global_step))
 
         def _honour_stop(self, control) -> None:
             if self.setup.procs.any(self.setup.control.stop_requested) and not self.setup.stopped:

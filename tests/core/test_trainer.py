@@ -114,6 +114,7 @@ def test_pause_holds_between_steps_until_resumed(tiny_pair, tiny_data, tmp_path)
         events.append(event)
         if isinstance(event, StepLogged) and event.step == 2:
             control.request_pause()
+        if isinstance(event, RunPaused):
             threading.Timer(0.5, control.request_resume).start()
 
     start = time.monotonic()
@@ -123,6 +124,7 @@ def test_pause_holds_between_steps_until_resumed(tiny_pair, tiny_data, tmp_path)
     paused, resumed = kinds.index("RunPaused"), kinds.index("RunResumed")
     steps_between = [e for e in events[paused:resumed] if isinstance(e, StepLogged)]
     assert not steps_between, "no step may run while paused"
+    assert events[paused].step == 2, "the pause takes effect right after the step during which it was asked"
     assert isinstance(events[paused], RunPaused) and isinstance(events[resumed], RunResumed)
     assert any('"state": "paused"' in line or "paused" in line for line in outcome.run.log_path.read_text().splitlines())
 
