@@ -280,6 +280,7 @@ def run_demo(
 
 def _write_partial(folder: Path, rows: list[RecoveryRow]) -> None:
     """Keep the rows measured so far (a stopped demo still shows what it had)."""
+    rows = with_recovery(rows)
     (folder / "results.partial.json").write_text(json.dumps([asdict(r) for r in rows], indent=2), encoding="utf-8")
 
 
