@@ -64,10 +64,14 @@ def generate(
         kwargs.update(temperature=None, top_p=None, top_k=None)
     was_training = model.training
     model.eval()
+    # Batch prompts of similar length together: less padding, and rows that finish together
+    # (longer questions tend to need longer answers). Results come back in the caller's order.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    ordered = [prompts[i] for i in order]
     results: list[list[str]] = []
     try:
-        for start in range(0, len(prompts), settings.batch_size):
-            batch = list(prompts[start : start + settings.batch_size])
+        for start in range(0, len(ordered), settings.batch_size):
+            batch = ordered[start : start + settings.batch_size]
             enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=_adds_bos(tokenizer, batch))
             enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             with torch.inference_mode():
@@ -82,7 +86,10 @@ def generate(
         tokenizer.padding_side = old_side
         if was_training:
             model.train()
-    return results
+    unsorted: list[list[str]] = [[] for _ in prompts]
+    for position, index in enumerate(order):
+        unsorted[index] = results[position]
+    return unsorted
 
 
 def _adds_bos(tokenizer, batch: Sequence[str]) -> bool:

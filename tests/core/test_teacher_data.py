@@ -171,3 +171,25 @@ def test_resuming_with_other_settings_is_refused(tmp_path, qa_file, teacher):
         _run(teacher, qa_file, out, temperature=0.7)
     report, _ = _run(teacher, qa_file, out)  # the same settings continue
     assert report.done == 10
+
+
+def test_batched_generation_returns_answers_in_prompt_order():
+    """Prompts are batched by length inside generate(); each answer must still match its own prompt."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill_gui.core.generation import GenerationSettings, generate
+
+    teacher = Path(__file__).resolve().parents[2] / "resources" / "demo" / "teacher"
+    model = AutoModelForCausalLM.from_pretrained(teacher)
+    tok = AutoTokenizer.from_pretrained(teacher)
+    questions = [
+        "Mia has 12 pencils. She buys 7 more. How many pencils does Mia have now?",
+        "Tom has 5 cards.",
+        "Sam has 43 buttons. He gives 30 to Liam. How many buttons does Sam have now?",
+    ]
+    prompts = [f"Question: {q}\nAnswer: " for q in questions]
+    batched = generate(model, tok, prompts, GenerationSettings(max_new_tokens=24, batch_size=8))
+    alone = [generate(model, tok, [p], GenerationSettings(max_new_tokens=24))[0] for p in prompts]
+    assert batched == alone
