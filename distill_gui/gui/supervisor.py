@@ -50,6 +50,22 @@ _LEFT_RUNNING: list[subprocess.Popen] = []
 MAX_READ = 1 << 20
 
 
+def run_in_thread(worker: QObject, parent: QObject, name: str) -> QThread:
+    """Move ``worker`` to a new QThread that runs ``worker.run`` and ends on its ``sig_exited``.
+
+    Connect the worker's signals to your slots before calling this, so they are delivered before the
+    thread quits; the thread and the worker delete themselves when the thread finishes.
+    """
+    thread = QThread(parent)
+    thread.setObjectName(name)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    worker.sig_exited.connect(thread.quit)
+    thread.finished.connect(worker.deleteLater)
+    thread.finished.connect(thread.deleteLater)
+    return thread
+
+
 def trainer_command() -> list[str]:
     """How to start the training process: this Python running the package's CLI."""
     return [sys.executable, "-m", "distill_gui"]
@@ -474,16 +490,10 @@ class RunController(QObject):
     def _launch(self, worker: ChildSupervisor | FolderFollower, attached: bool) -> None:
         self._ended_event = None
         self.attached = attached
-        thread = QThread(self)
-        thread.setObjectName("run-supervisor")
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
         worker.sig_event.connect(self._on_event)
         worker.sig_log.connect(self._on_log)
         worker.sig_exited.connect(self._on_exited)
-        worker.sig_exited.connect(thread.quit)
-        thread.finished.connect(worker.deleteLater)
-        thread.finished.connect(thread.deleteLater)
+        thread = run_in_thread(worker, self, "run-supervisor")
         self._worker = worker
         self._thread = thread
         if not attached:

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from distill_gui.gui.supervisor import ChildSupervisor, trainer_command
+from distill_gui.gui.supervisor import ChildSupervisor, run_in_thread, trainer_command
 
 PROGRESS = re.compile(r"(\d+)/(\d+)")
 DATASET_LINE = re.compile(r"^dataset: (.+?)\s+\(log: ")
@@ -195,15 +195,9 @@ class TracesPanel(QGroupBox):
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="distill-gui-traces-"))
         worker = ChildSupervisor(self.argv(), work)
-        thread = QThread(self)
-        thread.setObjectName("traces-supervisor")
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
         worker.sig_log.connect(self.on_line)
         worker.sig_exited.connect(self.on_exited)
-        worker.sig_exited.connect(thread.quit)
-        thread.finished.connect(worker.deleteLater)
-        thread.finished.connect(thread.deleteLater)
+        thread = run_in_thread(worker, self, "traces-supervisor")
         self._worker, self._thread, self._work = worker, thread, work
         self._last_line, self._dataset = "", ""
         self.generate_button.setEnabled(False)
