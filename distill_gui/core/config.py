@@ -34,6 +34,7 @@ def _doc(default: Any = dataclasses.MISSING, doc: str = "", factory: Any = datac
 
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 QUANTIZATIONS = ("none", "8bit", "4bit")
+ATTENTIONS = ("auto", "sdpa", "eager")
 METHOD_KINDS = ("kd", "sft")
 KD_LOSSES = ("forward_kl", "reverse_kl", "jsd")
 DATA_FORMATS = ("auto", "prompt_completion", "alpaca", "messages", "sharegpt", "question_answer", "text")
@@ -53,6 +54,10 @@ class ModelConfig:
     quantization: str = _choice("none", QUANTIZATIONS, "Load weights quantized with bitsandbytes (8-bit or 4-bit NF4).")
     trust_remote_code: bool = _doc(False, "Run Python code shipped with the model. Off unless you trust the source.")
     allow_pickle: bool = _doc(False, "Allow pickle weights (*.bin, *.pt), which can run arbitrary code when loaded.")
+    attn_implementation: str = _choice(
+        "auto", ATTENTIONS,
+        "Attention kernel: auto is transformers' default (sdpa); eager is faster for tiny models on a CPU under bf16.",
+    )
 
     def __post_init__(self) -> None:
         dev = self.device

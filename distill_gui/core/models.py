@@ -492,6 +492,8 @@ def load_model(cfg: ModelConfig | StudentConfig, role: str, for_training: bool =
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
+    if cfg.attn_implementation != "auto":
+        kwargs["attn_implementation"] = cfg.attn_implementation
     if use_safetensors is not None:
         kwargs["use_safetensors"] = use_safetensors
     if source.revision and not source.is_local:

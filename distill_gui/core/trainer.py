@@ -221,7 +221,9 @@ def _make_trainer_class():
             finally:
                 handle.remove()
             student_hidden = captured["hidden"]
-            with torch.no_grad():
+            # The teacher runs under the same mixed precision as the student (accelerate only wraps
+            # the student's forward): bf16 on a CPU that has it is ~1.5x faster than fp32.
+            with torch.no_grad(), self.accelerator.autocast():
                 t_inner, t_decoder = _decoder_of(setup.teacher)
                 teacher_hidden = t_decoder(
                     input_ids=inputs["input_ids"].to(setup.teacher_device), attention_mask=inputs["attention_mask"].to(setup.teacher_device)

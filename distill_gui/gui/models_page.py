@@ -27,7 +27,7 @@ from distill_gui.core import config as cfg
 from distill_gui.gui.fields import ConfigBinder, add_fields, make_field_widget
 from distill_gui.gui.settings import Settings
 
-MODEL_FIELDS = ["dtype", "device", "quantization", "gguf_file", "tokenizer", "revision", "trust_remote_code", "allow_pickle"]
+MODEL_FIELDS = ["dtype", "device", "quantization", "attn_implementation", "gguf_file", "tokenizer", "revision", "trust_remote_code", "allow_pickle"]
 
 
 def _local_path_of(event: QDropEvent | QDragEnterEvent) -> str | None:

@@ -204,6 +204,19 @@ def test_load_teacher(tiny_pair, dtype, expected):
     assert logits.shape[-1] == loaded.model.config.vocab_size
 
 
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_attention_implementation_is_chosen(tiny_pair, attn):
+    loaded = load_model(ModelConfig(path=str(tiny_pair[0]), device="cpu", attn_implementation=attn), "teacher")
+    assert loaded.model.config._attn_implementation == attn
+    enc = loaded.tokenizer(["Hello there", "Hi"], return_tensors="pt", padding=True)
+    default = load_model(ModelConfig(path=str(tiny_pair[0]), device="cpu"), "teacher").model
+    with torch.no_grad():
+        # Same weights, another kernel: the same logits where the mask lets tokens see each other.
+        got, want = loaded.model(**enc).logits, default(**enc).logits
+    keep = enc["attention_mask"].bool()
+    assert torch.allclose(got[keep], want[keep], atol=1e-4)
+
+
 def test_teacher_stays_frozen_even_for_training(tiny_pair):
     loaded = load_model(ModelConfig(path=str(tiny_pair[0]), device="cpu"), "teacher", for_training=True)
     assert not loaded.model.training and loaded.trainable_params == 0
