@@ -124,6 +124,16 @@ class MethodConfig:
     alpha: float = _doc(0.5, "Weight of the KD term; the hard-label cross-entropy gets 1 - alpha.", min=0.0, max=1.0)
     top_k: int = _doc(0, "Keep only the teacher's top-k logits (with a tail bucket for the rest); 0 uses all.", min=0)
     chunk_size: int = _doc(512, "Positions per chunk when computing the KD loss (lower uses less memory).", min=1)
+    cache_teacher: bool = _doc(
+        False,
+        "Run the teacher once over the data before training and keep only its top-k log-probs (needs top_k > 0): "
+        "no teacher forward pass per step, and the teacher is freed while the student trains.",
+    )
+    teacher_cache: str = _doc(
+        "",
+        "File for cache_teacher; empty: teacher_cache.safetensors in the run folder. A file made for the same "
+        "teacher, data and settings is reused (several students, one teacher); another one is never overwritten.",
+    )
 
 
 @dataclass
@@ -167,6 +177,8 @@ class RunConfig:
         """Check the things a run cannot start without (called before training, not on every edit)."""
         if self.method.kind == "kd" and not self.teacher.path:
             raise ConfigError("teacher.path: method.kind kd needs a teacher; set teacher.path or use method.kind: sft")
+        if self.method.kind == "kd" and self.method.cache_teacher and self.method.top_k < 1:
+            raise ConfigError("method.top_k: method.cache_teacher keeps the teacher's top-k log-probs; set top_k (e.g. 32)")
         if not self.student.path:
             raise ConfigError("student.path: no student model is set")
         if not self.data.train:
@@ -303,6 +315,8 @@ def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
         model.tokenizer = _resolve_path(model.tokenizer, base)
     config.data.train = _resolve_path(config.data.train, base)
     config.data.eval = _resolve_path(config.data.eval, base)
+    if config.method.teacher_cache:
+        config.method.teacher_cache = str((base / Path(config.method.teacher_cache).expanduser()).resolve())
     return config
 
 

@@ -719,8 +719,8 @@ def prepare_data(cfg, tokenizer) -> PreparedData:
 class DataCollator:
     """Right-pads tokenized rows into a batch of tensors; usable as ``data_collator`` of a Trainer.
 
-    input_ids are padded with ``pad_token_id``, attention_mask with 0 and labels with -100; other keys
-    in the features are ignored.
+    input_ids are padded with ``pad_token_id``, attention_mask with 0 and labels with -100; a ``row``
+    number is passed on when every feature has one; other keys in the features are ignored.
     """
 
     pad_token_id: int
@@ -745,4 +745,6 @@ class DataCollator:
             batch["labels"] = [
                 [int(t) for t in f["labels"]] + [-100] * (longest - len(r)) for f, r in zip(features, rows)
             ]
+        if all("row" in f for f in features):  # row numbers: where a batch finds its offline teacher cache
+            batch["row"] = [int(f["row"]) for f in features]
         return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}

@@ -282,13 +282,34 @@ def _logits(hidden: torch.Tensor, head: torch.Tensor, bias: torch.Tensor | None,
     return out
 
 
+def _teacher_buckets(v: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(top-k ids ``[n, k]``, log-probs ``[n, k + 1]`` of those tokens and the tail) of logits ``v``
+    already divided by the temperature; ``v`` is overwritten."""
+    idx = v.topk(top_k, dim=-1).indices
+    t_all = _row_logsumexp(v)
+    t = v.gather(1, idx)
+    t_rest = _row_logsumexp(v.scatter_(1, idx, -math.inf))
+    return idx, torch.cat([t, t_rest], 1).sub_(t_all)
+
+
+def teacher_top_k(logits: torch.Tensor, top_k: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """What an offline teacher cache keeps of ``logits [n, V]``: the top-k token ids and the log-probs
+    at ``temperature`` of those k tokens plus a tail bucket (last column), as the top-k KD loss uses them."""
+    if not 0 < top_k < logits.shape[-1]:
+        raise ValueError(f"top_k: {top_k} must lie between 1 and the vocabulary size - 1 ({logits.shape[-1] - 1})")
+    return _teacher_buckets(logits.float().div(temperature), top_k)
+
+
 def _chunk_kd(
-    zs: torch.Tensor, zt: torch.Tensor, labels: torch.Tensor, spec: _Spec, count: int, want_grad: bool
+    zs: torch.Tensor, zt: torch.Tensor | None, labels: torch.Tensor, spec: _Spec, count: int, want_grad: bool,
+    cached: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Sums of the divergence and the cross-entropy over one chunk, and d(total)/d(student logits).
 
     ``zs`` and ``zt`` are the chunk's float logits and are consumed (overwritten). At most three
-    chunk-sized buffers are alive at once (four for the generalized JSD).
+    chunk-sized buffers are alive at once (four for the generalized JSD). With ``cached`` = (top-k
+    token ids ``[n, k]``, teacher bucket log-probs ``[n, k + 1]`` at the temperature, tail last) the
+    teacher's logits are not needed (``zt`` is None): an offline teacher cache.
     """
     T, a = spec.temperature, spec.alpha
     vocab = zs.shape[-1]
@@ -300,17 +321,17 @@ def _chunk_kd(
     lse1 = _row_logsumexp(zs) if T != 1.0 else None  # student log-normaliser at temperature 1
 
     # Teacher: from here only its log-probs (or bucket log-probs) are needed.
-    v = zt.div_(T)
-    top_k = spec.top_k if 0 < spec.top_k < vocab else 0
-    if top_k:
-        idx = v.topk(top_k, dim=-1).indices
-        t_all = _row_logsumexp(v)
-        t = v.gather(1, idx)
-        t_rest = _row_logsumexp(v.scatter_(1, idx, -math.inf))
-        t = torch.cat([t, t_rest], 1).sub_(t_all)
+    if cached is not None:
+        idx, t = cached[0].long(), cached[1].to(zs.dtype)
+        top_k = idx.shape[1]
     else:
-        t = F.log_softmax(v, dim=-1)
-    del v, zt
+        v = zt.div_(T)
+        top_k = spec.top_k if 0 < spec.top_k < vocab else 0
+        if top_k:
+            idx, t = _teacher_buckets(v, top_k)
+        else:
+            t = F.log_softmax(v, dim=-1)
+        del v, zt
 
     u = zs.div_(T)
     if not top_k:
@@ -371,10 +392,11 @@ class _ChunkedKD(torch.autograd.Function):
     """Forward computes the losses and, chunk by chunk, the gradients; backward only scales them."""
 
     @staticmethod
-    def forward(ctx, s_hidden, s_head, s_bias, t_hidden, t_head, t_bias, labels, spec: _Spec, vocab: int, grad_on: bool):
+    def forward(ctx, s_hidden, s_head, s_bias, t_hidden, t_head, t_bias, labels, spec: _Spec, vocab: int, grad_on: bool,
+                t_ids=None, t_logp=None):
         want_h, want_w, want_b = (grad_on and ctx.needs_input_grad[i] for i in range(3))
         want_grad = want_h or want_w or want_b
-        dtype = _loss_dtype(s_hidden, s_head, t_hidden, t_head)
+        dtype = _loss_dtype(s_hidden, s_head, t_hidden, t_head) if t_hidden is not None else _loss_dtype(s_hidden, s_head)
         device = s_hidden.device
         n = s_hidden.shape[0]
         count = max(n, 1)
@@ -392,10 +414,11 @@ class _ChunkedKD(torch.autograd.Function):
                 stop = min(start + spec.chunk_size, n)
                 h = s_hidden[start:stop]
                 # The logits are handed over without a name here, so _chunk_kd can free them early.
+                cached = None if t_ids is None else (t_ids[start:stop], t_logp[start:stop])
                 kd_c, ce_c, g = _chunk_kd(
                     _logits(h, s_head, s_bias, vocab, dtype),
-                    _logits(t_hidden[start:stop], t_head, t_bias, vocab, dtype),
-                    labels[start:stop], spec, count, want_grad,
+                    None if cached is not None else _logits(t_hidden[start:stop], t_head, t_bias, vocab, dtype),
+                    labels[start:stop], spec, count, want_grad, cached,
                 )
                 kd_sum += kd_c
                 ce_sum += ce_c
@@ -430,7 +453,7 @@ class _ChunkedKD(torch.autograd.Function):
         # The usual case, total.backward(), passes 1: hand the stored gradients over without a copy.
         if not torch.equal(grad_total, torch.ones_like(grad_total)):
             grads = tuple(g * grad_total.to(g.dtype) if g is not None else None for g in grads)
-        return (*grads, None, None, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None, None, None, None)
 
 
 def kd_loss_from_hidden(
@@ -483,5 +506,51 @@ def kd_loss_from_hidden(
         student_hidden, student_head, student_bias,
         teacher_hidden, teacher_head.detach(), teacher_bias,
         labels, spec, vocab, torch.is_grad_enabled(),
+    )
+    return LossParts(total, kd, ce)
+
+
+def kd_loss_from_cache(
+    student_hidden: torch.Tensor,
+    student_head: torch.Tensor,
+    teacher_ids: torch.Tensor,
+    teacher_log_probs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    loss: str = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    alpha: float = 0.5,
+    chunk_size: int = 512,
+    vocab_size: int | None = None,
+    student_bias: torch.Tensor | None = None,
+) -> LossParts:
+    """KD loss against an offline teacher cache (:mod:`distill_gui.core.teacher_cache`).
+
+    ``teacher_ids [M, k]`` and ``teacher_log_probs [M, k + 1]`` (the teacher's top-k tokens and the
+    log-probs at ``temperature`` of those k buckets plus the tail, tail last) hold one row per
+    *counted* position of ``labels`` (label not -100), in order. Gives the same values and gradients
+    as :func:`kd_loss_from_hidden` with ``top_k=k`` on the live teacher, without the teacher.
+    """
+    spec = _spec(loss, beta, temperature, alpha, teacher_ids.shape[-1], chunk_size)
+    if student_hidden.shape[-1] != student_head.shape[-1]:
+        raise ValueError(f"hidden size mismatch: student {tuple(student_hidden.shape)} vs head {tuple(student_head.shape)}")
+    vocab = _shared_vocab(student_head.shape[0], student_head.shape[0], vocab_size)
+    student_hidden = student_hidden.reshape(-1, student_hidden.shape[-1])
+    labels = labels.reshape(-1)
+    if student_hidden.shape[0] != labels.shape[0]:
+        raise ValueError(f"positions differ: student {student_hidden.shape[0]}, labels {labels.shape[0]}")
+    rows = _valid_rows(labels)
+    if rows is not None:
+        student_hidden, labels = student_hidden[rows], labels[rows]
+    if not (teacher_ids.shape[0] == teacher_log_probs.shape[0] == labels.shape[0]) or teacher_log_probs.shape[1] != teacher_ids.shape[1] + 1:
+        raise ValueError(
+            f"teacher cache rows do not match the batch: {labels.shape[0]} counted positions, "
+            f"ids {tuple(teacher_ids.shape)}, log-probs {tuple(teacher_log_probs.shape)}"
+        )
+    _check_labels(labels, vocab)
+    total, kd, ce = _ChunkedKD.apply(
+        student_hidden, student_head, student_bias, None, None, None,
+        labels, spec, vocab, torch.is_grad_enabled(), teacher_ids, teacher_log_probs.detach(),
     )
     return LossParts(total, kd, ce)

@@ -204,7 +204,7 @@ def _make_trainer_class():
             return (loss, {}) if return_outputs else loss
 
         def _kd_loss(self, model, inputs):
-            from distill_gui.core.losses import kd_loss_from_hidden
+            from distill_gui.core.losses import kd_loss_from_cache, kd_loss_from_hidden
 
             setup = self.distill
             method = setup.config.method
@@ -221,6 +221,21 @@ def _make_trainer_class():
             finally:
                 handle.remove()
             student_hidden = captured["hidden"]
+            labels = inputs["labels"][:, 1:].reshape(-1)
+            s_head = inner.get_output_embeddings()
+            if setup.teacher_cache is not None:
+                t_ids, t_log_probs = setup.teacher_cache.for_rows(inputs["row"].tolist())
+                parts = kd_loss_from_cache(
+                    student_hidden[:, :-1].reshape(-1, student_hidden.shape[-1]),
+                    s_head.weight,
+                    t_ids.to(student_hidden.device),
+                    t_log_probs.to(student_hidden.device),
+                    labels,
+                    loss=method.loss, beta=method.beta, temperature=method.temperature, alpha=method.alpha,
+                    chunk_size=method.chunk_size, vocab_size=setup.shared_vocab_size,
+                    student_bias=getattr(s_head, "bias", None),
+                )
+                return parts.total, parts.kd.detach(), parts.ce.detach()
             # The teacher runs under the same mixed precision as the student (accelerate only wraps
             # the student's forward): bf16 on a CPU that has it is ~1.5x faster than fp32.
             with torch.no_grad(), self.accelerator.autocast():
@@ -228,8 +243,6 @@ def _make_trainer_class():
                 teacher_hidden = t_decoder(
                     input_ids=inputs["input_ids"].to(setup.teacher_device), attention_mask=inputs["attention_mask"].to(setup.teacher_device)
                 ).last_hidden_state.to(student_hidden.device)
-            labels = inputs["labels"][:, 1:].reshape(-1)
-            s_head = inner.get_output_embeddings()
             t_head = t_inner.get_output_embeddings()
             parts = kd_loss_from_hidden(
                 student_hidden[:, :-1].reshape(-1, student_hidden.shape[-1]),
@@ -449,7 +462,16 @@ class _DistillSetup:
     probe_prompts: list[str] = field(default_factory=list)
     probe_references: list[str | None] = field(default_factory=list)
     teacher_answers: list[str] | None = None
+    teacher_cache: Any = None
+    """The offline teacher cache (method.cache_teacher); the teacher itself is freed then."""
     stopped: bool = False
+
+    def answer_probes_with_teacher(self) -> None:
+        """The teacher's answers to the probe prompts (it does not change during a run: answer once, reuse)."""
+        from distill_gui.core.generation import GenerationSettings, generate
+
+        settings = GenerationSettings(max_new_tokens=self.config.training.max_new_tokens, batch_size=8)
+        self.teacher_answers = [a[0] for a in generate(self.teacher, self.teacher_tokenizer, self.probe_prompts, settings)]
 
     def emit_samples(self, model, step: int) -> None:
         if not self.probe_prompts or not self.procs.is_main:
@@ -459,8 +481,7 @@ class _DistillSetup:
         settings = GenerationSettings(max_new_tokens=self.config.training.max_new_tokens, batch_size=8)
         student = [a[0] for a in generate(model, self.tokenizer, self.probe_prompts, settings)]
         if self.teacher is not None and self.teacher_answers is None:
-            # The teacher does not change during a run: answer once, reuse.
-            self.teacher_answers = [a[0] for a in generate(self.teacher, self.teacher_tokenizer, self.probe_prompts, settings)]
+            self.answer_probes_with_teacher()
         teacher = self.teacher_answers or [None] * len(student)
         samples = tuple(
             Sample(prompt=p, student=s, teacher=t, reference=r)
@@ -658,6 +679,8 @@ def train(
         prepared = prepare_data(config.data, setup.tokenizer)
         emit(LogMessage(text=prepared.report.summary()))
         setup.probe_prompts, setup.probe_references = _probe_prompts(config, prepared, setup.tokenizer)
+        if config.method.kind == "kd" and config.method.cache_teacher:
+            _setup_teacher_cache(setup, prepared)
         args = _training_arguments(config, run, setup.device, prepared.eval is not None)
         trainer_cls = _make_trainer_class()
         bridge = _make_event_bridge()(setup)
@@ -699,6 +722,54 @@ def train(
         reason = _one_line(exc)
         emit(RunFailed(step=step, reason=reason, kind=kind))
         raise
+
+
+def _setup_teacher_cache(setup: "_DistillSetup", prepared) -> None:
+    """Run the teacher once over the train (and eval) rows, keep its top-k log-probs, free the teacher.
+
+    Rows get a ``row`` column so each batch finds its cached positions; eval rows follow the train rows.
+    """
+    import gc
+
+    from distill_gui.core import teacher_cache as tc
+
+    config, procs = setup.config, setup.procs
+    method = config.method
+    rows = list(prepared.train) + (list(prepared.eval) if prepared.eval is not None else [])
+    vocab = setup.shared_vocab_size or setup.teacher.get_output_embeddings().weight.shape[0]
+    fingerprint = tc.fingerprint(config.teacher.path, rows, method.top_k, method.temperature, vocab)
+    path = Path(method.teacher_cache) if method.teacher_cache else setup.run.path / tc.DEFAULT_FILE_NAME
+
+    def build() -> "tc.TeacherCache":
+        setup.emit(LogMessage(text=f"teacher cache: running the teacher over {len(rows):,} rows (top-{method.top_k})"))
+        import functools
+
+        import torch
+
+        precision = _precision_flags(config.training.precision, setup.teacher_device)
+        dtype = torch.bfloat16 if precision["bf16"] else torch.float16 if precision["fp16"] else None
+        autocast = functools.partial(torch.autocast, setup.teacher_device.type, dtype=dtype) if dtype is not None else None
+        return tc.build_teacher_cache(
+            setup.teacher, rows, top_k=method.top_k, temperature=method.temperature, vocab_size=vocab,
+            fingerprint=fingerprint, batch_size=max(8, config.training.batch_size),
+            pad_token_id=setup.tokenizer.pad_token_id or 0, autocast=autocast,
+        )
+
+    log = lambda text: setup.emit(LogMessage(text=text))  # noqa: E731
+    if procs.is_main:
+        cache, _ = tc.load_or_build(path, fingerprint, build, log)
+    procs.barrier()
+    if not procs.is_main:
+        cache = tc.TeacherCache.load(path)
+    setup.teacher_cache = cache
+    if config.training.sample_steps and setup.probe_prompts and procs.is_main:
+        setup.answer_probes_with_teacher()
+    setup.teacher = None  # training needs only the cache from here on
+    gc.collect()
+    prepared.train = prepared.train.add_column("row", list(range(len(prepared.train))))
+    if prepared.eval is not None:
+        start = len(prepared.train)
+        prepared.eval = prepared.eval.add_column("row", list(range(start, start + len(prepared.eval))))
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -51,7 +51,7 @@ class StudentSize:
 
 STUDENT_SIZES = (
     StudentSize("student-L", hidden=128, layers=4, heads=4, mlp=384),  # ~1/4 of the teacher
-    StudentSize("student-M", hidden=96, layers=3, heads=4, mlp=256),  # ~1/10
+    StudentSize("student-M", hidden=96, layers=3, heads=4, mlp=224),  # 1/10.0 (353,952 parameters)
     StudentSize("student-S", hidden=64, layers=2, heads=4, mlp=128),  # ~1/30
 )
 

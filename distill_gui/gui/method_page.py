@@ -22,7 +22,8 @@ from distill_gui.core import config as cfg
 from distill_gui.gui.fields import ConfigBinder, add_fields, make_field_widget
 from distill_gui.gui.traces_panel import TracesPanel
 
-KD_ONLY = ("method.loss", "method.beta", "method.temperature", "method.alpha", "method.top_k", "method.chunk_size")
+KD_ONLY = ("method.loss", "method.beta", "method.temperature", "method.alpha", "method.top_k", "method.chunk_size",
+           "method.cache_teacher", "method.teacher_cache")
 
 TRAINING_LEFT = ["max_steps", "num_epochs", "batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
                  "warmup_steps", "lr_scheduler", "max_grad_norm", "precision", "gradient_checkpointing", "seed"]

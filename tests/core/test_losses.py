@@ -12,9 +12,11 @@ from distill_gui.core.losses import (
     LossParts,
     forward_kl,
     generalized_jsd,
+    kd_loss_from_cache,
     kd_loss_from_hidden,
     kd_loss_from_logits,
     reverse_kl,
+    teacher_top_k,
     topk_bucket_log_probs,
 )
 
@@ -58,6 +60,33 @@ def test_chunked_matches_plain(loss, alpha, top_k, chunk_size):
         torch.testing.assert_close(getattr(chunked, name), getattr(plain, name).detach(), **TOL)
     for got, want in zip(_grads(chunked, sh, sw), _grads(plain, sh, sw)):
         torch.testing.assert_close(got, want, **TOL)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 64])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("loss", ["forward_kl", "reverse_kl", "jsd"])
+def test_cached_teacher_matches_live_top_k(loss, alpha, chunk_size):
+    sh, sw, th, tw, labels = _inputs()
+    options = dict(loss=loss, beta=0.3, temperature=1.7, alpha=alpha)
+    live = kd_loss_from_hidden(sh, sw, th, tw, labels, chunk_size=chunk_size, top_k=5, **options)
+    counted = labels != -100
+    ids, log_probs = teacher_top_k((th @ tw.T)[counted][:, :V], 5, temperature=1.7)
+    assert ids.shape == (int(counted.sum()), 5) and log_probs.shape == (int(counted.sum()), 6)
+    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(ids.shape[0]), **TOL)  # the buckets hold all the mass
+    cached = kd_loss_from_cache(sh, sw, ids, log_probs, labels, chunk_size=chunk_size, vocab_size=V, **options)
+    for name in ("total", "kd", "ce"):
+        torch.testing.assert_close(getattr(cached, name), getattr(live, name).detach(), **TOL)
+    for got, want in zip(_grads(cached, sh, sw), _grads(live, sh, sw)):
+        torch.testing.assert_close(got, want, **TOL)
+
+
+def test_cached_teacher_rows_must_match_the_batch():
+    sh, sw, th, tw, labels = _inputs()
+    ids, log_probs = teacher_top_k(th @ tw.T, 5)  # every position, but some labels are masked
+    with pytest.raises(ValueError, match="teacher cache rows do not match"):
+        kd_loss_from_cache(sh, sw, ids, log_probs, labels, vocab_size=V)
+    with pytest.raises(ValueError, match="top_k"):
+        teacher_top_k(th @ tw.T, V + 4)
 
 
 @pytest.mark.parametrize("loss, beta", [("jsd", 0.0), ("jsd", 1.0), ("jsd", 0.8), ("reverse_kl", 0.5)])

@@ -266,3 +266,52 @@ def test_kd_with_padded_student_vocab_and_lora(tiny_pair, tiny_data, tiny_tokeni
     model = AutoModelForCausalLM.from_pretrained(outcome.final_path)
     assert model.config.vocab_size == len(tiny_tokenizer) + 64
     assert (outcome.final_path / "adapter" / "adapter_config.json").is_file()
+
+
+# ---- The offline teacher cache --------------------------------------------------------------------
+
+
+def test_cached_teacher_trains_like_the_live_teacher(tiny_pair, tiny_data, tmp_path):
+    from distill_gui.core.teacher_cache import DEFAULT_FILE_NAME, TeacherCache
+
+    live = make_config(tiny_pair, tiny_data, save_steps=0)
+    live.method.top_k = 8
+    cached = make_config(tiny_pair, tiny_data, save_steps=0, sample_steps=6)
+    cached.method.top_k, cached.method.cache_teacher = 8, True
+    a = train(live, runs_root=tmp_path / "live")
+    b = train(cached, runs_root=tmp_path / "cached")
+    assert a.state == b.state == "finished"
+    losses = lambda run: [m[k] for m in run.metrics() if m["event"] == "StepLogged" for k in ("loss", "kd_loss", "ce_loss")]  # noqa: E731
+    assert losses(b.run) == pytest.approx(losses(a.run), rel=1e-4)
+    for key, value in weights(a.final_path).items():
+        torch.testing.assert_close(weights(b.final_path)[key], value, rtol=1e-4, atol=1e-5)
+    cache = TeacherCache.load(b.run.path / DEFAULT_FILE_NAME)
+    assert cache.top_k == 8 and cache.rows > 0 and cache.log_probs.shape == (cache.positions, 9)
+    # The teacher still answers the probe prompts (once, before it is freed).
+    assert all(s["teacher"] for s in b.run.samples()[-1]["samples"])
+
+
+def test_a_shared_teacher_cache_is_reused_and_never_overwritten(tiny_pair, tiny_data, tmp_path):
+    from distill_gui.core.teacher_cache import TeacherCacheError
+
+    shared = tmp_path / "shared.safetensors"
+    config = make_config(tiny_pair, tiny_data, save_steps=0, max_steps=2)
+    config.method.top_k, config.method.cache_teacher, config.method.teacher_cache = 8, True, str(shared)
+    train(config, runs_root=tmp_path)
+    made = shared.read_bytes()
+    events = []
+    train(config, runs_root=tmp_path, on_event=events.append)
+    assert any("reusing" in getattr(e, "text", "") for e in events)
+    config.method.top_k = 4  # other settings: other cached values
+    with pytest.raises(TeacherCacheError, match="another teacher, other data or other KD settings"):
+        train(config, runs_root=tmp_path)
+    assert shared.read_bytes() == made
+
+
+def test_teacher_cache_needs_top_k(tiny_pair, tiny_data, tmp_path):
+    from distill_gui.core.config import ConfigError
+
+    config = make_config(tiny_pair, tiny_data)
+    config.method.cache_teacher = True
+    with pytest.raises(ConfigError, match="method.top_k"):
+        train(config, runs_root=tmp_path)

@@ -1,0 +1,220 @@
+"""The offline teacher cache: the teacher's top-k log-probs on every trained position, computed once.
+
+With ``method.cache_teacher: true`` a KD run first runs the teacher over its tokenized rows (batched,
+under the run's mixed precision) and keeps, for every position whose label counts, the teacher's
+``method.top_k`` most likely tokens and the log-probs at ``method.temperature`` of those tokens and of
+all the others together (a tail bucket): exactly what the top-k KD loss reads
+(:func:`distill_gui.core.losses.kd_loss_from_cache`). Training then runs no teacher forward pass, and
+the teacher is freed before the first step, so only the student is in memory while it trains.
+
+The cache is one safetensors file (``teacher_cache.safetensors`` in the run folder, or the path in
+``method.teacher_cache``) with a fingerprint of the teacher, the tokenized rows and the KD settings. A
+file with the same fingerprint is reused (a resumed run, or several students distilled from one
+teacher on the same data); a file made for something else is never overwritten: the run refuses and
+says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+FORMAT_VERSION = 1
+DEFAULT_FILE_NAME = "teacher_cache.safetensors"
+
+
+class TeacherCacheError(RuntimeError):
+    """A cache file cannot be used for this run; the message says why and what to do."""
+
+
+@dataclass
+class TeacherCache:
+    """Top-k teacher ids ``[M, k]`` and bucket log-probs ``[M, k + 1]`` of M counted positions.
+
+    Row ``r`` of the tokenized data owns positions ``offsets[r]:offsets[r + 1]``, in the order of its
+    counted labels (label not -100, after the one-token shift of causal LM training).
+    """
+
+    ids: "object"
+    log_probs: "object"
+    offsets: "object"
+    top_k: int
+    temperature: float
+    fingerprint: str
+
+    @property
+    def rows(self) -> int:
+        return int(self.offsets.shape[0]) - 1
+
+    @property
+    def positions(self) -> int:
+        return int(self.ids.shape[0])
+
+    def for_rows(self, rows: Sequence[int]):
+        """(ids, log-probs) of ``rows`` concatenated in the given order (a batch's counted positions)."""
+        import torch
+
+        spans = [(int(self.offsets[r]), int(self.offsets[r + 1])) for r in rows]
+        index = torch.cat([torch.arange(a, b) for a, b in spans]) if spans else torch.zeros(0, dtype=torch.long)
+        return self.ids.index_select(0, index), self.log_probs.index_select(0, index)
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (a temporary file renamed into place)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        meta = {"format": str(FORMAT_VERSION), "fingerprint": self.fingerprint, "top_k": str(self.top_k),
+                "temperature": repr(self.temperature)}
+        save_file({"ids": self.ids.contiguous(), "log_probs": self.log_probs.contiguous(), "offsets": self.offsets.contiguous()},
+                  str(tmp), metadata=meta)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TeacherCache":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+                tensors = {name: fh.get_tensor(name) for name in ("ids", "log_probs", "offsets")}
+        except (SafetensorError, OSError, KeyError) as exc:
+            raise TeacherCacheError(f"{path}: not a readable teacher cache ({exc}); delete it to rebuild it") from None
+        if meta.get("format") != str(FORMAT_VERSION):
+            raise TeacherCacheError(f"{path}: teacher cache format {meta.get('format')!r}, expected {FORMAT_VERSION}; delete it to rebuild it")
+        return cls(tensors["ids"], tensors["log_probs"], tensors["offsets"], int(meta["top_k"]),
+                   float(meta["temperature"]), meta["fingerprint"])
+
+
+# ---- Fingerprint --------------------------------------------------------------------------------
+
+
+def _model_identity(path: str) -> dict:
+    """What identifies a model on disk: its config and the size and time of its weight files."""
+    folder = Path(path).expanduser()
+    if folder.is_file():  # a GGUF file
+        stat = folder.stat()
+        return {"file": str(folder.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
+    if not folder.is_dir():
+        return {"id": path}
+    weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".gguf"))
+    config = folder / "config.json"
+    return {
+        "config": config.read_text(encoding="utf-8") if config.is_file() else "",
+        "weights": [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in weights],
+    }
+
+
+def fingerprint(teacher_path: str, rows: Sequence[dict], top_k: int, temperature: float, vocab_size: int) -> str:
+    """A digest of everything the cached values depend on: the teacher, every row's tokens and labels, the settings."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"teacher": _model_identity(teacher_path), "top_k": top_k, "temperature": temperature,
+                              "vocab": vocab_size, "format": FORMAT_VERSION}, sort_keys=True).encode())
+    for row in rows:
+        digest.update(np.asarray(row["input_ids"], dtype=np.int64).tobytes())
+        digest.update(np.asarray(row["labels"], dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+# ---- Building ----------------------------------------------------------------------------------
+
+
+def build_teacher_cache(
+    teacher,
+    rows: Sequence[dict],
+    *,
+    top_k: int,
+    temperature: float,
+    vocab_size: int,
+    fingerprint: str,
+    batch_size: int = 32,
+    pad_token_id: int = 0,
+    autocast: Callable | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TeacherCache:
+    """Run ``teacher`` over tokenized ``rows`` (input_ids, labels) and keep its top-k buckets.
+
+    Rows are batched by similar length (less padding) and the results put back in row order.
+    ``autocast`` is a context-manager factory for mixed precision (e.g. ``accelerator.autocast``).
+    """
+    import contextlib
+
+    import torch
+
+    from distill_gui.core.losses import teacher_top_k
+
+    if not 0 < top_k < vocab_size:
+        raise TeacherCacheError(f"method.top_k: {top_k}; a teacher cache needs 1 <= top_k < {vocab_size} (e.g. 32)")
+    device = next(teacher.parameters()).device
+    head = teacher.get_output_embeddings()
+    weight = head.weight.detach()[:vocab_size]
+    bias = None if getattr(head, "bias", None) is None else head.bias.detach()[:vocab_size]
+    decoder = teacher.get_decoder() if hasattr(teacher, "get_decoder") else teacher.model
+    per_row_ids: list = [None] * len(rows)
+    per_row_lp: list = [None] * len(rows)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    ctx = autocast or contextlib.nullcontext
+    done = 0
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = max(len(rows[i]["input_ids"]) for i in batch)
+            ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            labels = torch.full((len(batch), width), -100, dtype=torch.long)
+            for j, i in enumerate(batch):
+                n = len(rows[i]["input_ids"])
+                ids[j, :n] = torch.as_tensor(rows[i]["input_ids"])
+                mask[j, :n] = 1
+                labels[j, :n] = torch.as_tensor(rows[i]["labels"])
+            with ctx():
+                hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            counted = labels[:, 1:] != -100
+            for j, i in enumerate(batch):
+                h = hidden[j, :-1][counted[j].to(device)].float()
+                logits = h @ weight.float().T
+                if bias is not None:
+                    logits += bias.float()
+                top_ids, log_probs = teacher_top_k(logits, top_k, temperature)
+                per_row_ids[i], per_row_lp[i] = top_ids.to("cpu", torch.int32), log_probs.cpu()
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(rows))
+    counts = torch.tensor([0] + [t.shape[0] for t in per_row_ids], dtype=torch.long)
+    return TeacherCache(
+        ids=torch.cat(per_row_ids) if rows else torch.zeros((0, top_k), dtype=torch.int32),
+        log_probs=torch.cat(per_row_lp) if rows else torch.zeros((0, top_k + 1)),
+        offsets=counts.cumsum(0),
+        top_k=top_k,
+        temperature=float(temperature),
+        fingerprint=fingerprint,
+    )
+
+
+def load_or_build(path: str | Path, expected_fingerprint: str, build: Callable[[], TeacherCache],
+                  log: Callable[[str], None] = lambda _s: None) -> tuple[TeacherCache, bool]:
+    """The cache at ``path`` when it was made for the same teacher, rows and settings, else a new one
+    written there; returns (cache, reused). A file made for something else raises (never overwritten)."""
+    path = Path(path)
+    if path.is_file():
+        cache = TeacherCache.load(path)
+        if cache.fingerprint != expected_fingerprint:
+            raise TeacherCacheError(
+                f"{path}: this teacher cache was made for another teacher, other data or other KD settings "
+                "(top_k, temperature); delete it or set method.teacher_cache to another file"
+            )
+        log(f"teacher cache: reusing {path} ({cache.positions:,} positions, top-{cache.top_k})")
+        return cache, True
+    cache = build()
+    cache.save(path)
+    log(f"teacher cache: wrote {path} ({cache.positions:,} positions, top-{cache.top_k})")
+    return cache, False
