@@ -137,11 +137,68 @@ def plot(rows: Sequence[RecoveryRow], path: str | Path, title: str = "Recovery o
     return path
 
 
+@dataclass(frozen=True)
+class Goal:
+    """One of the demo's goals, checked on a measured table."""
+
+    text: str
+    met: bool
+    detail: str
+
+
+def _by_size(rows: Sequence[RecoveryRow]) -> dict[str, dict[str, RecoveryRow]]:
+    sizes: dict[str, dict[str, RecoveryRow]] = {}
+    for r in rows:
+        if r.method != "teacher":
+            sizes.setdefault(r.model, {})[r.method] = r
+    return sizes
+
+
+def check_goals(rows: Sequence[RecoveryRow], min_recovery: float = 70.0) -> list[Goal]:
+    """The demo's goals, judged on the rows (teacher first, then each size's methods):
+
+    trace SFT beats answer-only SFT at every size; adding logit KD beats trace SFT alone at two sizes
+    of three or more; larger students recover more (each size's best method); the best student of at
+    most 1/10 of the teacher's parameters recovers at least ``min_recovery`` percent.
+    """
+    teacher = next(r for r in rows if r.method == "teacher")
+    sizes = _by_size(rows)
+    names = sorted(sizes, key=lambda m: -next(iter(sizes[m].values())).params)
+    goals = []
+    pairs = [(m, sizes[m].get("answer_sft"), sizes[m].get("trace_sft")) for m in names]
+    wins = [f"{m} {t.accuracy:.1%} vs {a.accuracy:.1%}" for m, a, t in pairs if a and t]
+    goals.append(Goal("trace distillation beats answer-only SFT at every size",
+                      all(a and t and t.accuracy > a.accuracy for _, a, t in pairs), "; ".join(wins)))
+    kd = [(m, sizes[m].get("trace_sft"), sizes[m].get("trace_sft_kd")) for m in names]
+    kd_wins = sum(1 for _, t, k in kd if t and k and k.accuracy > t.accuracy)
+    goals.append(Goal("adding logit KD beats trace SFT alone at two sizes of three or more", kd_wins >= min(2, len(kd)),
+                      f"{kd_wins} of {len(kd)}: " + "; ".join(f"{m} {k.accuracy:.1%} vs {t.accuracy:.1%}" for m, t, k in kd if t and k)))
+    best = [(m, max(sizes[m].values(), key=lambda r: r.accuracy)) for m in names]
+    ordered = all(a.recovery_pct > b.recovery_pct for (_, a), (_, b) in zip(best, best[1:]))
+    goals.append(Goal("larger students recover more (best method of each size)", ordered,
+                      " > ".join(f"{m} {r.recovery_pct:.1f}%" for m, r in best)))
+    small = [(m, r) for m, r in best if r.params * 10 <= teacher.params]
+    top = max(small, key=lambda x: x[1].recovery_pct) if small else None
+    goals.append(Goal(f"the best student of at most 1/10 of the teacher's size recovers at least {min_recovery:.0f}%",
+                      bool(top and top[1].recovery_pct >= min_recovery),
+                      f"{top[0]} ({METHOD_LABELS.get(top[1].method, top[1].method)}): {top[1].recovery_pct:.1f}%" if top else "no such student"))
+    return goals
+
+
+def goals_markdown(goals: Sequence[Goal]) -> str:
+    lines = ["", "Goals:", ""]
+    lines += [f"- {'met' if g.met else 'not met'}: {g.text} ({g.detail})" for g in goals]
+    return "\n".join(lines) + "\n"
+
+
 def write_all(rows: Sequence[RecoveryRow], folder: str | Path, title: str = "") -> dict[str, Path]:
-    """Write recovery.csv, recovery.md and recovery.png into ``folder``; returns their paths."""
+    """Write recovery.csv, recovery.md (with the goals) and recovery.png into ``folder``; returns their paths."""
     folder = Path(folder)
     paths = {"csv": folder / "recovery.csv", "md": folder / "recovery.md", "png": folder / "recovery.png"}
     paths["csv"].write_text(to_csv(rows), encoding="utf-8")
-    paths["md"].write_text(to_markdown(rows, title), encoding="utf-8")
+    md = to_markdown(rows, title)
+    if len(_by_size(rows)) >= 2:
+        md += goals_markdown(check_goals(rows))
+    paths["md"].write_text(md, encoding="utf-8")
     plot(rows, paths["png"])
     return paths

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from distill_gui.demo.recovery import CSV_HEADER, RecoveryRow, to_markdown, to_text, with_recovery, write_all
+from distill_gui.demo.recovery import CSV_HEADER, RecoveryRow, check_goals, to_markdown, to_text, with_recovery, write_all
 
 
 def _rows():
@@ -46,3 +46,28 @@ def test_text_table_lines_up():
     assert len(text) == 2 + 5
     assert "teacher" in text[2] and "100.0%" in text[2]
     assert to_markdown(_rows()).count("\n") == 2 + 5
+
+
+def _table(l, m, s):
+    """A teacher at 80% and three sizes with (answer_sft, trace_sft, trace_sft_kd) accuracies."""
+    rows = [RecoveryRow("teacher", 3_500_000, "teacher", 0.8, 1.0)]
+    for name, params, accs in (("L", 900_000, l), ("M", 350_000, m), ("S", 115_000, s)):
+        rows += [RecoveryRow(name, params, method, acc, 1.0) for method, acc in zip(("answer_sft", "trace_sft", "trace_sft_kd"), accs)]
+    return with_recovery(rows)
+
+
+def test_goals_are_judged_on_the_numbers():
+    met = check_goals(_table((0.1, 0.7, 0.72), (0.1, 0.6, 0.58), (0.05, 0.3, 0.31)))
+    assert [g.met for g in met] == [True, True, True, True]
+    assert "M (trace SFT): 75.0%" in met[3].detail
+    missed = check_goals(_table((0.1, 0.05, 0.5), (0.1, 0.5, 0.4), (0.05, 0.3, 0.2)))
+    assert [g.met for g in missed] == [False, False, False, False]
+    assert "1 of 3" in missed[1].detail
+    # The 1/10 bound is on parameters: a 1/9 student does not count.
+    rows = [r if r.model != "M" else RecoveryRow("M", 390_000, r.method, r.accuracy, 1.0, r.recovery_pct) for r in _table((0.1, 0.7, 0.72), (0.1, 0.6, 0.58), (0.05, 0.3, 0.31))]
+    assert not check_goals(rows)[3].met and "S" in check_goals(rows)[3].detail
+
+
+def test_recovery_md_lists_the_goals(tmp_path):
+    md = write_all(_table((0.1, 0.7, 0.72), (0.1, 0.6, 0.58), (0.05, 0.3, 0.31)), tmp_path, "t")["md"].read_text()
+    assert "- met: trace distillation beats answer-only SFT at every size" in md
