@@ -97,15 +97,17 @@ class DemoPlan:
         return self.steps * self.batch_size
 
     def estimate_seconds(self) -> float:
-        """Expected wall time on 2 free CPU cores, from per-step times measured there (a busy machine is slower)."""
-        # Seconds per optimizer step at batch 32 for the three sizes (large, medium, small). Logit KD
-        # runs the 3.5M-parameter teacher forward on every batch, which costs more than the student.
-        per_step = {"answer_sft": (0.11, 0.08, 0.05), "trace_sft": (0.15, 0.10, 0.07), "trace_sft_kd": (0.50, 0.40, 0.35)}
+        """Expected wall time on 2 free CPU cores, from times measured there (a busy machine is slower)."""
+        # Seconds per optimizer step at batch 32 for the three sizes (large, medium, small), bf16
+        # autocast, eager attention. Logit KD reads the offline teacher cache, so it costs about what
+        # trace SFT costs; answer-only rows are shorter (no trace).
+        per_step = {"answer_sft": (0.113, 0.065, 0.045), "trace_sft": (0.14, 0.08, 0.056), "trace_sft_kd": (0.14, 0.085, 0.06)}
         train = sum(self.steps * (self.batch_size / 32) * cost for m in METHODS for cost in per_step[m][: len(self.sizes)])
-        setup = 3.0 * len(self.sizes) * len(METHODS)
+        setup = 5.0 * len(self.sizes) * len(METHODS)
         evals = (1 + len(self.sizes) * len(METHODS)) * self.test_rows * 0.025
-        generation = self.trace_prompts * 0.012
-        return 10 + train + setup + evals + generation
+        generation = self.trace_prompts * 0.0175
+        cache = self.trace_prompts * 0.004
+        return 10 + train + setup + evals + generation + cache
 
 
 # ---- Steps -------------------------------------------------------------------------------------------
