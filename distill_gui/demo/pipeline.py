@@ -210,6 +210,7 @@ class DemoResult:
     seconds: float
     kept: int
     generated: int
+    quick: bool = False
 
 
 def run_demo(
@@ -294,7 +295,7 @@ def run_demo(
         "rows": [asdict(r) for r in rows], "seconds": round(seconds, 1), "kept": report.kept,
         "generated": report.generated, "plan": asdict(plan),
     }, indent=2), encoding="utf-8")
-    return DemoResult(folder, rows, seconds, report.kept, report.generated)
+    return DemoResult(folder, rows, seconds, report.kept, report.generated, plan.quick)
 
 
 def _write_partial(folder: Path, rows: list[RecoveryRow]) -> None:
@@ -307,4 +308,8 @@ def format_result(result: DemoResult) -> str:
     """The table for the terminal, then the demo's goals judged on it."""
     from distill_gui.demo.recovery import check_goals, goals_markdown
 
-    return to_text(result.rows) + goals_markdown(check_goals(result.rows))
+    goals = goals_markdown(check_goals(result.rows))
+    if result.quick:
+        goals += ("\n(--quick trains each student for a few dozen steps: it shows the pipeline, and the goals are "
+                  "for the full demo's budget.)\n")
+    return to_text(result.rows) + goals
