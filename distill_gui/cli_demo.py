@@ -19,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "recovery.png into a new run folder."
         ),
     )
-    p.add_argument("--quick", action="store_true", help="small budgets: shows the pipeline in about 3 minutes, not the best numbers")
+    p.add_argument("--quick", action="store_true", help="small budgets: shows the pipeline in about a minute, not the best numbers")
     p.add_argument("--runs-dir", type=Path, default=None, help="where the demo's folder goes (default: the user data dir)")
     p.add_argument("--demo-dir", type=Path, default=None, help="the demo files (teacher/, train.jsonl, test.jsonl); default: the shipped ones")
     p.add_argument("--steps", type=int, default=None, help="override the optimizer steps per student and method")
