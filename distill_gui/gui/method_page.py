@@ -110,15 +110,16 @@ class MethodPage(QWidget):
 
     # ---- Public API
     def update_enabled(self) -> None:
-        """KD knobs only for kd; β only for the JSD loss."""
+        """KD knobs only for kd; β only for the JSD loss; the cache file only when the teacher is cached."""
         kd = self.binder.widget("method.kind").currentText() == "kd"
         for key in KD_ONLY:
             self.binder.widget(key).setEnabled(kd)
         jsd = self.binder.widget("method.loss").currentText() == "jsd"
         self.binder.widget("method.beta").setEnabled(kd and jsd)
+        self.binder.widget("method.teacher_cache").setEnabled(kd and self.binder.widget("method.cache_teacher").isChecked())
 
     # ---- Slots
     @Slot(str)
     def on_config_edited(self, key: str) -> None:
-        if key in ("method.kind", "method.loss", ""):
+        if key in ("method.kind", "method.loss", "method.cache_teacher", ""):
             self.update_enabled()

@@ -315,3 +315,27 @@ def test_teacher_cache_needs_top_k(tiny_pair, tiny_data, tmp_path):
     config.method.cache_teacher = True
     with pytest.raises(ConfigError, match="method.top_k"):
         train(config, runs_root=tmp_path)
+
+
+def test_a_cached_run_resumes_from_its_own_cache(tiny_pair, tiny_data, tmp_path):
+    def config():
+        c = make_config(tiny_pair, tiny_data, save_steps=0)
+        c.method.top_k, c.method.cache_teacher = 8, True
+        return c
+
+    reference = train(config(), runs_root=tmp_path / "a")
+    control = RunControl()
+
+    def stop_at_three(event):
+        if isinstance(event, StepLogged) and event.step == 3:
+            control.request_stop()
+
+    stopped = train(config(), runs_root=tmp_path / "b", on_event=stop_at_three, control=control)
+    assert stopped.state == "stopped" and (stopped.run.path / "teacher_cache.safetensors").is_file()
+    events = []
+    resumed = train(None, run=stopped.run, resume=True, on_event=events.append)
+    assert resumed.state == "finished" and resumed.step == 6
+    assert any("teacher cache: reusing" in getattr(e, "text", "") for e in events)
+    a, b = weights(reference.final_path), weights(resumed.final_path)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)

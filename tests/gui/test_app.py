@@ -96,6 +96,12 @@ def test_config_round_trips_through_widgets_and_yaml(make_window, tmp_path):
     window.set_config(config)
     assert window.current_config() == config
     assert window.findChild(QWidget, "method.beta").isEnabled()
+    # The cache file is editable only while the teacher cache is on.
+    assert not window.findChild(QWidget, "method.teacher_cache").isEnabled()
+    window.findChild(QWidget, "method.cache_teacher").setChecked(True)
+    assert window.findChild(QWidget, "method.teacher_cache").isEnabled()
+    assert window.current_config().method.cache_teacher
+    window.findChild(QWidget, "method.cache_teacher").setChecked(False)
     # Edits in widgets land in the config.
     window.findChild(QSpinBox, "training.max_steps").setValue(77)
     assert window.current_config().training.max_steps == 77
