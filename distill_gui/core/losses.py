@@ -204,12 +204,13 @@ def topk_bucket_log_probs(
 # ---- Plain computation from logits ---------------------------------------------------------------
 
 
-def _valid_rows(labels: torch.Tensor) -> torch.Tensor | None:
-    """Indices of the counted positions, or None when every position counts."""
+def _keep_counted(labels: torch.Tensor, *rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``labels`` and the per-position ``rows`` tensors cut to the counted positions (label not -100)."""
     mask = labels != IGNORE_INDEX
     if bool(mask.all()):
-        return None
-    return mask.nonzero().squeeze(1)
+        return (labels, *rows)
+    index = mask.nonzero().squeeze(1)
+    return tuple(t[index] for t in (labels, *rows))
 
 
 def _check_labels(labels: torch.Tensor, vocab: int) -> None:
@@ -243,9 +244,7 @@ def kd_loss_from_logits(
     student_logits = student_logits.reshape(-1, student_logits.shape[-1])[:, :vocab]
     teacher_logits = teacher_logits.reshape(-1, teacher_logits.shape[-1])[:, :vocab].detach()
     labels = labels.reshape(-1)
-    rows = _valid_rows(labels)
-    if rows is not None:
-        student_logits, teacher_logits, labels = student_logits[rows], teacher_logits[rows], labels[rows]
+    labels, student_logits, teacher_logits = _keep_counted(labels, student_logits, teacher_logits)
     _check_labels(labels, vocab)
     dtype = _loss_dtype(student_logits, teacher_logits)
     count = max(labels.numel(), 1)
@@ -396,7 +395,7 @@ class _ChunkedKD(torch.autograd.Function):
                 t_ids=None, t_logp=None):
         want_h, want_w, want_b = (grad_on and ctx.needs_input_grad[i] for i in range(3))
         want_grad = want_h or want_w or want_b
-        dtype = _loss_dtype(s_hidden, s_head, t_hidden, t_head) if t_hidden is not None else _loss_dtype(s_hidden, s_head)
+        dtype = _loss_dtype(s_hidden, s_head, t_hidden, t_head)
         device = s_hidden.device
         n = s_hidden.shape[0]
         count = max(n, 1)
@@ -497,9 +496,7 @@ def kd_loss_from_hidden(
         raise ValueError(
             f"positions differ: student {student_hidden.shape[0]}, teacher {teacher_hidden.shape[0]}, labels {labels.shape[0]}"
         )
-    rows = _valid_rows(labels)
-    if rows is not None:
-        student_hidden, teacher_hidden, labels = student_hidden[rows], teacher_hidden[rows], labels[rows]
+    labels, student_hidden, teacher_hidden = _keep_counted(labels, student_hidden, teacher_hidden)
     _check_labels(labels, vocab)
     teacher_bias = teacher_bias.detach() if teacher_bias is not None else None
     total, kd, ce = _ChunkedKD.apply(
@@ -540,9 +537,7 @@ def kd_loss_from_cache(
     labels = labels.reshape(-1)
     if student_hidden.shape[0] != labels.shape[0]:
         raise ValueError(f"positions differ: student {student_hidden.shape[0]}, labels {labels.shape[0]}")
-    rows = _valid_rows(labels)
-    if rows is not None:
-        student_hidden, labels = student_hidden[rows], labels[rows]
+    labels, student_hidden = _keep_counted(labels, student_hidden)
     if not (teacher_ids.shape[0] == teacher_log_probs.shape[0] == labels.shape[0]) or teacher_log_probs.shape[1] != teacher_ids.shape[1] + 1:
         raise ValueError(
             f"teacher cache rows do not match the batch: {labels.shape[0]} counted positions, "
