@@ -129,7 +129,8 @@ def fingerprint(teacher_path: str, rows: Sequence[dict], top_k: int, temperature
 
 
 def build_teacher_cache(
-    teacher,
+    decoder,
+    head,
     rows: Sequence[dict],
     *,
     top_k: int,
@@ -141,7 +142,10 @@ def build_teacher_cache(
     autocast: Callable | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TeacherCache:
-    """Run ``teacher`` over tokenized ``rows`` (input_ids, labels) and keep its top-k buckets.
+    """Run the teacher over tokenized ``rows`` (input_ids, labels) and keep its top-k buckets.
+
+    ``decoder`` is the teacher's module that gives the final hidden states and ``head`` its output
+    embedding (both as the trainer finds them); logits are made only at the counted positions.
 
     Rows are batched by similar length (less padding) and the results put back in row order.
     ``autocast`` is a context-manager factory for mixed precision (e.g. ``accelerator.autocast``).
@@ -154,11 +158,9 @@ def build_teacher_cache(
 
     if not 0 < top_k < vocab_size:
         raise TeacherCacheError(f"method.top_k: {top_k}; a teacher cache needs 1 <= top_k < {vocab_size} (e.g. 32)")
-    device = next(teacher.parameters()).device
-    head = teacher.get_output_embeddings()
+    device = head.weight.device
     weight = head.weight.detach()[:vocab_size]
     bias = None if getattr(head, "bias", None) is None else head.bias.detach()[:vocab_size]
-    decoder = teacher.get_decoder() if hasattr(teacher, "get_decoder") else teacher.model
     per_row_ids: list = [None] * len(rows)
     per_row_lp: list = [None] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))

@@ -466,20 +466,20 @@ class _DistillSetup:
     """The offline teacher cache (method.cache_teacher); the teacher itself is freed then."""
     stopped: bool = False
 
-    def answer_probes_with_teacher(self) -> None:
-        """The teacher's answers to the probe prompts (it does not change during a run: answer once, reuse)."""
+    def _answer_probes(self, model, tokenizer) -> list[str]:
         from distill_gui.core.generation import GenerationSettings, generate
 
         settings = GenerationSettings(max_new_tokens=self.config.training.max_new_tokens, batch_size=8)
-        self.teacher_answers = [a[0] for a in generate(self.teacher, self.teacher_tokenizer, self.probe_prompts, settings)]
+        return [a[0] for a in generate(model, tokenizer, self.probe_prompts, settings)]
+
+    def answer_probes_with_teacher(self) -> None:
+        """The teacher's answers to the probe prompts (it does not change during a run: answer once, reuse)."""
+        self.teacher_answers = self._answer_probes(self.teacher, self.teacher_tokenizer)
 
     def emit_samples(self, model, step: int) -> None:
         if not self.probe_prompts or not self.procs.is_main:
             return
-        from distill_gui.core.generation import GenerationSettings, generate
-
-        settings = GenerationSettings(max_new_tokens=self.config.training.max_new_tokens, batch_size=8)
-        student = [a[0] for a in generate(model, self.tokenizer, self.probe_prompts, settings)]
+        student = self._answer_probes(model, self.tokenizer)
         if self.teacher is not None and self.teacher_answers is None:
             self.answer_probes_with_teacher()
         teacher = self.teacher_answers or [None] * len(student)
@@ -749,8 +749,9 @@ def _setup_teacher_cache(setup: "_DistillSetup", prepared) -> None:
         precision = _precision_flags(config.training.precision, setup.teacher_device)
         dtype = torch.bfloat16 if precision["bf16"] else torch.float16 if precision["fp16"] else None
         autocast = functools.partial(torch.autocast, setup.teacher_device.type, dtype=dtype) if dtype is not None else None
+        inner, decoder = _decoder_of(setup.teacher)
         return tc.build_teacher_cache(
-            setup.teacher, rows, top_k=method.top_k, temperature=method.temperature, vocab_size=vocab,
+            decoder, inner.get_output_embeddings(), rows, top_k=method.top_k, temperature=method.temperature, vocab_size=vocab,
             fingerprint=fingerprint, batch_size=max(8, config.training.batch_size),
             pad_token_id=setup.tokenizer.pad_token_id or 0, autocast=autocast,
         )
