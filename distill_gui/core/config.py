@@ -119,7 +119,7 @@ class MethodConfig:
 
     kind: str = _choice("kd", METHOD_KINDS, "kd: match the teacher's token distributions (soft labels); sft: fine-tune on the text (hard labels).")
     loss: str = _choice("forward_kl", KD_LOSSES, "KD divergence: forward KL(teacher||student), reverse KL(student||teacher) or generalized JSD.")
-    beta: float = _doc(0.5, "JSD interpolation: 0 gives forward KL, 1 gives reverse KL.", min=0.0, max=1.0)
+    beta: float = _doc(0.5, "JSD mixture weight of the teacher (TRL's GKD convention): 0 gives exactly the forward KL, 1 exactly the reverse KL; values between give a generalized JSD, not a blend of the two KLs.", min=0.0, max=1.0)
     temperature: float = _doc(1.0, "Softmax temperature for both models; the KD term is scaled by T².", min=1e-3)
     alpha: float = _doc(0.5, "Weight of the KD term; the hard-label cross-entropy gets 1 - alpha.", min=0.0, max=1.0)
     top_k: int = _doc(0, "Keep only the teacher's top-k logits (with a tail bucket for the rest); 0 uses all.", min=0)
