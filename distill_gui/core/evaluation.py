@@ -100,8 +100,12 @@ def _peak_memory_mb(device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def perplexity(model, tokenizer, examples, settings: EvalSettings, progress=None) -> float | None:
-    """exp(mean NLL) over the completion tokens of ``examples``."""
+def perplexity(model, tokenizer, examples, settings: EvalSettings, progress=None, on_batch=None) -> float | None:
+    """exp(mean NLL) over the completion tokens of ``examples``.
+
+    ``on_batch(batch, logits)`` (optional) sees each collated batch and its logits, for measures that
+    need the same forward pass (``distill-gui compare`` reads the top-1 next tokens from it).
+    """
     import torch
 
     from distill_gui.core.data import DataCollator, tokenize_example
@@ -124,6 +128,8 @@ def perplexity(model, tokenizer, examples, settings: EvalSettings, progress=None
             )
             total_nll += float(nll)
             total_tokens += int((labels != -100).sum())
+            if on_batch is not None:
+                on_batch(batch, logits)
             if progress is not None:
                 progress(min(start + settings.batch_size, len(features)), len(features))
     return math.exp(min(total_nll / max(total_tokens, 1), 50.0))
