@@ -19,23 +19,15 @@ folder (under ``<demo folder>/runs/``) that the GUI can open.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from distill_gui.demo.recovery import RecoveryRow, to_text, with_recovery, write_all
+from distill_gui.resources import demo_dir as shipped_demo_dir
 
 METHODS = ("answer_sft", "trace_sft", "trace_sft_kd")
-
-
-def default_demo_dir() -> Path:
-    """The shipped demo files (teacher, train.jsonl, test.jsonl); DISTILL_GUI_DEMO_DIR overrides."""
-    env = os.environ.get("DISTILL_GUI_DEMO_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "resources" / "demo"
 
 
 @dataclass(frozen=True)
@@ -229,11 +221,11 @@ def run_demo(
     from distill_gui.core.trainer import train
 
     started = time.time()
-    demo_dir = Path(demo_dir) if demo_dir else default_demo_dir()
+    demo_dir = Path(demo_dir) if demo_dir else shipped_demo_dir()
     teacher_dir, train_file, test_file = demo_dir / "teacher", demo_dir / "train.jsonl", demo_dir / "test.jsonl"
     for needed in (teacher_dir / "config.json", train_file, test_file):
         if not needed.exists():
-            raise FileNotFoundError(f"{needed}: the demo files are missing (see resources/demo/README.md)")
+            raise FileNotFoundError(f"{needed}: the demo files are missing (see distill_gui/assets/demo/README.md)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     folder = Path(runs_dir) / f"{stamp}-demo{'-quick' if plan.quick else ''}"
     folder.mkdir(parents=True, exist_ok=False)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "resources" / "demo"
+from distill_gui.resources import demo_dir
 
 
 def demo_student_dir() -> Path:
@@ -21,25 +21,26 @@ def demo_student_dir() -> Path:
 
 
 def demo_config():
-    """The built-in demo pair (resources/demo) as a config, or None when it is not there.
+    """The built-in demo pair (:func:`distill_gui.resources.demo_dir`) as a config, or None when it is not there.
 
     The demo ships a trained teacher and the task's data; the student is the demo's smallest
     random-initialised size, made on first use (see :meth:`MainWindow.prepare_demo_student`).
     """
     from distill_gui.core.config import ConfigError, RunConfig, load_config
 
+    folder = demo_dir()
     for name in ("config.yaml", "demo.yaml"):
-        path = DEMO_DIR / name
+        path = folder / name
         if path.is_file():
             try:
                 return load_config(path)
             except ConfigError:
                 break
-    teacher = DEMO_DIR / "teacher"
-    train = DEMO_DIR / "train.jsonl"
+    teacher = folder / "teacher"
+    train = folder / "train.jsonl"
     if not (teacher / "config.json").is_file() or not train.is_file():
         return None
-    student = DEMO_DIR / "student"
+    student = folder / "student"
     config = RunConfig(name="demo")
     config.teacher.path = str(teacher)
     config.student.path = str(student if (student / "config.json").is_file() else demo_student_dir())
@@ -61,9 +62,10 @@ def demo_config():
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="distill-gui", description="The distill-gui desktop application.")
     parser.add_argument("config", nargs="?", help="a YAML config to open")
-    parser.add_argument("--demo", action="store_true", help="open the built-in demo pair (resources/demo)")
+    parser.add_argument("--demo", action="store_true", help="open the built-in demo pair")
     parser.add_argument("--runs-dir", help="where run folders go and are listed from")
     parser.add_argument("--page", choices=["models", "data", "method", "train", "generations", "runs"], help="page to show first")
+    parser.add_argument("--self-test", action="store_true", help="show the window on the demo pair, make its student, then exit (0: it worked)")
     return parser.parse_args(argv)
 
 
@@ -83,10 +85,10 @@ def create_window(args: argparse.Namespace | None = None, settings=None):
             config = load_config(args.config)
         except ConfigError as exc:
             note = str(exc)
-    if config is None and args.demo:
+    if config is None and (args.demo or getattr(args, "self_test", False)):
         config = demo_config()
         if config is None:
-            note = f"The demo pair is not in {DEMO_DIR}."
+            note = f"The demo pair is not in {demo_dir()}."
     if config is None and not args.demo:
         text = settings.last_config_yaml()
         if text:
@@ -121,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationDisplayName("distill-gui")
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("distill-gui")
+    from distill_gui.gui.app_icon import app_icon
+
+    app.setWindowIcon(app_icon())
     from distill_gui.gui.compat import binding_problem
 
     problem = binding_problem()
@@ -129,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     window = create_window(args)
     if problem:
         window.show_message(problem, error=True)
+    if args.self_test:
+        from distill_gui.gui.self_test import SelfTest
+
+        self_test = SelfTest(window)  # noqa: F841 - parented to the window; quits the app when done
     window.show()
     return app.exec()
 

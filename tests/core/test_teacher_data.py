@@ -175,13 +175,12 @@ def test_resuming_with_other_settings_is_refused(tmp_path, qa_file, teacher):
 
 def test_batched_generation_returns_answers_in_prompt_order():
     """Prompts are batched by length inside generate(); each answer must still match its own prompt."""
-    from pathlib import Path
-
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from distill_gui.core.generation import GenerationSettings, generate
+    from distill_gui.resources import demo_dir
 
-    teacher = Path(__file__).resolve().parents[2] / "resources" / "demo" / "teacher"
+    teacher = demo_dir() / "teacher"
     model = AutoModelForCausalLM.from_pretrained(teacher)
     tok = AutoTokenizer.from_pretrained(teacher)
     questions = [

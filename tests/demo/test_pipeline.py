@@ -17,10 +17,10 @@ def test_plans_and_student_sizes(tmp_path):
     assert full.budget_rows > quick.budget_rows
     from transformers import AutoTokenizer
 
-    from distill_gui.demo.pipeline import default_demo_dir
     from distill_gui.demo.train_teacher import TeacherRecipe, build_model
+    from distill_gui.resources import demo_dir
 
-    tok = AutoTokenizer.from_pretrained(default_demo_dir() / "teacher")
+    tok = AutoTokenizer.from_pretrained(demo_dir() / "teacher")
     teacher = sum(p.numel() for p in build_model(tok, TeacherRecipe()).parameters())
     ratios = []
     for size in STUDENT_SIZES:

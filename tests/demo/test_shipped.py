@@ -1,4 +1,4 @@
-"""The shipped demo files: sizes, formats, and the teacher's accuracy as stated in resources/demo/README.md."""
+"""The shipped demo files: sizes, formats, and the teacher's accuracy as stated in the demo's README.md."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from distill_gui.demo.pipeline import default_demo_dir
 from distill_gui.demo.task import make_splits, read_jsonl
+from distill_gui.resources import demo_dir
 
-DEMO = default_demo_dir()
+DEMO = demo_dir()
 STATED_TEST_ACCURACY = 0.95
-"""The teacher's accuracy on resources/demo/test.jsonl as written in the README (greedy, 500 problems)."""
+"""The teacher's accuracy on the shipped test.jsonl as written in the README (greedy, 500 problems)."""
 
 
 def test_shipped_files_fit_the_budget():
@@ -43,7 +43,7 @@ def test_teacher_tokenizer_has_no_chat_template_and_splits_digits():
 
 @pytest.mark.slow
 def test_shipped_teacher_reaches_the_stated_accuracy():
-    """Scored by the same code as ``distill-gui eval resources/demo/teacher --data resources/demo/test.jsonl``."""
+    """Scored by the same code as ``distill-gui eval`` of the shipped teacher on its test.jsonl."""
     from distill_gui.core.evaluation import EvalSettings, evaluate_model
 
     result = evaluate_model(DEMO / "teacher", DEMO / "test.jsonl", EvalSettings(max_new_tokens=64, batch_size=100, device="cpu"))
