@@ -166,6 +166,7 @@ class TrainingConfig:
 class RunConfig:
     """Everything a distillation run needs; saved fully resolved as the run folder's config.yaml."""
 
+    config_version: int = _doc(CURRENT_VERSION, "Version of this file's layout; older files are migrated when read.", min=1)
     name: str = _doc("run", "Short name used in the run folder's name.")
     teacher: ModelConfig = _doc(doc="The teacher model (needed for kd).", factory=ModelConfig)
     student: StudentConfig = _doc(doc="The student model that is trained.", factory=StudentConfig)
@@ -175,10 +176,15 @@ class RunConfig:
 
     def validate_for_run(self) -> None:
         """Check the things a run cannot start without (called before training, not on every edit)."""
-        if self.method.kind == "kd" and not self.teacher.path:
-            raise ConfigError("teacher.path: method.kind kd needs a teacher; set teacher.path or use method.kind: sft")
-        if self.method.kind == "kd" and self.method.cache_teacher and self.method.top_k < 1:
-            raise ConfigError("method.top_k: method.cache_teacher keeps the teacher's top-k log-probs; set top_k (e.g. 32)")
+        from distill_gui.core import methods
+
+        method = methods.method_for(self)
+        if method.needs_teacher(self) and not self.teacher.path:
+            raise ConfigError(
+                f"teacher.path: method.kind {method.name} ({method.title}) needs a teacher; set teacher.path "
+                "or choose a method that needs none (e.g. method.kind: sft)"
+            )
+        method.validate(self)
         if not self.student.path:
             raise ConfigError("student.path: no student model is set")
         if not self.data.train:
@@ -229,22 +235,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value.lower() in ("true", "yes", "on", "1")
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-        try:
-            as_float = float(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}") from None
-        if as_float != int(as_float):
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-        return int(as_float)
+        return _whole_number(value, key)
     if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        return _finite_number(value, key)
     if tp is str:
         if value is None or isinstance(value, (dict, list)):
             raise ConfigError(f"{key}: expected text, got {value!r}")

@@ -78,3 +78,43 @@ def test_broken_yaml_names_file_and_line(tmp_path):
     path.write_text("teacher: {path: t\nstudent: [\n")
     with pytest.raises(ConfigError, match=r"bad.yaml line \d+"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("training.learning_rate", ".nan", "NaN"),
+        ("training.learning_rate", ".inf", "infinite"),
+        ("training.learning_rate", "-.inf", "infinite"),
+        ("training.learning_rate", "1e400", "out of range"),
+        ("training.learning_rate", "9" * 400, "out of range"),
+        ("training.max_steps", ".nan", "NaN"),
+        ("training.max_steps", ".inf", "infinite"),
+        ("training.max_steps", "1e400", "out of range"),
+        ("training.max_steps", "99999999999999999999999", "out of range"),
+        ("training.seed", "-1", "seed"),
+        ("training.seed", "4294967296", "seed"),
+        ("data.eval_fraction", "nan", "NaN"),
+    ],
+)
+def test_non_finite_and_out_of_range_numbers_are_config_errors(tmp_path, key, value, words):
+    path = tmp_path / "run.yaml"
+    path.write_text(MINIMAL)
+    with pytest.raises(ConfigError, match=words) as info:
+        load_config(path, [f"{key}={value}"])
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_numbers_that_fit_still_load(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(MINIMAL)
+    config = load_config(path, ["training.max_steps=7.0", "training.learning_rate=1e-4", "training.seed=4294967295"])
+    assert config.training.max_steps == 7 and config.training.learning_rate == 1e-4 and config.training.seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("text", ["training: {max_steps: " + "9" * 5000 + "}", "training: " + "[" * 5000 + "]" * 5000])
+def test_unreadable_yaml_values_are_config_errors(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="run.yaml"):
+        load_config(path)
