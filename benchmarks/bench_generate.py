@@ -1,6 +1,6 @@
 """Tokens/s of batched generation (batch 16, KV cache, left padding) against one prompt at a time.
 
-Same model, same prompts, same run: the demo teacher in ``resources/demo/teacher`` (or, with
+Same model, same prompts, same run: the demo teacher in ``distill_gui/assets/demo/teacher`` (or, with
 ``--model``, any local model folder) completes the demo's test questions greedily, first one prompt at
 a time, then 16 at a time. The last line is ``generate_batch_speedup: X`` (target: X >= 4).
 
@@ -38,9 +38,11 @@ def measure(model, tokenizer, prompts: list[str], batch_size: int, max_new_token
 
 
 def main(argv: list[str] | None = None) -> int:
+    from distill_gui.resources import demo_dir
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "resources" / "demo" / "teacher"))
-    parser.add_argument("--data", default=str(ROOT / "resources" / "demo" / "test.jsonl"))
+    parser.add_argument("--model", default=str(demo_dir() / "teacher"))
+    parser.add_argument("--data", default=str(demo_dir() / "test.jsonl"))
     parser.add_argument("--prompts", type=int, default=32, help="prompts per mode (a multiple of 16)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)

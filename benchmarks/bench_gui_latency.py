@@ -1,7 +1,7 @@
 """How long the Qt event loop stalls while a run trains in the background.
 
 Opens the app's main window (offscreen unless a display is set), starts a real training run of the
-demo pair (resources/demo) or, without it, of a tiny pair built on the spot, and measures with a
+demo pair (distill_gui/assets/demo) or, without it, of a tiny pair built on the spot, and measures with a
 10 ms timer how late each tick fires while the Train page redraws its live plots. The last line is
 ``gui_stall_p99_ms: X`` (the 99th percentile of lateness, in milliseconds; target <= 50).
 

@@ -2,7 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots.py
 
-Opens the app on the demo pair (resources/demo), trains for a little while, asks both models a
+Opens the app on the demo pair (distill_gui/assets/demo), trains for a little while, asks both models a
 question, and saves docs/screenshots/<page>.png (palette-reduced to stay small).
 """
 
@@ -31,7 +31,7 @@ def main() -> int:
     from distill_gui.gui.settings import Settings
 
     if demo_config() is None:
-        print("the demo pair is not in resources/demo", file=sys.stderr)
+        print("the demo pair is not in distill_gui/assets/demo", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="screenshots-"))
     settings = Settings(QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat))

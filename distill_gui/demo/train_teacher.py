@@ -1,6 +1,6 @@
 """Train the demo teacher: a ~3.5M-parameter Llama that solves the demo's word problems step by step.
 
-Run ``python -m distill_gui.demo.train_teacher --out resources/demo/teacher``. The recipe reads top to
+Run ``python -m distill_gui.demo.train_teacher --out distill_gui/assets/demo/teacher``. The recipe reads top to
 bottom: build (or load) the tokenizer, build the model, then loop — a batch of fresh problems, loss on
 the completion (trace and answer) only, AdamW with warmup then cosine, bf16 autocast on the CPU. Every
 ``eval_every`` steps it measures greedy accuracy on held-out problems and saves a resumable state
