@@ -166,7 +166,6 @@ class TrainingConfig:
 class RunConfig:
     """Everything a distillation run needs; saved fully resolved as the run folder's config.yaml."""
 
-    config_version: int = _doc(CURRENT_VERSION, "Version of this file's layout; older files are migrated when read.", min=1)
     name: str = _doc("run", "Short name used in the run folder's name.")
     teacher: ModelConfig = _doc(doc="The teacher model (needed for kd).", factory=ModelConfig)
     student: StudentConfig = _doc(doc="The student model that is trained.", factory=StudentConfig)
@@ -176,15 +175,10 @@ class RunConfig:
 
     def validate_for_run(self) -> None:
         """Check the things a run cannot start without (called before training, not on every edit)."""
-        from distill_gui.core import methods
-
-        method = methods.method_for(self)
-        if method.needs_teacher(self) and not self.teacher.path:
-            raise ConfigError(
-                f"teacher.path: method.kind {method.name} ({method.title}) needs a teacher; set teacher.path "
-                "or choose a method that needs none (e.g. method.kind: sft)"
-            )
-        method.validate(self)
+        if self.method.kind == "kd" and not self.teacher.path:
+            raise ConfigError("teacher.path: method.kind kd needs a teacher; set teacher.path or use method.kind: sft")
+        if self.method.kind == "kd" and self.method.cache_teacher and self.method.top_k < 1:
+            raise ConfigError("method.top_k: method.cache_teacher keeps the teacher's top-k log-probs; set top_k (e.g. 32)")
         if not self.student.path:
             raise ConfigError("student.path: no student model is set")
         if not self.data.train:
@@ -245,8 +239,68 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+INT_LIMIT = 2**63 - 1
+"""Whole numbers must fit in 64 bits (torch and numpy take no more)."""
+SEED_LIMIT = 2**32 - 1
+"""Seeds go to Python's, numpy's and torch's generators; numpy takes 0 .. 2**32 - 1."""
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, kept short (a 5000-digit number is not printed)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"a {len(str(abs(value))) if value.bit_length() < 10_000 else value.bit_length() * 3 // 10}-digit number"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _reject_non_finite(number: float, value: Any, key: str) -> None:
+    if number != number:
+        raise ConfigError(f"{key}: {_shown(value)} is not a number (NaN); give a finite number")
+    if number in (float("inf"), float("-inf")):
+        raise ConfigError(f"{key}: {_shown(value)} is out of range (infinite or too large); give a finite number")
+
+
+def _finite_number(value: Any, key: str) -> float:
+    """``value`` as a finite float; NaN, infinities and numbers too large for a float are ConfigErrors."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float's range
+        raise ConfigError(f"{key}: {_shown(value)} is out of range (too large); give a finite number") from None
+    except ValueError:
+        raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    _reject_non_finite(number, value, key)
+    return number
+
+
+def _whole_number(value: Any, key: str) -> int:
+    """``value`` as an int that fits in 64 bits; 3.0 and '3' are accepted, 3.5, NaN and 1e400 are not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+    text = value.strip() if isinstance(value, str) else ""
+    if isinstance(value, int):
+        number = value
+    elif text.lstrip("+-").isdigit():
+        number = int(text)
+    else:
+        try:
+            as_float = float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}") from None
+        _reject_non_finite(as_float, value, key)
+        if as_float != int(as_float):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        number = int(as_float)
+    if abs(number) > INT_LIMIT:
+        raise ConfigError(f"{key}: {_shown(value)} is out of range (a whole number here is at most {INT_LIMIT:,} in size)")
+    return number
+
+
 def _check_limits(f: dataclasses.Field, value: Any, key: str) -> None:
     meta = f.metadata
+    if f.name == "seed" and isinstance(value, int) and not 0 <= value <= SEED_LIMIT:
+        raise ConfigError(f"{key}: {value!r} is out of range; a seed is a whole number from 0 to {SEED_LIMIT:,}")
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(meta['choices'])}")
     if "min" in meta and value is not None and value < meta["min"]:
@@ -350,6 +404,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a configuration") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: a value cannot be read ({str(exc).split(';')[0]})") from None
     data = apply_overrides(data or {}, overrides or [])
     try:
         config = config_from_dict(data)
