@@ -233,7 +233,8 @@ def cmd_runs(args) -> int:
     from distill_gui.core.runs import list_runs
 
     for run in list_runs(args.runs_dir):
-        print(run.describe())  # a damaged run is listed with what is wrong, never a traceback
+        status = run.status()
+        print(f"{run.path}  {status.get('state', '?'):9s} step {status.get('step', 0)}/{status.get('total_steps', '?')}")
     return EXIT_OK
 
 
@@ -294,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=None)
     p.set_defaults(func=cmd_runs)
 
-    for module in ("distill_gui.cli_generate_data", "distill_gui.cli_demo"):
+    for module in ("distill_gui.cli_generate_data", "distill_gui.cli_demo", "distill_gui.cli_doctor"):
         try:
             extension = __import__(module, fromlist=["add_parser"])
         except ImportError:
@@ -313,7 +314,6 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ("distill_gui.core.vocab", "IncompatibleTokenizers"),
         ("distill_gui.core.trainer", "TrainingError"),
         ("distill_gui.core.evaluation", "EvalError"),
-        ("distill_gui.core.runs", "RunLockedError"),
     ):
         try:
             errors.append(getattr(__import__(module, fromlist=[name]), name))

@@ -574,12 +574,26 @@ class MainWindow(QMainWindow):
             action.setData(i)
             action.triggered.connect(self.on_go_action)
             go_menu.addAction(action)
+        help_menu = self.menuBar().addMenu("&Help")
+        self.diagnostics_action = QAction("&Diagnostics…", self)
+        self.diagnostics_action.setObjectName("action_diagnostics")
+        self.diagnostics_action.triggered.connect(self.on_diagnostics_action)
+        help_menu.addAction(self.diagnostics_action)
 
     @Slot()
     def on_go_action(self) -> None:
         action = self.sender()
         if action is not None:
             self.sidebar.setCurrentRow(int(action.data()))
+
+    @Slot()
+    def on_diagnostics_action(self) -> None:
+        """Help → Diagnostics…: the ``distill-gui doctor`` report, with "Copy diagnostics"."""
+        from distill_gui.gui.diagnostics_dialog import DiagnosticsDialog
+
+        self.diagnostics_dialog = DiagnosticsDialog(self)
+        self.diagnostics_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.diagnostics_dialog.show()
 
     def _show_from_disk(self, run: RunDir, show_config: bool = True) -> None:
         try:
