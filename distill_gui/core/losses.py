@@ -12,6 +12,10 @@ Row ``i`` of every input predicts ``labels[i]``; ``-100`` marks a position that 
   gradients are computed in the forward pass, chunk by chunk (like Liger's fused linear
   cross-entropy), so backward keeps only gradient tensors the size of the inputs.
 
+A head may be a plain weight ``[V, H]`` or an :class:`~distill_gui.core.heads.OutputHead`, which also
+carries the model's logit post-processing (a scale, a soft cap: Gemma-2, Granite, Cohere); the chunked
+path then computes exactly the logits of the model's ``forward``.
+
 With ``top_k > 0`` both models' distributions are reduced to ``k + 1`` buckets: the teacher's top-k
 tokens and one tail bucket holding the rest of the probability mass. The divergence is taken over the
 buckets.
@@ -27,6 +31,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from distill_gui.core.heads import OutputHead
 
 KD_LOSSES = ("forward_kl", "reverse_kl", "jsd")
 IGNORE_INDEX = -100
@@ -281,6 +287,43 @@ def _logits(hidden: torch.Tensor, head: torch.Tensor, bias: torch.Tensor | None,
     return out
 
 
+_Post = tuple  # (scale, softcap | None) applied after the head's matmul; None when there is none
+
+
+def _head_parts(head: "torch.Tensor | OutputHead", bias: torch.Tensor | None, side: str):
+    """(weight, bias, post-processing) of a head given as a weight tensor or an :class:`OutputHead`."""
+    if not isinstance(head, OutputHead):
+        return head, bias, None
+    if bias is not None and head.bias is not None:
+        raise ValueError(f"{side}_bias: given twice (as {side}_bias and in the {side} OutputHead); pass one")
+    return head.weight, head.bias if bias is None else bias, None if head.is_plain else (float(head.scale), head.softcap)
+
+
+def _postprocess(z: torch.Tensor, post: _Post | None, want_grad: bool) -> torch.Tensor | float | None:
+    """Apply ``post`` = (scale, softcap) to the logits ``z`` in place; returns dz/d(raw logits): a tensor
+    for a soft cap (one more chunk-sized buffer), a number for a plain scale, None for nothing to do."""
+    if post is None:
+        return None
+    scale, cap = post
+    if cap is None:
+        z.mul_(scale)
+        return scale
+    z.mul_(scale / cap).tanh_()
+    factor = torch.square(z).neg_().add_(1.0).mul_(scale) if want_grad else None  # d/dx cap*tanh(scale*x/cap)
+    z.mul_(cap)
+    return factor
+
+
+def _head_logits(hidden, head, bias, vocab: int, dtype: torch.dtype, post: _Post | None,
+                 want_grad: bool = False, factor_out: list | None = None) -> torch.Tensor:
+    """The post-processed logits of one chunk; d(logits)/d(raw logits) is appended to ``factor_out``."""
+    z = _logits(hidden, head, bias, vocab, dtype)
+    factor = _postprocess(z, post, want_grad)
+    if factor_out is not None:
+        factor_out.append(factor)
+    return z
+
+
 def _teacher_buckets(v: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(top-k ids ``[n, k]``, log-probs ``[n, k + 1]`` of those tokens and the tail) of logits ``v``
     already divided by the temperature; ``v`` is overwritten."""
@@ -392,7 +435,7 @@ class _ChunkedKD(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, s_hidden, s_head, s_bias, t_hidden, t_head, t_bias, labels, spec: _Spec, vocab: int, grad_on: bool,
-                t_ids=None, t_logp=None):
+                t_ids=None, t_logp=None, s_post: _Post | None = None, t_post: _Post | None = None):
         want_h, want_w, want_b = (grad_on and ctx.needs_input_grad[i] for i in range(3))
         want_grad = want_h or want_w or want_b
         dtype = _loss_dtype(s_hidden, s_head, t_hidden, t_head)
@@ -414,15 +457,18 @@ class _ChunkedKD(torch.autograd.Function):
                 h = s_hidden[start:stop]
                 # The logits are handed over without a name here, so _chunk_kd can free them early.
                 cached = None if t_ids is None else (t_ids[start:stop], t_logp[start:stop])
+                s_factor: list = []
                 kd_c, ce_c, g = _chunk_kd(
-                    _logits(h, s_head, s_bias, vocab, dtype),
-                    None if cached is not None else _logits(t_hidden[start:stop], t_head, t_bias, vocab, dtype),
+                    _head_logits(h, s_head, s_bias, vocab, dtype, s_post, want_grad, s_factor),
+                    None if cached is not None else _head_logits(t_hidden[start:stop], t_head, t_bias, vocab, dtype, t_post),
                     labels[start:stop], spec, count, want_grad, cached,
                 )
                 kd_sum += kd_c
                 ce_sum += ce_c
                 if g is None:
                     continue
+                if s_factor[0] is not None:  # chain rule through the student's logit post-processing
+                    g.mul_(s_factor.pop())
                 g_mm = g.to(mm_dtype)
                 if want_h:
                     grad_h[start:stop] = (g_mm @ s_head[:vocab].to(mm_dtype)).to(grad_h.dtype)
@@ -452,14 +498,14 @@ class _ChunkedKD(torch.autograd.Function):
         # The usual case, total.backward(), passes 1: hand the stored gradients over without a copy.
         if not torch.equal(grad_total, torch.ones_like(grad_total)):
             grads = tuple(g * grad_total.to(g.dtype) if g is not None else None for g in grads)
-        return (*grads, None, None, None, None, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None, None, None, None, None, None)
 
 
 def kd_loss_from_hidden(
     student_hidden: torch.Tensor,
-    student_head: torch.Tensor,
+    student_head: torch.Tensor | OutputHead,
     teacher_hidden: torch.Tensor,
-    teacher_head: torch.Tensor,
+    teacher_head: torch.Tensor | OutputHead,
     labels: torch.Tensor,
     *,
     loss: str = "forward_kl",
@@ -475,14 +521,17 @@ def kd_loss_from_hidden(
     """KD loss from last hidden states and output heads, ``chunk_size`` positions at a time.
 
     ``student_hidden [N, H_s]`` and ``teacher_hidden [N, H_t]`` are already shifted so row ``i``
-    predicts ``labels[i]``; the heads are output-embedding weights ``[V_s, H_s]`` / ``[V_t, H_t]``.
-    Gives the same values and gradients as :func:`kd_loss_from_logits` on the full logits, while
+    predicts ``labels[i]``; the heads are output-embedding weights ``[V_s, H_s]`` / ``[V_t, H_t]``, or
+    :class:`~distill_gui.core.heads.OutputHead` s (from :func:`~distill_gui.core.heads.output_head`), whose
+    scale and soft cap are applied to the logits as the models' ``forward`` does. Gives the same values and gradients as :func:`kd_loss_from_logits` on the full logits, while
     holding at most one chunk of logits at a time. Only positions whose label is not -100 are
     computed. Gradients reach ``student_hidden``, ``student_head`` and ``student_bias`` where they
     require grad; the teacher side is treated as constant. ``kd`` and ``ce`` of the result are
     detached (for logging); backpropagate ``total``.
     """
     spec = _spec(loss, beta, temperature, alpha, top_k, chunk_size)
+    student_head, student_bias, s_post = _head_parts(student_head, student_bias, "student")
+    teacher_head, teacher_bias, t_post = _head_parts(teacher_head, teacher_bias, "teacher")
     if student_hidden.shape[-1] != student_head.shape[-1] or teacher_hidden.shape[-1] != teacher_head.shape[-1]:
         raise ValueError(
             f"hidden size mismatch: student {tuple(student_hidden.shape)} vs head {tuple(student_head.shape)}, "
@@ -502,14 +551,14 @@ def kd_loss_from_hidden(
     total, kd, ce = _ChunkedKD.apply(
         student_hidden, student_head, student_bias,
         teacher_hidden, teacher_head.detach(), teacher_bias,
-        labels, spec, vocab, torch.is_grad_enabled(),
+        labels, spec, vocab, torch.is_grad_enabled(), None, None, s_post, t_post,
     )
     return LossParts(total, kd, ce)
 
 
 def kd_loss_from_cache(
     student_hidden: torch.Tensor,
-    student_head: torch.Tensor,
+    student_head: torch.Tensor | OutputHead,
     teacher_ids: torch.Tensor,
     teacher_log_probs: torch.Tensor,
     labels: torch.Tensor,
@@ -528,8 +577,11 @@ def kd_loss_from_cache(
     log-probs at ``temperature`` of those k buckets plus the tail, tail last) hold one row per
     *counted* position of ``labels`` (label not -100), in order. Gives the same values and gradients
     as :func:`kd_loss_from_hidden` with ``top_k=k`` on the live teacher, without the teacher.
+    ``student_head`` is a weight or an :class:`~distill_gui.core.heads.OutputHead` (as in
+    :func:`kd_loss_from_hidden`); the cache holds the teacher's post-processed log-probs already.
     """
     spec = _spec(loss, beta, temperature, alpha, teacher_ids.shape[-1], chunk_size)
+    student_head, student_bias, s_post = _head_parts(student_head, student_bias, "student")
     if student_hidden.shape[-1] != student_head.shape[-1]:
         raise ValueError(f"hidden size mismatch: student {tuple(student_hidden.shape)} vs head {tuple(student_head.shape)}")
     vocab = _shared_vocab(student_head.shape[0], student_head.shape[0], vocab_size)
@@ -546,6 +598,6 @@ def kd_loss_from_cache(
     _check_labels(labels, vocab)
     total, kd, ce = _ChunkedKD.apply(
         student_hidden, student_head, student_bias, None, None, None,
-        labels, spec, vocab, torch.is_grad_enabled(), teacher_ids, teacher_log_probs.detach(),
+        labels, spec, vocab, torch.is_grad_enabled(), teacher_ids, teacher_log_probs.detach(), s_post, None,
     )
     return LossParts(total, kd, ce)

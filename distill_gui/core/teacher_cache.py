@@ -144,8 +144,11 @@ def build_teacher_cache(
 ) -> TeacherCache:
     """Run the teacher over tokenized ``rows`` (input_ids, labels) and keep its top-k buckets.
 
-    ``decoder`` is the teacher's module that gives the final hidden states and ``head`` its output
-    embedding (both as the trainer finds them); logits are made only at the counted positions.
+    ``decoder`` is the teacher's module that gives the final hidden states and ``head`` its output head:
+    an :class:`~distill_gui.core.heads.OutputHead` (from :func:`~distill_gui.core.heads.output_head`,
+    which carries the logit scale and soft cap of Gemma-2, Granite, Cohere ...) or a plain linear
+    output embedding; logits are made only at the counted positions, exactly as the teacher's
+    ``forward`` makes them.
 
     Rows are batched by similar length (less padding) and the results put back in row order.
     ``autocast`` is a context-manager factory for mixed precision (e.g. ``accelerator.autocast``).
@@ -154,13 +157,15 @@ def build_teacher_cache(
 
     import torch
 
+    from distill_gui.core.heads import OutputHead
     from distill_gui.core.losses import teacher_top_k
 
     if not 0 < top_k < vocab_size:
         raise TeacherCacheError(f"method.top_k: {top_k}; a teacher cache needs 1 <= top_k < {vocab_size} (e.g. 32)")
+    if not isinstance(head, OutputHead):
+        head = OutputHead(weight=head.weight, bias=getattr(head, "bias", None))
+    head = head.detach()
     device = head.weight.device
-    weight = head.weight.detach()[:vocab_size]
-    bias = None if getattr(head, "bias", None) is None else head.bias.detach()[:vocab_size]
     per_row_ids: list = [None] * len(rows)
     per_row_lp: list = [None] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
@@ -183,9 +188,7 @@ def build_teacher_cache(
             counted = labels[:, 1:] != -100
             for j, i in enumerate(batch):
                 h = hidden[j, :-1][counted[j].to(device)].float()
-                logits = h @ weight.float().T
-                if bias is not None:
-                    logits += bias.float()
+                logits = head.logits(h, vocab_size)
                 top_ids, log_probs = teacher_top_k(logits, top_k, temperature)
                 per_row_ids[i], per_row_lp[i] = top_ids.to("cpu", torch.int32), log_probs.cpu()
             done += len(batch)
