@@ -233,8 +233,7 @@ def cmd_runs(args) -> int:
     from distill_gui.core.runs import list_runs
 
     for run in list_runs(args.runs_dir):
-        status = run.status()
-        print(f"{run.path}  {status.get('state', '?'):9s} step {status.get('step', 0)}/{status.get('total_steps', '?')}")
+        print(run.describe())  # a damaged run is listed with what is wrong, never a traceback
     return EXIT_OK
 
 
@@ -314,6 +313,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ("distill_gui.core.vocab", "IncompatibleTokenizers"),
         ("distill_gui.core.trainer", "TrainingError"),
         ("distill_gui.core.evaluation", "EvalError"),
+        ("distill_gui.core.runs", "RunLockedError"),
     ):
         try:
             errors.append(getattr(__import__(module, fromlist=[name]), name))
