@@ -20,9 +20,12 @@ For ``messages`` and ``sharegpt`` the model learns the LAST assistant turn; ever
 prompt. A turn may be written either as {role, content} or as {from, value} in both formats.
 A completion that holds ``####`` gives the text after the last ``####`` as the reference answer.
 
-Bad rows (broken JSON, missing or wrongly typed fields, empty text, invalid UTF-8 bytes) are skipped and
-listed in the :class:`DataReport` with file, line (``item N`` for the N-th element, counted from 0, of a
-JSON list; ``row N`` for Parquet and ``datasets`` rows) and reason. Nothing is dropped silently.
+Bad rows (broken JSON, missing or wrongly typed fields, empty text, invalid UTF-8 bytes, JSON nested too
+deeply, rows over :data:`MAX_ROW_BYTES`) are skipped and listed in the :class:`DataReport` with file, line
+(``item N`` for the N-th element, counted from 0, of a JSON list; ``row N`` for Parquet and ``datasets``
+rows) and reason; rows kept by cutting them to ``max_length`` are listed too. Nothing is dropped or cut
+silently. JSON lines are read one line at a time and an over-long line is skipped unread, so a hostile
+file cannot take memory in proportion to its longest line.
 """
 
 from __future__ import annotations
@@ -40,7 +43,20 @@ from typing import Any
 
 
 class DataError(ValueError):
-    """The data cannot be used; the message names the file and what to change."""
+    """The data cannot be used; the message names the file and what to change.
+
+    ``report`` is the :class:`DataReport` behind a refusal for bad rows (None for other errors): its
+    ``summary(max_rows=None)`` lists every bad line, for the run's log.
+    """
+
+    def __init__(self, message: str, report: "DataReport | None" = None):
+        super().__init__(message)
+        self.report = report
+
+
+MAX_ROW_BYTES = 1 << 20
+"""A row over 1 MiB of text is skipped as a bad row (about 250k tokens, far beyond any max_length),
+checked before it is parsed or tokenized."""
 
 
 @dataclass
@@ -90,22 +106,27 @@ class DataReport:
     """Rows seen in the source (blank lines are not rows)."""
     kept: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
+    truncated_rows: list[BadRow] = field(default_factory=list)
+    """Rows kept but cut to max_length (the reason says from how many tokens)."""
     notes: list[str] = field(default_factory=list)
 
     @property
     def bad_fraction(self) -> float:
         return len(self.bad_rows) / self.total if self.total else 0.0
 
-    def summary(self, max_rows: int = 10) -> str:
-        """A few lines of text for a log or a dialog."""
+    def summary(self, max_rows: int | None = 10) -> str:
+        """Lines of text for a log or a dialog; ``max_rows=None`` lists every skipped and truncated row."""
         fields = ", ".join(f"{k} <- {v}" if k != v else k for k, v in self.columns.items())
-        lines = [
-            f"{self.file}: format {self.format or '?'} ({fields}); "
-            f"{self.total} rows, {self.kept} kept, {len(self.bad_rows)} skipped"
-        ]
-        lines += [f"  {bad.unit} {bad.line}: {bad.reason}" for bad in self.bad_rows[:max_rows]]
-        if len(self.bad_rows) > max_rows:
-            lines.append(f"  ... and {len(self.bad_rows) - max_rows} more skipped rows")
+        head = (f"{self.file}: format {self.format or '?'} ({fields}); "
+                f"{self.total} rows, {self.kept} kept, {len(self.bad_rows)} skipped")
+        lines = [head + (f", {len(self.truncated_rows)} truncated" if self.truncated_rows else "")]
+        for title, rows in (("skipped", self.bad_rows), ("truncated", self.truncated_rows)):
+            shown = rows if max_rows is None else rows[:max_rows]
+            if rows and title == "truncated":
+                lines.append(f"  {len(rows)} rows truncated to data.max_length:")
+            lines += [f"  {row.unit} {row.line}: {row.reason}" for row in shown]
+            if len(rows) > len(shown):
+                lines.append(f"  ... and {len(rows) - len(shown)} more {title} rows")
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -267,9 +288,39 @@ def _decode_lines(raw: bytes, report: DataReport) -> list[tuple[int, str | None]
     return out
 
 
+def _raw_lines(path: Path, raw: bytes | None) -> Iterator[tuple[int, bytes | None]]:
+    """(1-based number, bytes) per line, read one line at a time; None for a line over MAX_ROW_BYTES,
+    whose bytes are skipped without being kept."""
+    if raw is not None:
+        for number, line in enumerate(raw.split(b"\n"), start=1):
+            yield number, (line if len(line) <= MAX_ROW_BYTES else None)
+        return
+    with open(path, "rb") as fh:
+        number = 0
+        while True:
+            line = fh.readline(MAX_ROW_BYTES + 2)
+            if not line:
+                return
+            number += 1
+            if len(line) > MAX_ROW_BYTES + 1 or (len(line) == MAX_ROW_BYTES + 1 and not line.endswith(b"\n")):
+                while line and not line.endswith(b"\n"):
+                    line = fh.readline(MAX_ROW_BYTES)
+                yield number, None
+                continue
+            yield number, line.rstrip(b"\n")
+
+
 def _read_jsonl(path: Path, report: DataReport, raw: bytes | None = None) -> Iterator[tuple]:
-    for number, text in _decode_lines(raw if raw is not None else path.read_bytes(), report):
-        if text is None:
+    for number, line in _raw_lines(path, raw):
+        if number == 1 and line is not None and line.startswith(_BOM):
+            line = line[len(_BOM):]
+            report.notes.append(_BOM_NOTE)
+        if line is None:
+            yield "line", number, _RowError(f"row too large (over {MAX_ROW_BYTES // 1024} KiB); it was not read")
+            continue
+        try:
+            text = line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
             yield "line", number, _RowError("invalid UTF-8 bytes")
             continue
         if not text.strip():
@@ -278,6 +329,9 @@ def _read_jsonl(path: Path, report: DataReport, raw: bytes | None = None) -> Ite
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             yield "line", number, _RowError(f"broken JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except RecursionError:
+            yield "line", number, _RowError("JSON nested too deeply")
             continue
         if not isinstance(value, dict):
             yield "line", number, _RowError(f"expected a JSON object, got {type(value).__name__}")
@@ -294,6 +348,8 @@ def _read_json(path: Path, report: DataReport) -> Iterator[tuple]:
         raise DataError(f"{path}: not valid UTF-8 (bad bytes at offset {exc.start})") from None
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be a list of rows") from None
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # several documents: the file is JSON lines named .json
             report.notes.append("the .json file holds one JSON object per line; read as JSON lines")
@@ -508,11 +564,21 @@ def load_examples(path: str, format: str = "auto", columns: dict | None = None) 
         try:
             if isinstance(row, _RowError):
                 raise row
-            examples.append(_parse_row(row, fmt, mapping, source))
+            example = _parse_row(row, fmt, mapping, source)
+            _check_size(example)
+            examples.append(example)
         except _RowError as exc:
             report.bad_rows.append(BadRow(name, position, str(exc), unit))
     report.kept = len(examples)
     return examples, report
+
+
+def _check_size(example: Example) -> None:
+    """A row whose text is over MAX_ROW_BYTES is skipped before it is rendered or tokenized."""
+    size = len(example.prompt) + len(example.completion) + len(example.input)
+    size += sum(len(m["content"]) for m in example.messages or [])
+    if size > MAX_ROW_BYTES:
+        raise _RowError(f"row too large ({size:,} characters; the limit is {MAX_ROW_BYTES:,})")
 
 
 # ---- Rendering and tokenization --------------------------------------------------------------------
@@ -627,6 +693,11 @@ def _tokenize_all(examples: list[Example], report: DataReport, cfg, tokenizer) -
                 file, unit, position = _split_source(example.source)
                 report.bad_rows.append(BadRow(file, position, "no completion tokens", unit))
                 continue
+            if len(feature["input_ids"]) < len(p) + len(c):  # _assemble only adds (BOS, EOS) unless it cuts
+                file, unit, position = _split_source(example.source)
+                report.truncated_rows.append(
+                    BadRow(file, position, f"{len(p) + len(c)} tokens cut to {len(feature['input_ids'])}", unit)
+                )
             kept.append(example)
             features.append(feature)
     report.kept = len(kept)
@@ -644,14 +715,16 @@ def _split_source(source: str) -> tuple[str, str, int]:
 
 def _check(report: DataReport, path: str, max_bad_fraction: float) -> None:
     first = "; ".join(str(b) for b in report.bad_rows[:5])
+    every = " (every bad line is listed in the run's log)" if len(report.bad_rows) > 5 else ""
     if report.kept == 0:
         raise DataError(f"no usable rows in {path}: {report.total} rows read, none usable"
-                        + (f"; first reasons: {first}" if first else ""))
+                        + (f"; first reasons: {first}{every}" if first else ""), report)
     if report.bad_fraction > max_bad_fraction:
         raise DataError(
             f"{path}: {len(report.bad_rows)} of {report.total} rows are unusable ({report.bad_fraction:.0%}), "
-            f"more than data.max_bad_fraction ({max_bad_fraction:.0%}); first: {first}. "
-            "Fix the rows or raise data.max_bad_fraction."
+            f"more than data.max_bad_fraction ({max_bad_fraction:.0%}); first: {first}{every}. "
+            "Fix the rows or raise data.max_bad_fraction.",
+            report,
         )
 
 
