@@ -1,14 +1,16 @@
 """Answer verification: pull the final answer out of a model's text and check it against a reference.
 
-The final answer is, in order of preference, the text after the last ``####`` (GSM8K), the content of
-the last ``\\boxed{...}`` (MATH-style), or else the last number in the text. Numbers are normalised
-(thousands separators, a leading ``+``, ``-0``, trailing zeros, a trailing full stop) so that
-``"1,000.50"`` and ``"1000.5"`` match.
+The final answer is, in order of preference, the answer after the first ``####`` (GSM8K; a model that
+runs on into a new question is graded on its first answer), the content of the last ``\\boxed{...}``
+(MATH-style), or else the last number in the text. After ``####`` a LaTeX expression is kept whole
+(``\\frac{3}{4}``, ``3\\sqrt{2}``), a plain line gives its first number. Numbers are normalised
+(thousands separators, also thin spaces, a leading ``+``, the Unicode minus, ``-0``, trailing zeros, a
+trailing full stop, ``\\frac{a}{b}`` with whole a and b) so that ``"1,000.50"`` and ``"1000.5"`` match.
 
 Checkers are pluggable: a checker is ``fn(predicted_text, reference) -> bool``;
 :func:`register_checker` adds one under a name and :func:`answers_match` takes ``checker=name``.
-Built in: ``numeric`` (the default: extracted numbers, normalised, compared exactly, fractions as
-exact rationals) and ``math`` (LaTeX / symbolic equivalence through ``math-verify``).
+Built in: ``numeric`` (the default: extracted answers, normalised; two numbers compared exactly as
+rationals, anything else only as equal text, never a number against an expression) and ``math`` (LaTeX / symbolic equivalence through ``math-verify``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,19 @@ from typing import Callable
 Checker = Callable[[str, str], bool]
 
 _HASHES = re.compile(r"####\s*(.*)")
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-+]?\.\d+")
+_THIN = "\u2009\u202f\u00a0"  # thin space, narrow and plain no-break space: thousands separators
+_NUMBER = re.compile(
+    rf"[-+]?(?:\d{{1,3}}(?:,\d{{3}})+|\d{{1,3}}(?:[{_THIN}]\d{{3}})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-+]?\.\d+"
+)
 _CURRENCY = re.compile(r"[$€£¥%]|\\\$|\\%")
+_LATEX = re.compile(r"[\\^_{}]")
+_LATEX_FRACTION = re.compile(r"(-?)\\[dt]?frac\{\s*(\d+)\s*\}\{\s*(\d+)\s*\}")
+_IS_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:/\d+)?")
+
+
+def _clean(text: str) -> str:
+    """Unicode minus to ``-``; LaTeX thin space ``\\,`` to a thin space and ``{,}`` to a comma."""
+    return text.replace("\u2212", "-").replace("\\,", "\u2009").replace("{,}", ",")
 
 
 def _boxed_contents(text: str) -> list[str]:
@@ -47,37 +60,48 @@ def _last_number(text: str) -> str | None:
 
 
 def extract_answer(text: str | None) -> str | None:
-    """The final answer in ``text``: after the last ``####``, else in the last ``\\boxed{}``, else the last number.
+    """The final answer in ``text``: after the first ``####``, else in the last ``\\boxed{}``, else the last number.
 
-    After ``####`` the first line is taken; when it holds a number, that number is returned (so
-    ``"#### $1,200."`` gives ``"1,200"``), otherwise the stripped line. Returns None when nothing is found.
+    After ``####`` the rest of that line is taken, without currency signs, ``$`` delimiters and a final
+    full stop: a LaTeX expression (``\\frac{3}{4}``) is returned whole; otherwise its first number (so
+    ``"#### $1,200."`` gives ``"1,200"``), or the line when it holds none. Only the first ``####``
+    counts: later ones belong to text the model made up after answering. Returns None when nothing
+    is found.
     """
     if not text:
         return None
-    hashes = _HASHES.findall(text)
+    text = _clean(text)
+    hashes = _HASHES.search(text)
     if hashes:
-        line = hashes[-1].strip().splitlines()[0].strip() if hashes[-1].strip() else ""
+        line = _CURRENCY.sub("", hashes.group(1)).strip().rstrip(".").strip()
         if line:
-            number = _NUMBER.search(_CURRENCY.sub("", line))
-            return number.group(0).strip() if number else line.rstrip(".")
+            if _LATEX.search(line):
+                return line
+            number = _NUMBER.search(line)
+            return number.group(0).strip() if number else line
     boxed = _boxed_contents(text)
     if boxed:
         inner = boxed[-1].strip()
-        cleaned = _CURRENCY.sub("", inner).replace("\\,", "").replace("{,}", ",").strip()
+        cleaned = _CURRENCY.sub("", inner).strip()
         if _NUMBER.fullmatch(cleaned):
             return cleaned
         return inner
+    bare = _CURRENCY.sub("", text).strip().rstrip(".")
+    if _LATEX.search(bare) and not re.search(r"\s", bare):  # a bare LaTeX answer, e.g. a majority vote's
+        return bare
     return _last_number(_CURRENCY.sub("", text))
 
 
 def normalize_number(s: str) -> str:
     """A canonical text for a number: ``"+5"``→``"5"``, ``"-0"``→``"0"``, ``"3.50"``→``"3.5"``, ``"1,000"``→``"1000"``.
 
-    Fractions ``a/b`` are kept as fractions, with spaces removed and a sign normalised; text that is
-    not a number comes back stripped, with thousands separators and a trailing full stop removed.
+    Fractions ``a/b`` (and ``\\frac{a}{b}``) are kept as fractions, with spaces removed and a sign
+    normalised; text that is not a number comes back stripped, with thousands separators and a trailing
+    full stop removed.
     """
-    t = _CURRENCY.sub("", str(s)).strip().rstrip(".").strip()
-    t = t.replace(",", "").replace(" ", "").replace("\u2212", "-")
+    t = _clean(_CURRENCY.sub("", str(s))).strip().rstrip(".").strip()
+    t = t.replace(",", "").replace(" ", "").translate({ord(c): None for c in _THIN})
+    t = _LATEX_FRACTION.sub(lambda m: f"{m.group(1)}{m.group(2)}/{m.group(3)}", t) if _LATEX_FRACTION.fullmatch(t) else t
     if t.startswith("+"):
         t = t[1:]
     if re.fullmatch(r"-?\d+/\d+", t):
@@ -116,16 +140,21 @@ def _reference_answer(reference: str) -> str | None:
 
 
 def numeric_checker(predicted: str, reference: str) -> bool:
-    """Extract the predicted answer and compare it, as a number, with the reference's answer."""
+    """Extract the predicted answer and compare it with the reference's answer.
+
+    Two numbers are compared as exact rationals (``0.75`` = ``3/4`` = ``\\frac{3}{4}``); anything else
+    only as equal normalised text, so an expression never matches a number taken out of it.
+    """
     pred = extract_answer(predicted)
     ref = _reference_answer(reference)
     if pred is None or ref is None:
         return False
     a, b = normalize_number(pred), normalize_number(ref)
-    if a == b:
-        return True
-    fa, fb = _as_fraction(a), _as_fraction(b)
-    return fa is not None and fb is not None and fa == fb
+    a_number, b_number = bool(_IS_NUMBER.fullmatch(a)), bool(_IS_NUMBER.fullmatch(b))
+    if a_number and b_number:
+        fa, fb = _as_fraction(a), _as_fraction(b)
+        return fa is not None and fb is not None and fa == fb
+    return not a_number and not b_number and a == b
 
 
 def math_checker(predicted: str, reference: str) -> bool:

@@ -106,3 +106,67 @@ def test_unknown_checker_names_known_ones():
 
 def test_callable_checker_passed_directly():
     assert answers_match("x", "y", checker=lambda p, r: True)
+
+
+# ---- Answers that are expressions, several answers, Unicode numbers (issue 9) ----------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("so the answer is\n#### \\frac{3}{4}", "\\frac{3}{4}"),
+        ("#### $\\frac{3}{4}$.", "\\frac{3}{4}"),
+        ("#### 3\\sqrt{2}", "3\\sqrt{2}"),
+        ("#### 2^{10}\n", "2^{10}"),
+        ("#### 5\nQuestion: what is 2 + 2?\nAnswer: 4\n#### 4", "5"),
+        ("#### 7\n#### 9", "7"),
+        ("#### \u22125", "-5"),
+        ("it is \u22123 degrees", "-3"),
+        ("\\boxed{\u22122}", "-2"),
+        ("#### 1\u2009000", "1\u2009000"),
+        ("#### 1\u202f234\u202f567", "1\u202f234\u202f567"),
+        ("#### 1\\,000", "1\u2009000"),
+        ("\\frac{3}{4}", "\\frac{3}{4}"),
+        ("$3\\sqrt{2}$.", "3\\sqrt{2}"),
+    ],
+)
+def test_extract_answer_takes_the_whole_expression_and_the_first_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("\u22125", "-5"),
+        ("1\u2009000", "1000"),
+        ("1\u202f000", "1000"),
+        ("\\frac{3}{4}", "3/4"),
+        ("-\\dfrac{6}{8}", "-6/8"),
+    ],
+)
+def test_normalize_number_unicode_and_latex_fractions(raw, expected):
+    assert normalize_number(raw) == expected
+
+
+@pytest.mark.parametrize("checker", ["numeric", "math"])
+@pytest.mark.parametrize(
+    "predicted, reference, ok",
+    [
+        ("#### \\frac{3}{4}", "\\frac{3}{4}", True),
+        ("#### \\frac{3}{4}", "3/4", True),
+        ("#### \\frac{3}{4}", "0.75", True),
+        ("#### \\frac{3}{4}", "\\frac{3}{5}", False),
+        ("#### \\frac{3}{4}", "3", False),
+        ("#### 3\\sqrt{2}", "3", False),
+        ("#### 12\nQuestion: and 5 + 6?\n#### 11", "12", True),
+        ("#### 12\nQuestion: and 5 + 6?\n#### 11", "11", False),
+        ("#### \u22125", "-5", True),
+        ("#### \u22125", "5", False),
+        ("#### 1\u2009000", "1000", True),
+        ("#### 1\u2009000", "#### 1,000", True),
+        ("\\frac{3}{4}", "\\frac{3}{4}", True),
+        ("\\frac{3}{4}", "\\frac{3}{5}", False),
+    ],
+)
+def test_checkers_grade_expressions_first_answers_and_unicode(checker, predicted, reference, ok):
+    assert answers_match(predicted, reference, checker=checker) is ok
