@@ -111,13 +111,36 @@ def _model_identity(path: str) -> dict:
     }
 
 
-def fingerprint(teacher_path: str, rows: Sequence[dict], top_k: int, temperature: float, vocab_size: int) -> str:
-    """A digest of everything the cached values depend on: the teacher, every row's tokens and labels, the settings."""
+def fingerprint(
+    teacher_path: str,
+    rows: Sequence[dict],
+    top_k: int,
+    temperature: float,
+    vocab_size: int,
+    *,
+    teacher_revision: str | None = None,
+    teacher_gguf_file: str | None = None,
+    teacher_quantization: str | None = None,
+    teacher_dtype: str | None = None,
+    autocast_dtype: str | None = None,
+) -> str:
+    """A digest of everything the cached values depend on: the teacher, every row's tokens and labels, the settings.
+
+    The keywords name how the teacher was loaded and run: its hub revision and GGUF file, its
+    quantization (``config.teacher.quantization``), the dtype its weights were loaded in and the
+    autocast dtype of its forward pass (as resolved for the device: ``"torch.bfloat16"``, or None for
+    none). A cache made by a teacher loaded or run otherwise is not reused. Keywords left at None
+    are not part of the digest (the digest of a call without them is unchanged).
+    """
     import numpy as np
 
+    identity = {"teacher": _model_identity(teacher_path), "top_k": top_k, "temperature": temperature,
+                "vocab": vocab_size, "format": FORMAT_VERSION}
+    loading = {"revision": teacher_revision, "gguf_file": teacher_gguf_file, "quantization": teacher_quantization,
+               "dtype": teacher_dtype, "autocast": autocast_dtype}
+    identity.update({key: str(value) for key, value in loading.items() if value is not None})
     digest = hashlib.sha256()
-    digest.update(json.dumps({"teacher": _model_identity(teacher_path), "top_k": top_k, "temperature": temperature,
-                              "vocab": vocab_size, "format": FORMAT_VERSION}, sort_keys=True).encode())
+    digest.update(json.dumps(identity, sort_keys=True).encode())
     for row in rows:
         digest.update(np.asarray(row["input_ids"], dtype=np.int64).tobytes())
         digest.update(np.asarray(row["labels"], dtype=np.int64).tobytes())
@@ -215,7 +238,8 @@ def load_or_build(path: str | Path, expected_fingerprint: str, build: Callable[[
         if cache.fingerprint != expected_fingerprint:
             raise TeacherCacheError(
                 f"{path}: this teacher cache was made for another teacher, other data or other KD settings "
-                "(top_k, temperature); delete it or set method.teacher_cache to another file"
+                "(top_k, temperature, the teacher's quantization, dtype, revision or the run's precision); "
+                "delete it or set method.teacher_cache to another file"
             )
         log(f"teacher cache: reusing {path} ({cache.positions:,} positions, top-{cache.top_k})")
         return cache, True
