@@ -4,6 +4,7 @@
     distill-gui resume RUN_DIR [--events json]
     distill-gui eval MODEL --data FILE [--json]
     distill-gui generate --teacher A --student B --prompt TEXT
+    distill-gui compare MODEL [MODEL ...] --data FILE [--reference MODEL] [--json]
     distill-gui info
 
 Bad input ends with a non-zero exit code and one line saying what is wrong — never a bare traceback.
@@ -49,8 +50,8 @@ class ConsoleReporter:
         if isinstance(event, StepLogged) and self.bar is not None:
             self.bar.n = event.step
             postfix = {"loss": f"{event.loss:.4f}"}
-            if event.kd_loss is not None:
-                postfix["kd"] = f"{event.kd_loss:.4f}"
+            for key, value in event.metrics.items():
+                postfix[key] = f"{value:.4f}"
             postfix["tok/s"] = f"{event.tokens_per_s:.0f}"
             self.bar.set_postfix(postfix, refresh=True)
             return
@@ -133,7 +134,7 @@ def _restore_signal_handlers(previous: dict) -> None:
 
 
 def _run_training(args, config=None, run=None, resume=False) -> int:
-    from distill_gui.core.trainer import RunControl, train
+    from distill_gui.core.training import RunControl, train
 
     control = RunControl()
     reporter = JsonEventWriter() if args.events == "json" else ConsoleReporter()
@@ -294,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=None)
     p.set_defaults(func=cmd_runs)
 
-    for module in ("distill_gui.cli_generate_data", "distill_gui.cli_demo", "distill_gui.cli_doctor"):
+    for module in ("distill_gui.cli_generate_data", "distill_gui.cli_demo", "distill_gui.cli_compare", "distill_gui.cli_doctor"):
         try:
             extension = __import__(module, fromlist=["add_parser"])
         except ImportError:
@@ -311,7 +312,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ("distill_gui.core.data", "DataError"),
         ("distill_gui.core.models", "ModelError"),
         ("distill_gui.core.vocab", "IncompatibleTokenizers"),
-        ("distill_gui.core.trainer", "TrainingError"),
+        ("distill_gui.core.training", "TrainingError"),
         ("distill_gui.core.evaluation", "EvalError"),
         ("distill_gui.core.runs", "RunLockedError"),
     ):
