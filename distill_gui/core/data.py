@@ -612,7 +612,9 @@ def render_prompt(example: Example, tokenizer, chat_template: str = "auto", syst
             messages = [{"role": "user", "content": user}]
         if system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system_prompt})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        from distill_gui.core.chat_templates import render_chat_template  # time- and size-limited (a template may loop)
+
+        return render_chat_template(tokenizer, messages, add_generation_prompt=True)
     if example.format == "alpaca":
         text = f"### Instruction:\n{example.prompt}\n\n"
         if example.input.strip():

@@ -300,6 +300,27 @@ def check_safety(source: ModelSource, cfg: ModelConfig, role: str) -> bool | Non
     )
 
 
+def check_gguf(source: ModelSource) -> None:
+    """A local GGUF file's header is checked before transformers parses it (ModelError naming the file)."""
+    if source.gguf_file and source.is_local:
+        from distill_gui.core.gguf_header import check_gguf_header
+
+        check_gguf_header(Path(source.path) / source.gguf_file)
+
+
+def check_token_ids(tokenizer: Any, num_embeddings: int, source: ModelSource, role: str) -> None:
+    """Every id the tokenizer can produce must have a row in the model's embeddings; else a ModelError naming both."""
+    specials = (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id)
+    top = max([len(tokenizer) - 1] + [i for i in specials if isinstance(i, int)])
+    if top >= num_embeddings:
+        where = getattr(tokenizer, "name_or_path", "") or source.display
+        raise ModelError(
+            f"{where}: the {role} tokenizer gives token ids up to {top:,}, but the model {source.display} has "
+            f"{num_embeddings:,} token embeddings (ids 0..{num_embeddings - 1:,}); use the tokenizer made for this "
+            f"model (set {role}.tokenizer) or a model whose vocabulary covers it"
+        )
+
+
 # ---- Devices and dtypes -----------------------------------------------------------------------
 
 
@@ -485,6 +506,7 @@ def load_model(cfg: ModelConfig | StudentConfig, role: str, for_training: bool =
 
     source = resolve_source(cfg)
     use_safetensors = check_safety(source, cfg, role)
+    check_gguf(source)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     tokenizer = load_tokenizer(cfg, role, source)
@@ -510,6 +532,7 @@ def load_model(cfg: ModelConfig | StudentConfig, role: str, for_training: bool =
         raise ModelError(
             f"{source.display}: could not load the {role} model ({_first_line(exc)}); {_load_hint(source, role, use_safetensors)}"
         ) from None
+    check_token_ids(tokenizer, model.get_input_embeddings().num_embeddings, source, role)
     if quant is None:
         model.to(device)
     elif cfg.quantization == "4bit" and device.type == "cpu":
@@ -644,6 +667,7 @@ def describe_model(cfg: ModelConfig, role: str) -> ModelInfo:
     """
     source = resolve_source(cfg)
     check_safety(source, cfg, role)
+    check_gguf(source)
     key = _describe_key(cfg, source)
     if key is not None and key in _DESCRIBE_CACHE:
         return _DESCRIBE_CACHE[key]
@@ -674,6 +698,7 @@ def _describe(cfg: ModelConfig, role: str, source: ModelSource) -> ModelInfo:
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise ModelError(f"{source.display}: {config.model_type} is not a causal language model transformers can build ({_first_line(exc)})") from None
     tokenizer = load_tokenizer(cfg, role, source)
+    check_token_ids(tokenizer, skeleton.get_input_embeddings().num_embeddings, source, role)
     text = config.get_text_config()
     num_linear, linear_dims = _linear_dims(skeleton)
     disk_dtype, disk_bytes = _disk_facts(source)
