@@ -178,20 +178,28 @@ def cmd_resume(args) -> int:
 def cmd_eval(args) -> int:
     from distill_gui.core.evaluation import EvalSettings, evaluate_model
 
-    settings = EvalSettings(
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        data_format=args.format,
-        device=args.device,
-        chat_template=args.chat_template,
-    )
-    result = evaluate_model(args.model, args.data, settings, progress=not args.json)
+    # Data settings left off the command line come from a run folder's config (or the defaults).
+    data_settings = {"data_format": args.format, "chat_template": args.chat_template, "system_prompt": args.system_prompt,
+                     "columns": _column_mapping(args.column) if args.column else None}
+    given = {name: value for name, value in data_settings.items() if value is not None}
+    settings = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit, device=args.device, **given)
+    result = evaluate_model(args.model, args.data, settings, progress=not args.json, given=set(given))
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
         print(result.summary())
     return EXIT_OK
+
+
+def _column_mapping(pairs: list[str]) -> dict[str, str]:
+    """``["prompt=question", ...]`` as ``{"prompt": "question", ...}``; a pair without ``=`` is a UserError."""
+    mapping = {}
+    for pair in pairs:
+        field_name, sep, column = pair.partition("=")
+        if not sep or not field_name.strip() or not column.strip():
+            raise UserError(f"--column {pair!r}: write FIELD=COLUMN, e.g. --column prompt=question")
+        mapping[field_name.strip()] = column.strip()
+    return mapping
 
 
 def cmd_generate(args) -> int:
@@ -266,13 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="perplexity, answer accuracy, speed and memory of a model on a data file")
     p.add_argument("model", help="a model folder, or a run folder (its final checkpoint)")
     p.add_argument("--data", required=True, help="data file (any supported format)")
-    p.add_argument("--format", default="auto", help="data format (default: detect)")
+    p.add_argument("--format", default=None, help="data format (default: a run folder's data.format, else detect)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows")
     p.add_argument("--device", default="auto")
-    p.add_argument("--chat-template", choices=["auto", "always", "never"], default="auto")
+    p.add_argument("--chat-template", choices=["auto", "always", "never"], default=None,
+                   help="default: a run folder's data.chat_template, else auto")
+    p.add_argument("--system-prompt", default=None, help="default: a run folder's data.system_prompt, else none")
+    p.add_argument("--column", action="append", metavar="FIELD=COLUMN",
+                   help="map a format's field to your column (repeatable; default: a run folder's data.columns)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("generate", help="answer prompts with teacher and student, side by side")

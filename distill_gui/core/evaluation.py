@@ -3,6 +3,9 @@
 Perplexity is over completion tokens only (prompt tokens masked, as in training). Accuracy is
 exact match of the final answer (``#### N``, ``\\boxed{N}`` or the last number, see
 :mod:`distill_gui.core.verify`) on rows that carry a verifiable reference answer.
+
+A run folder is evaluated with the prompt settings it was trained with (its ``data.format``,
+``data.columns``, ``data.chat_template`` and ``data.system_prompt``) unless the caller overrides them.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ import math
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from distill_gui.core.config import ModelConfig
 
@@ -32,6 +35,10 @@ class EvalSettings:
     data_format: str = "auto"
     device: str = "auto"
     chat_template: str = "auto"
+    system_prompt: str | None = None
+    """System message for chat-formatted prompts (``data.system_prompt`` of a run)."""
+    columns: dict[str, str] | None = None
+    """Maps a data format's field to the column holding it (``data.columns`` of a run)."""
     max_length: int = 1024
     speed_rows: int = 32
     """Rows generated to measure speed when the data has no verifiable answers."""
@@ -110,7 +117,7 @@ def perplexity(model, tokenizer, examples, settings: EvalSettings, progress=None
 
     from distill_gui.core.data import DataCollator, tokenize_example
 
-    features = [tokenize_example(e, tokenizer, settings.max_length, settings.chat_template) for e in examples]
+    features = [tokenize_example(e, tokenizer, settings.max_length, settings.chat_template, settings.system_prompt) for e in examples]
     features = [f for f in features if f is not None]
     if not features:
         return None
@@ -147,7 +154,7 @@ def answer_accuracy(model, tokenizer, examples, settings: EvalSettings, progress
     targets = [(e, r) for e, r in targets if e.prompt or e.messages]
     if not targets:
         return None, 0, 0, 0.0, []
-    prompts = [render_prompt(e, tokenizer, settings.chat_template) for e, _ in targets]
+    prompts = [render_prompt(e, tokenizer, settings.chat_template, settings.system_prompt) for e, _ in targets]
     gen = GenerationSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
     start = time.perf_counter()
     outputs = generate(model, tokenizer, prompts, gen, progress=progress)
@@ -192,14 +199,48 @@ def evaluate_loaded(model, tokenizer, examples, settings: EvalSettings, *, model
     )
 
 
-def evaluate_model(model_path: str | Path, data_path: str | Path, settings: EvalSettings | None = None, progress: bool = False) -> EvalResult:
-    """Load ``model_path`` (a model folder, GGUF file, hub id or run folder) and evaluate it on ``data_path``."""
+# EvalSettings field <- the run's data.* field it takes when the caller does not set it.
+RUN_DATA_SETTINGS = {"data_format": "format", "columns": "columns", "chat_template": "chat_template", "system_prompt": "system_prompt"}
+
+
+def with_run_data_settings(model_path: str | Path, settings: EvalSettings, given: Collection[str] | None = None) -> EvalSettings:
+    """``settings`` with the data settings of the run folder at ``model_path`` (unchanged for another path).
+
+    The run's ``data.format``, ``data.columns``, ``data.chat_template`` and ``data.system_prompt`` fill
+    the fields of :data:`RUN_DATA_SETTINGS` except those named in ``given`` (set on the command line).
+    With ``given=None`` a field counts as given when it differs from the :class:`EvalSettings` default.
+    """
+    from distill_gui.core.runs import RunDir
+
+    run = RunDir(Path(model_path))
+    if not Path(model_path).is_dir() or not run.is_run():
+        return settings
+    data = run.load_config().data
+    if given is None:
+        defaults = {f.name: f.default for f in fields(EvalSettings)}
+        given = {name for name in RUN_DATA_SETTINGS if getattr(settings, name) != defaults[name]}
+    unknown = set(given) - {f.name for f in fields(EvalSettings)}
+    if unknown:
+        raise ValueError(f"given: {', '.join(sorted(unknown))} are not EvalSettings fields")
+    taken = {name: getattr(data, key) for name, key in RUN_DATA_SETTINGS.items() if name not in given}
+    if "columns" in taken:
+        taken["columns"] = dict(taken["columns"] or {}) or None
+    return replace(settings, **taken)
+
+
+def evaluate_model(model_path: str | Path, data_path: str | Path, settings: EvalSettings | None = None, progress: bool = False,
+                   *, given: Collection[str] | None = None) -> EvalResult:
+    """Load ``model_path`` (a model folder, GGUF file, hub id or run folder) and evaluate it on ``data_path``.
+
+    A run folder brings its own data settings (see :func:`with_run_data_settings`; ``given`` names the
+    settings fields the caller set and that the run must not replace).
+    """
     from distill_gui.core.data import load_examples
     from distill_gui.core.models import load_model
     from distill_gui.core.runs import model_path_for
 
-    settings = settings or EvalSettings()
-    examples, report = load_examples(str(data_path), settings.data_format)
+    settings = with_run_data_settings(model_path, settings or EvalSettings(), given)
+    examples, report = load_examples(str(data_path), settings.data_format, settings.columns)
     if not examples:
         raise EvalError(f"{data_path}: no usable rows ({report.summary()})")
     if settings.limit:
