@@ -18,11 +18,19 @@ class GenerationSettings:
 
 
 def _stop_ids(tokenizer, model) -> list[int]:
+    """EOS ids of the model and the tokenizer, and the chat template's end-of-turn token (which training
+    puts at the end of a chat turn, e.g. ``<|im_end|>``) when it is one token."""
+    from distill_gui.core.data import turn_end_text
+
     ids = []
     for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
         if value is None:
             continue
         ids.extend(value if isinstance(value, (list, tuple)) else [value])
+    end = turn_end_text(tokenizer) if getattr(tokenizer, "chat_template", None) else None
+    end_ids = tokenizer(end, add_special_tokens=False)["input_ids"] if end else []
+    if len(end_ids) == 1:
+        ids.extend(end_ids)
     return sorted(set(ids))
 
 

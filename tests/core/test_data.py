@@ -515,3 +515,66 @@ def test_saved_dataset_dict_reads_the_train_split(tmp_path):
     assert len(examples) == 2 and report.format == "question_answer"
     assert [e.source for e in examples] == ["gsm:row 0", "gsm:row 1"]
     assert any("'train' split" in note for note in report.notes)
+
+
+# ---- The trained turn ends as the chat template ends it (issue 9) ------------------------------------
+
+PHI_LIKE = (  # an end-of-turn token of its own (<|end|>), no EOS: like ChatML's <|im_end|>, Llama-3's <|eot_id|>
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def _turn_tokenizer(template: str):
+    tok = tiny_models.build_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|end|>"]})
+    tok.chat_template = template
+    return tok
+
+
+def _trained(feature) -> list[int]:
+    return [t for t in feature["labels"] if t != -100]
+
+
+def test_the_trained_turn_ends_with_the_templates_end_of_turn_not_eos():
+    tok = _turn_tokenizer(PHI_LIKE)
+    end = tok.convert_tokens_to_ids("<|end|>")
+    example = Example(prompt="What is 2 plus 2?", completion="4", format="prompt_completion")
+    feature = tokenize_example(example, tok, 64)
+    completion_ids = tok("4", add_special_tokens=False)["input_ids"]
+    assert _trained(feature) == completion_ids + [end]
+    assert tok.eos_token_id not in feature["input_ids"]
+    # A completion that already carries the end-of-turn does not get a second one.
+    again = tokenize_example(Example(prompt="Hi", completion="4<|end|>", format="prompt_completion"), tok, 64)
+    assert _trained(again) == completion_ids + [end]
+    # Without the chat template the completion still ends with EOS.
+    plain = tokenize_example(example, tok, 64, chat_template="never")
+    assert _trained(plain) == completion_ids + [tok.eos_token_id]
+
+
+def test_eos_is_trained_where_the_template_writes_it():
+    tok = _turn_tokenizer(PHI_LIKE.replace("<|end|>\n", "<|end|>{{ eos_token }}\n"))
+    feature = tokenize_example(Example(prompt="Hi", completion="Hello", format="prompt_completion"), tok, 64)
+    assert tok.decode(_trained(feature)) == "Hello<|end|></s>"
+    eos_template = tokenize_example(Example(prompt="Hi", completion="Hello", format="prompt_completion"),
+                                    tiny_models.build_tokenizer(), 64)  # the tiny template ends a turn with EOS
+    assert _trained(eos_template)[-1] == tiny_models.build_tokenizer().eos_token_id
+    assert _trained(eos_template).count(tiny_models.build_tokenizer().eos_token_id) == 1
+
+
+def test_prepare_data_trains_the_templates_end_of_turn(tiny_data):
+    tok = _turn_tokenizer(PHI_LIKE)
+    end = tok.convert_tokens_to_ids("<|end|>")
+    prepared = prepare_data(data_config(tiny_data), tok)
+    for row in prepared.train:
+        trained = _trained(row)
+        assert trained[-1] == end and trained.count(end) == 1 and tok.eos_token_id not in row["input_ids"]
+
+
+def test_generation_stops_at_the_templates_end_of_turn():
+    from distill_gui.core.generation import _stop_ids
+
+    tok = _turn_tokenizer(PHI_LIKE)
+    model = tiny_models.build_llama(tok)
+    assert tok.convert_tokens_to_ids("<|end|>") in _stop_ids(tok, model)
+    assert tok.eos_token_id in _stop_ids(tok, model)
