@@ -118,7 +118,7 @@ def run_reference(teacher_dir, student_dir, data, steps) -> float:
 def run_ours(teacher_dir, student_dir, data, steps, runs_root, cached: bool = False) -> float:
     from distill_gui.core.config import config_from_dict
     from distill_gui.core.events import StepLogged
-    from distill_gui.core.trainer import train
+    from distill_gui.core.training import train
 
     config = config_from_dict(
         {

@@ -17,26 +17,19 @@ from typing import Any
 import yaml
 
 
-class ConfigError(ValueError):
-    """A configuration key or value is wrong; the message names the key and what is allowed."""
+from distill_gui.core.config_migrations import CURRENT_VERSION, migrate, renamed_key
+from distill_gui.core.schema import ConfigError, choice, option
 
+__all__ = ["ConfigError", "RunConfig", "load_config", "save_config", "config_from_dict", "config_to_dict"]
 
-def _choice(default: Any, choices: tuple, doc: str) -> Any:
-    return field(default=default, metadata={"choices": choices, "doc": doc})
-
-
-def _doc(default: Any = dataclasses.MISSING, doc: str = "", factory: Any = dataclasses.MISSING, **limits) -> Any:
-    meta = {"doc": doc, **limits}
-    if factory is not dataclasses.MISSING:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+# The field helpers under their historical names.
+_choice = choice
+_doc = option
 
 
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 QUANTIZATIONS = ("none", "8bit", "4bit")
 ATTENTIONS = ("auto", "sdpa", "eager")
-METHOD_KINDS = ("kd", "sft")
-KD_LOSSES = ("forward_kl", "reverse_kl", "jsd")
 DATA_FORMATS = ("auto", "prompt_completion", "alpaca", "messages", "sharegpt", "question_answer", "text")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
@@ -113,27 +106,22 @@ class DataConfig:
     seed: int = _doc(0, "Seed for the train/eval split.")
 
 
-@dataclass
-class MethodConfig:
-    """How knowledge moves from teacher to student."""
+def _method_config_class() -> type:
+    """``method``: ``kind`` plus one section per registered method (``method.kd``, ``method.sft``, ...)."""
+    from distill_gui.core import methods
 
-    kind: str = _choice("kd", METHOD_KINDS, "kd: match the teacher's token distributions (soft labels); sft: fine-tune on the text (hard labels).")
-    loss: str = _choice("forward_kl", KD_LOSSES, "KD divergence: forward KL(teacher||student), reverse KL(student||teacher) or generalized JSD.")
-    beta: float = _doc(0.5, "JSD mixture weight of the teacher (TRL's GKD convention): 0 gives exactly the forward KL, 1 exactly the reverse KL; values between give a generalized JSD, not a blend of the two KLs.", min=0.0, max=1.0)
-    temperature: float = _doc(1.0, "Softmax temperature for both models; the KD term is scaled by T².", min=1e-3)
-    alpha: float = _doc(0.5, "Weight of the KD term; the hard-label cross-entropy gets 1 - alpha.", min=0.0, max=1.0)
-    top_k: int = _doc(0, "Keep only the teacher's top-k logits (with a tail bucket for the rest); 0 uses all.", min=0)
-    chunk_size: int = _doc(512, "Positions per chunk when computing the KD loss (lower uses less memory).", min=1)
-    cache_teacher: bool = _doc(
-        False,
-        "Run the teacher once over the data before training and keep only its top-k log-probs (needs top_k > 0): "
-        "no teacher forward pass per step, and the teacher is freed while the student trains.",
-    )
-    teacher_cache: str = _doc(
-        "",
-        "File for cache_teacher; empty: teacher_cache.safetensors in the run folder. A file made for the same "
-        "teacher, data and settings is reused (several students, one teacher); another one is never overwritten.",
-    )
+    kinds = methods.names()
+    doc = "; ".join(f"{m.name}: {m.title}" for m in methods.all_methods())
+    fields: list[tuple] = [("kind", str, _choice("kd" if "kd" in kinds else kinds[0], kinds, f"The training method ({doc})."))]
+    for method in methods.all_methods():
+        fields.append((method.name, method.Config, _doc(doc=f"{method.title} settings (used when kind is {method.name}).", factory=method.Config)))
+    cls = dataclasses.make_dataclass("MethodConfig", fields)
+    cls.__module__ = __name__
+    cls.__doc__ = "How knowledge moves from teacher to student: the method and each method's settings."
+    return cls
+
+
+MethodConfig = _method_config_class()
 
 
 @dataclass
@@ -166,6 +154,7 @@ class TrainingConfig:
 class RunConfig:
     """Everything a distillation run needs; saved fully resolved as the run folder's config.yaml."""
 
+    config_version: int = _doc(CURRENT_VERSION, "Version of this file's layout; older files are migrated when read.", min=1)
     name: str = _doc("run", "Short name used in the run folder's name.")
     teacher: ModelConfig = _doc(doc="The teacher model (needed for kd).", factory=ModelConfig)
     student: StudentConfig = _doc(doc="The student model that is trained.", factory=StudentConfig)
@@ -175,10 +164,15 @@ class RunConfig:
 
     def validate_for_run(self) -> None:
         """Check the things a run cannot start without (called before training, not on every edit)."""
-        if self.method.kind == "kd" and not self.teacher.path:
-            raise ConfigError("teacher.path: method.kind kd needs a teacher; set teacher.path or use method.kind: sft")
-        if self.method.kind == "kd" and self.method.cache_teacher and self.method.top_k < 1:
-            raise ConfigError("method.top_k: method.cache_teacher keeps the teacher's top-k log-probs; set top_k (e.g. 32)")
+        from distill_gui.core import methods
+
+        method = methods.method_for(self)
+        if method.needs_teacher(self) and not self.teacher.path:
+            raise ConfigError(
+                f"teacher.path: method.kind {method.name} ({method.title}) needs a teacher; set teacher.path "
+                "or choose a method that needs none (e.g. method.kind: sft)"
+            )
+        method.validate(self)
         if not self.student.path:
             raise ConfigError("student.path: no student model is set")
         if not self.data.train:
@@ -334,6 +328,8 @@ def config_from_dict(data: dict | None, cls: type = RunConfig) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"the configuration must be a mapping of {', '.join(f.name for f in dataclasses.fields(cls))}")
+    if cls is RunConfig:
+        data = migrate(data)
     return _from_dict(cls, data)
 
 
@@ -362,8 +358,10 @@ def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
         model.tokenizer = _resolve_path(model.tokenizer, base)
     config.data.train = _resolve_path(config.data.train, base)
     config.data.eval = _resolve_path(config.data.eval, base)
-    if config.method.teacher_cache:
-        config.method.teacher_cache = str((base / Path(config.method.teacher_cache).expanduser()).resolve())
+    from distill_gui.core import methods
+
+    for method in methods.all_methods():
+        method.resolve_paths(getattr(config.method, method.name), base)
     return config
 
 
@@ -373,7 +371,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. training.max_steps=50")
         key, raw = item.split("=", 1)
-        key = key.strip()
+        key = renamed_key(key.strip())
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:

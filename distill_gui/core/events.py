@@ -68,17 +68,22 @@ class RunStarted(Event):
     trainable_params: int = 0
     teacher_params: int = 0
     device: str = "cpu"
+    metric_specs: tuple[dict, ...] = ()
+    """How to show the method's metrics: ``{key, label, group, unit, doc}`` each (see ``methods.MetricSpec``)."""
 
 
 @dataclass(frozen=True)
 class StepLogged(Event):
-    """Losses and speed after an optimizer step (averaged over the steps since the last log)."""
+    """Losses and speed after an optimizer step (averaged over the steps since the last log).
+
+    ``metrics`` holds what the run's method reports besides the total loss (KD: ``kd`` and ``ce``),
+    each a per-token mean over the logged steps; the method's ``metrics`` declare how to show them.
+    """
 
     step: int
     total_steps: int
     loss: float
-    kd_loss: float | None = None
-    ce_loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
     learning_rate: float = 0.0
     grad_norm: float | None = None
     tokens_per_s: float = 0.0
@@ -208,8 +213,26 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         raise ValueError(f"unknown event {name!r}")
     if cls is SamplesGenerated:
         data["samples"] = tuple(Sample(**s) for s in data.get("samples", ()))
+    if cls is StepLogged:
+        data["metrics"] = step_metrics(data)
+    if cls is RunStarted:
+        data["metric_specs"] = tuple(s for s in data.get("metric_specs") or () if isinstance(s, dict))
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: _restore(v) for k, v in data.items() if k in known})
+
+
+# Before methods reported a metrics mapping, StepLogged carried KD's two parts as fields.
+_LEGACY_STEP_METRICS = {"kd_loss": "kd", "ce_loss": "ce"}
+
+
+def step_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The method metrics of a StepLogged record, of this version or an older one (``kd_loss``, ``ce_loss``)."""
+    found = record.get("metrics")
+    metrics = {str(k): _restore(v) for k, v in found.items()} if isinstance(found, dict) else {}
+    for old, new in _LEGACY_STEP_METRICS.items():
+        if record.get(old) is not None and new not in metrics:
+            metrics[new] = _restore(record[old])
+    return metrics
 
 
 def event_from_json(line: str) -> Event:

@@ -279,7 +279,7 @@ def estimate_for_config(
         student_dtype_bytes=_dtype_bytes(config.student.dtype, config.student.device),
         batch_size=config.training.batch_size,
         seq_len=config.data.max_length,
-        chunk_size=config.method.chunk_size,
+        chunk_size=config.method.kd.chunk_size,
         gradient_checkpointing=config.training.gradient_checkpointing,
         device=config.student.device,
         device_total_bytes=device_total_bytes,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from distill_gui.core.devices import bf16_supported
 from distill_gui.core.config import ModelConfig, StudentConfig
 from distill_gui.core.memory import format_bytes
 
@@ -350,15 +351,6 @@ def resolve_device(name: str) -> torch.device:
             raise ModelError(f"device {name}: there {'is' if count == 1 else 'are'} only {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
         return torch.device("cuda", index)
     raise ModelError(f"device {name!r}: not a device; use auto, cpu, cuda, cuda:N or mps")
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively (CUDA compute capability 8+, MPS, CPU)."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    return device.type in ("cpu", "mps")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

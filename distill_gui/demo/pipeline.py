@@ -12,7 +12,7 @@
 4. evaluate every student on the test split (greedy, the same code as ``distill-gui eval``);
 5. write ``recovery.md``, ``recovery.csv`` and ``recovery.png`` into the demo's run folder.
 
-Training goes through :func:`distill_gui.core.trainer.train`, so each student run is an ordinary run
+Training goes through :func:`distill_gui.core.training.train`, so each student run is an ordinary run
 folder (under ``<demo folder>/runs/``) that the GUI can open.
 """
 
@@ -163,7 +163,7 @@ def student_config(plan: DemoPlan, method: str, student: Path, teacher: Path, da
         "teacher": {"path": str(teacher) if kd else "", "device": "cpu", "dtype": "fp32", "attn_implementation": "eager"},
         "student": {"path": str(student), "device": "cpu", "dtype": "fp32", "attn_implementation": "eager"},
         "data": {"train": str(data), "format": "question_answer", "max_length": 160},
-        "method": {"kind": "kd" if kd else "sft", "loss": "forward_kl", "alpha": plan.kd_alpha, "temperature": plan.kd_temperature, **cache},
+        "method": {"kind": "kd" if kd else "sft", "kd": {"loss": "forward_kl", "alpha": plan.kd_alpha, "temperature": plan.kd_temperature, **cache}},
         "training": {
             "max_steps": plan.steps, "batch_size": plan.batch_size, "learning_rate": learning_rate or plan.learning_rate or STUDENT_SIZES[1].learning_rate,
             "weight_decay": 0.1, "warmup_steps": plan.warmup_steps, "lr_scheduler": "cosine",
@@ -218,7 +218,7 @@ def run_demo(
 
     from distill_gui.core.data import load_examples
     from distill_gui.core.teacher_data import TeacherDataConfig, generate_dataset, load_source
-    from distill_gui.core.trainer import train
+    from distill_gui.core.training import train
 
     started = time.time()
     demo_dir = Path(demo_dir) if demo_dir else shipped_demo_dir()

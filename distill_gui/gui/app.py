@@ -47,7 +47,7 @@ def demo_config():
     config.data.train = str(train)
     config.data.max_length = 160
     config.method.kind = "kd"
-    config.method.alpha = 0.5
+    config.method.kd.alpha = 0.5
     config.training.max_steps = 300
     config.training.batch_size = 16
     config.training.learning_rate = 1e-3

@@ -32,11 +32,11 @@ INT_MAX = 2**31 - 1
 # A few fields read better under a short label than under their attribute name.
 LABELS = {
     "method.kind": "Method",
-    "method.loss": "KD loss",
-    "method.beta": "β (JSD)",
-    "method.temperature": "Temperature T",
-    "method.alpha": "α (KD weight)",
-    "method.top_k": "Teacher top-k",
+    "method.kd.loss": "KD loss",
+    "method.kd.beta": "β (JSD)",
+    "method.kd.temperature": "Temperature T",
+    "method.kd.alpha": "α (KD weight)",
+    "method.kd.top_k": "Teacher top-k",
     "student.lora.r": "Rank r",
     "student.lora.alpha": "Alpha (scaling)",
     "gguf_file": "GGUF file in folder",

@@ -51,8 +51,8 @@ PAGES = ("Models", "Data", "Method", "Train", "Generations", "Runs")
 INSPECT_DELAY_MS = 700
 PREVIEW_DELAY_MS = 400
 STOP_ON_CLOSE_TIMEOUT_MS = 120_000
-MODEL_KEYS = ("teacher.", "student.", "method.kind", "training.batch_size", "training.gradient_checkpointing",
-              "data.max_length", "method.chunk_size")
+# Keys that change the pair's inspection or the memory estimate (every method setting may: memory follows the method).
+MODEL_KEYS = ("teacher.", "student.", "method.", "training.batch_size", "training.gradient_checkpointing", "data.max_length")
 
 
 class MainWindow(QMainWindow):

@@ -1,10 +1,13 @@
-"""The Method page: soft-label KD or hard-label SFT with their knobs, and the training settings.
+"""The Method page: the method (from the registry) with its own settings, and the training settings.
 
 Every widget edits one config key (its objectName) and carries the field's doc as tooltip; the
-configuration opens from and saves to the same YAML the command line reads.
+configuration opens from and saves to the same YAML the command line reads. Each registered method
+gets a form generated from its config section; a new method appears here without a change to this file.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
@@ -14,28 +17,20 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from distill_gui.core import config as cfg
-from distill_gui.gui.fields import ConfigBinder, add_fields, make_field_widget
+from distill_gui.core import methods
+from distill_gui.gui.fields import ConfigBinder, add_fields, make_field_widget, widget_value
 from distill_gui.gui.traces_panel import TracesPanel
-
-KD_ONLY = ("method.loss", "method.beta", "method.temperature", "method.alpha", "method.top_k", "method.chunk_size",
-           "method.cache_teacher", "method.teacher_cache")
 
 TRAINING_LEFT = ["max_steps", "num_epochs", "batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
                  "warmup_steps", "lr_scheduler", "max_grad_norm", "precision", "gradient_checkpointing", "seed"]
 TRAINING_RIGHT = ["logging_steps", "eval_steps", "save_steps", "save_total_limit", "sample_steps", "num_probe_prompts",
                   "max_new_tokens", "probe_prompts"]
-
-EXPLANATION = (
-    "<b>Soft-label KD</b> trains the student to match the teacher's whole next-token distribution "
-    "(forward KL, reverse KL or generalized JSD with β), mixed with the ordinary cross-entropy on the data "
-    "by α. <b>SFT</b> fine-tunes the student on the data's text alone (hard labels) — the choice when the "
-    "tokenizers differ, e.g. on answers the teacher wrote."
-)
 
 
 class MethodPage(QWidget):
@@ -57,13 +52,17 @@ class MethodPage(QWidget):
         name_form.addRow("Run name", name)
 
         method_box = QGroupBox("Method")
-        method_form = QFormLayout()
-        add_fields(method_form, binder, cfg.MethodConfig, "method")
-        explanation = QLabel(EXPLANATION)
-        explanation.setWordWrap(True)
-        method_layout = QHBoxLayout(method_box)
-        method_layout.addLayout(method_form, 1)
-        method_layout.addWidget(explanation, 1)
+        kind_form = QFormLayout()
+        add_fields(kind_form, binder, cfg.MethodConfig, "method", ["kind"])
+        self.stack = QStackedWidget()
+        self.stack.setObjectName("method_settings")
+        self._stack_index: dict[str, int] = {}
+        self._conditions: list[tuple[str, str, dict]] = []  # (key, method, {sibling: value})
+        for method in methods.all_methods():
+            self._stack_index[method.name] = self.stack.addWidget(self._method_panel(method))
+        method_layout = QVBoxLayout(method_box)
+        method_layout.addLayout(kind_form)
+        method_layout.addWidget(self.stack)
 
         training_box = QGroupBox("Training")
         left, right = QFormLayout(), QFormLayout()
@@ -108,18 +107,40 @@ class MethodPage(QWidget):
         binder.sig_edited.connect(self.on_config_edited)
         self.update_enabled()
 
+    def _method_panel(self, method: methods.Method) -> QWidget:
+        """A method's settings form (generated from its config section) beside its explanation."""
+        panel = QWidget()
+        panel.setObjectName(f"method_panel.{method.name}")
+        form = QFormLayout()
+        prefix = f"method.{method.name}"
+        add_fields(form, self.binder, method.Config, prefix)
+        for f in dataclasses.fields(method.Config):
+            when = f.metadata.get("when")
+            if when:
+                self._conditions.append((f"{prefix}.{f.name}", method.name, dict(when)))
+        if form.rowCount() == 0:
+            form.addRow(QLabel(f"{method.title} has no settings of its own."))
+        summary = QLabel(method.summary)
+        summary.setWordWrap(True)
+        layout = QHBoxLayout(panel)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form, 1)
+        layout.addWidget(summary, 1)
+        return panel
+
     # ---- Public API
     def update_enabled(self) -> None:
-        """KD knobs only for kd; β only for the JSD loss; the cache file only when the teacher is cached."""
-        kd = self.binder.widget("method.kind").currentText() == "kd"
-        for key in KD_ONLY:
-            self.binder.widget(key).setEnabled(kd)
-        jsd = self.binder.widget("method.loss").currentText() == "jsd"
-        self.binder.widget("method.beta").setEnabled(kd and jsd)
-        self.binder.widget("method.teacher_cache").setEnabled(kd and self.binder.widget("method.cache_teacher").isChecked())
+        """Show the chosen method's settings; a field that matters only for a sibling's value is greyed otherwise."""
+        kind = self.binder.widget("method.kind").currentText()
+        if kind in self._stack_index:
+            self.stack.setCurrentIndex(self._stack_index[kind])
+        for key, method, when in self._conditions:
+            prefix = key.rsplit(".", 1)[0]
+            active = all(widget_value(self.binder.widget(f"{prefix}.{name}")) == value for name, value in when.items())
+            self.binder.widget(key).setEnabled(active)
 
     # ---- Slots
     @Slot(str)
     def on_config_edited(self, key: str) -> None:
-        if key in ("method.kind", "method.loss", "method.cache_teacher", ""):
+        if key.startswith("method.") or key == "":
             self.update_enabled()

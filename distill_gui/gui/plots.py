@@ -1,4 +1,4 @@
-"""Live training plots: growing buffers and pyqtgraph curves redrawn by a timer, not per event."""
+"""Live training plots built from the metrics a method declares: growing buffers, curves redrawn by a timer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from PySide6.QtCore import QEvent
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from distill_gui.core.events import EvalLogged, StepLogged
+from distill_gui.core import methods
+from distill_gui.core.events import EvalLogged, RunStarted, StepLogged, step_metrics
+from distill_gui.core.methods import STANDARD_METRICS, MetricSpec
 
 
 class SeriesBuffer:
@@ -45,18 +47,24 @@ def _finite(value) -> bool:
     return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-# (plot title, [(series key, legend name)])
-PLOTS = [
-    ("Loss", [("loss", "total"), ("kd_loss", "KD"), ("ce_loss", "CE"), ("eval_loss", "eval")]),
-    ("Learning rate", [("learning_rate", "lr")]),
-    ("Grad norm", [("grad_norm", "grad norm")]),
-    ("Tokens/s", [("tokens_per_s", "tokens/s")]),
-]
+def _known_specs() -> dict[str, MetricSpec]:
+    """Every metric a registered method declares, by key (the standard ones first)."""
+    specs = {spec.key: spec for spec in STANDARD_METRICS}
+    for method in methods.all_methods():
+        for spec in method.metrics:
+            specs.setdefault(spec.key, spec)
+    return specs
+
+
+STEP_FIELDS = ("loss", "learning_rate", "grad_norm", "tokens_per_s")
+"""StepLogged's own numeric fields that are plotted (method metrics come from its ``metrics`` mapping)."""
 
 
 class MetricsPlots(QWidget):
-    """Four plots (loss, learning rate, grad norm, tokens/s) fed with StepLogged / EvalLogged events.
+    """One plot per metric group (loss, learning rate, grad norm, tokens/s, and any group a method declares).
 
+    Curves are made from the metric specs a run's method declares (``RunStarted.metric_specs``, or the
+    registry for runs opened from disk), so a method's new metric is plotted without a change here.
     ``add_event`` only appends to buffers; ``refresh`` (called by the page's ~10 Hz timer) pushes the
     buffers that changed into their curves. Curves downsample by peak and clip to the view, so
     hundreds of thousands of points stay readable and fast.
@@ -67,51 +75,56 @@ class MetricsPlots(QWidget):
         self.buffers: dict[str, SeriesBuffer] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.plots: dict[str, pg.PlotItem] = {}
+        self.specs: dict[str, MetricSpec] = {}
         self._dirty: set[str] = set()
         self._turn = 0
+        self._known = _known_specs()
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setObjectName("plots")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
-        for i, (title, series) in enumerate(PLOTS):
-            plot = self.graphics.addPlot(row=i // 2, col=i % 2, title=title)
-            plot.setDownsampling(auto=True, mode="peak")
-            plot.setClipToView(True)
-            plot.setLabel("bottom", "step")
-            if len(series) > 1:
-                plot.addLegend(offset=(-10, 10))
-            self.plots[title] = plot
-            for key, name in series:
-                curve = plot.plot(name=name)
-                if key == "eval_loss":
-                    curve.setSymbol("o")
-                    curve.setSymbolSize(6)
-                self.curves[key] = curve
-                self.buffers[key] = SeriesBuffer()
+        for spec in STANDARD_METRICS:
+            self._plot_for(spec.group)
+        self.add_specs(STANDARD_METRICS)
         self.apply_palette()
 
     # ---- Public API
+    def add_specs(self, specs) -> None:
+        """Make curves for metric specs (MetricSpec or their dict form) not shown yet."""
+        for spec in specs:
+            if isinstance(spec, dict):
+                spec = MetricSpec.from_dict(spec)
+            if spec.key and spec.key not in self.curves:
+                self._add_curve(spec)
+
     def add_event(self, event) -> None:
-        """Append the values of a StepLogged or EvalLogged event (others are ignored)."""
-        if isinstance(event, StepLogged):
-            for key in ("loss", "kd_loss", "ce_loss", "learning_rate", "grad_norm", "tokens_per_s"):
+        """Append the values of a StepLogged or EvalLogged event (others: RunStarted declares curves)."""
+        if isinstance(event, RunStarted):
+            self.add_specs(event.metric_specs)
+        elif isinstance(event, StepLogged):
+            for key in STEP_FIELDS:
                 self._add(key, event.step, getattr(event, key))
+            for key, value in event.metrics.items():
+                self._add(key, event.step, value)
         elif isinstance(event, EvalLogged):
             self._add("eval_loss", event.step, event.metrics.get("eval_loss", event.metrics.get("loss")))
 
     def add_record(self, record: dict) -> None:
-        """Append a metrics.jsonl record (the dict form of StepLogged / EvalLogged)."""
+        """Append a metrics.jsonl record (the dict form of StepLogged / EvalLogged, of any version)."""
         kind = record.get("event")
         step = record.get("step")
-        if step is None:
+        if not isinstance(step, (int, float)) or isinstance(step, bool):
             return
         if kind == "StepLogged":
-            for key in ("loss", "kd_loss", "ce_loss", "learning_rate", "grad_norm", "tokens_per_s"):
+            for key in STEP_FIELDS:
                 self._add(key, step, record.get(key))
+            for key, value in step_metrics(record).items():
+                self._add(key, step, value)
         elif kind == "EvalLogged":
             metrics = record.get("metrics") or {}
-            self._add("eval_loss", step, metrics.get("eval_loss", metrics.get("loss")))
+            if isinstance(metrics, dict):
+                self._add("eval_loss", step, metrics.get("eval_loss", metrics.get("loss")))
 
     def clear(self) -> None:
         for key, buffer in self.buffers.items():
@@ -132,22 +145,24 @@ class MetricsPlots(QWidget):
         """Push the changed buffers of one plot, the next in turn that has any (for the live timer).
 
         Redrawing one plot per tick keeps each repaint (axes, text, curves) short, so the event
-        loop never stalls for the time of redrawing all four at once.
+        loop never stalls for the time of redrawing all of them at once.
         """
-        titles = [title for title, _ in PLOTS]
-        for offset in range(len(titles)):
-            index = (self._turn + offset) % len(titles)
-            keys = [key for key, _ in PLOTS[index][1] if key in self._dirty]
+        groups = list(self.plots)
+        for offset in range(len(groups)):
+            index = (self._turn + offset) % len(groups)
+            keys = [key for key in self._dirty if self.specs[key].group == groups[index]]
             if keys:
                 for key in keys:
                     buffer = self.buffers[key]
                     self.curves[key].setData(buffer.x, buffer.y)
                     self._dirty.discard(key)
-                self._turn = (index + 1) % len(titles)
+                self._turn = (index + 1) % len(groups)
                 return
 
     def point_count(self, key: str) -> int:
-        """Points a curve holds (what was last drawn)."""
+        """Points a curve holds (what was last drawn; 0 for a metric not seen yet)."""
+        if key not in self.curves:
+            return 0
         x, _ = self.curves[key].getOriginalDataset()
         return 0 if x is None else len(x)
 
@@ -169,9 +184,10 @@ class MetricsPlots(QWidget):
         hue, sat, val, _ = accent.getHsv()
         sat = max(sat, 120)
         val = max(val, 160)
-        shifts = {"loss": 0, "kd_loss": 120, "ce_loss": 240, "eval_loss": 60, "learning_rate": 0, "grad_norm": 0, "tokens_per_s": 0}
         for key, curve in self.curves.items():
-            color = QColor.fromHsv((max(hue, 0) + shifts[key]) % 360, sat, val)
+            group = [k for k in self.curves if self.specs[k].group == self.specs[key].group]
+            shift = 360 * group.index(key) // max(len(group), 1)
+            color = QColor.fromHsv((max(hue, 0) + shift) % 360, sat, val)
             curve.setPen(pg.mkPen(color, width=2 if key == "loss" else 1.5))
             if key == "eval_loss":
                 curve.setSymbolBrush(pg.mkBrush(color))
@@ -184,7 +200,40 @@ class MetricsPlots(QWidget):
         super().changeEvent(event)
 
     # ---- Internals
+    def _plot_for(self, group: str) -> pg.PlotItem:
+        plot = self.plots.get(group)
+        if plot is None:
+            index = len(self.plots)
+            plot = self.graphics.addPlot(row=index // 2, col=index % 2, title=group)
+            plot.setDownsampling(auto=True, mode="peak")
+            plot.setClipToView(True)
+            plot.setLabel("bottom", "step")
+            self.plots[group] = plot
+        return plot
+
+    def _add_curve(self, spec: MetricSpec) -> None:
+        plot = self._plot_for(spec.group)
+        if plot.legend is None and any(s.group == spec.group for s in self.specs.values()):
+            plot.addLegend(offset=(-10, 10))
+            for key, other in self.specs.items():  # the first curve, made before there was a legend
+                if other.group == spec.group:
+                    plot.legend.addItem(self.curves[key], other.label)
+        curve = plot.plot(name=spec.label)
+        if spec.unit:
+            plot.setLabel("left", spec.unit)
+        if spec.key.startswith("eval_"):
+            curve.setSymbol("o")
+            curve.setSymbolSize(6)
+        self.curves[spec.key] = curve
+        self.buffers[spec.key] = SeriesBuffer()
+        self.specs[spec.key] = spec
+        if len(self.specs) > len(STANDARD_METRICS):
+            self.apply_palette()
+
     def _add(self, key: str, step, value) -> None:
-        if _finite(value):
-            self.buffers[key].append(float(step), float(value))
-            self._dirty.add(key)
+        if not _finite(value):
+            return
+        if key not in self.curves:
+            self._add_curve(self._known.get(key) or MetricSpec(key, key.replace("_", " "), "Metrics"))
+        self.buffers[key].append(float(step), float(value))
+        self._dirty.add(key)

@@ -25,7 +25,7 @@ def test_minimal_config_resolves_paths_against_its_folder(tmp_path):
     assert config.teacher.path == str(tmp_path / "teacher")
     assert config.student.path == str(tmp_path / "student")
     assert config.data.train == str(tmp_path / "train.jsonl")
-    assert config.method.kind == "kd" and config.method.alpha == 0.5
+    assert config.method.kind == "kd" and config.method.kd.alpha == 0.5
     assert config.training.max_steps == 20 and config.training.learning_rate == 1e-3
 
 
@@ -34,7 +34,7 @@ def test_overrides_use_the_yaml_names(tmp_path):
     path.write_text(MINIMAL)
     config = load_config(path, ["training.max_steps=50", "method.loss=jsd", "student.lora.enabled=true"])
     assert config.training.max_steps == 50
-    assert config.method.loss == "jsd"
+    assert config.method.kd.loss == "jsd"
     assert config.student.lora.enabled is True
 
 
@@ -49,8 +49,8 @@ def test_round_trip_through_yaml(tmp_path):
     ("data", "words"),
     [
         ({"training": {"max_stepz": 3}}, ["training.max_stepz", "unknown key", "max_steps"]),
-        ({"method": {"loss": "kl"}}, ["method.loss", "forward_kl", "reverse_kl", "jsd"]),
-        ({"method": {"alpha": 1.5}}, ["method.alpha", "maximum"]),
+        ({"method": {"loss": "kl"}}, ["method.kd.loss", "forward_kl", "reverse_kl", "jsd"]),
+        ({"method": {"alpha": 1.5}}, ["method.kd.alpha", "maximum"]),
         ({"training": {"batch_size": "many"}}, ["training.batch_size", "whole number"]),
         ({"training": {"batch_size": 2.5}}, ["training.batch_size", "whole number"]),
         ({"student": {"quantization": "4bit"}}, ["student.quantization", "lora.enabled"]),

@@ -39,7 +39,7 @@ def test_student_configs_use_the_same_budget(tmp_path):
     # Logit KD reads a teacher cache shared by the students when one is given.
     shared = tmp_path / "cache.safetensors"
     kd = student_config(plan, "trace_sft_kd", tmp_path / "s", tmp_path / "t", tmp_path / "d.jsonl", "kd", teacher_cache=shared)
-    assert kd.method.cache_teacher and kd.method.teacher_cache == str(shared) and kd.method.top_k == plan.kd_top_k
+    assert kd.method.kd.cache_teacher and kd.method.kd.teacher_cache == str(shared) and kd.method.kd.top_k == plan.kd_top_k
     kd.validate_for_run()
 
 

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         kd = 2.0 * math.exp(-step / 30) + 0.1
         ce = 3.0 * math.exp(-step / 40) + 0.2
         elapsed = time.time() - began
-        emit(StepLogged(step=step, total_steps=total, loss=0.5 * kd + 0.5 * ce, kd_loss=kd, ce_loss=ce,
+        emit(StepLogged(step=step, total_steps=total, loss=0.5 * kd + 0.5 * ce, metrics={"kd": kd, "ce": ce},
                         learning_rate=config.training.learning_rate, grad_norm=1.0 / step, tokens_per_s=1000.0 + step,
                         eta_s=(total - step) * step_s, elapsed_s=elapsed))
         if config.training.sample_steps and step % config.training.sample_steps == 0:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox, QWidget
 
 from distill_gui.core import config as cfg
 from distill_gui.core.events import StepLogged
+from distill_gui.core.methods.kd import KDConfig
 from distill_gui.core.runs import RunDir
 
 pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("propagateSizeHints")]
@@ -69,7 +70,7 @@ def test_widgets_are_named_after_config_keys_with_docs(make_window):
         ("training.max_steps", cfg.TrainingConfig, "max_steps"),
         ("training.learning_rate", cfg.TrainingConfig, "learning_rate"),
         ("method.kind", cfg.MethodConfig, "kind"),
-        ("method.beta", cfg.MethodConfig, "beta"),
+        ("method.kd.beta", KDConfig, "beta"),
         ("student.lora.enabled", cfg.LoraConfig, "enabled"),
         ("teacher.quantization", cfg.ModelConfig, "quantization"),
         ("data.format", cfg.DataConfig, "format"),
@@ -86,8 +87,8 @@ def test_config_round_trips_through_widgets_and_yaml(make_window, tmp_path):
     window = make_window()
     config = fake_config(tmp_path)
     config.method.kind = "kd"
-    config.method.loss = "jsd"
-    config.method.beta = 0.25
+    config.method.kd.loss = "jsd"
+    config.method.kd.beta = 0.25
     config.training.learning_rate = 3e-4
     config.training.probe_prompts = ["What is 2+2?", "Say hi."]
     config.student.lora.enabled = True
@@ -95,13 +96,13 @@ def test_config_round_trips_through_widgets_and_yaml(make_window, tmp_path):
     config.data.columns = {"prompt": "question"}
     window.set_config(config)
     assert window.current_config() == config
-    assert window.findChild(QWidget, "method.beta").isEnabled()
+    assert window.findChild(QWidget, "method.kd.beta").isEnabled()
     # The cache file is editable only while the teacher cache is on.
-    assert not window.findChild(QWidget, "method.teacher_cache").isEnabled()
-    window.findChild(QWidget, "method.cache_teacher").setChecked(True)
-    assert window.findChild(QWidget, "method.teacher_cache").isEnabled()
-    assert window.current_config().method.cache_teacher
-    window.findChild(QWidget, "method.cache_teacher").setChecked(False)
+    assert not window.findChild(QWidget, "method.kd.teacher_cache").isEnabled()
+    window.findChild(QWidget, "method.kd.cache_teacher").setChecked(True)
+    assert window.findChild(QWidget, "method.kd.teacher_cache").isEnabled()
+    assert window.current_config().method.kd.cache_teacher
+    window.findChild(QWidget, "method.kd.cache_teacher").setChecked(False)
     # Edits in widgets land in the config.
     window.findChild(QSpinBox, "training.max_steps").setValue(77)
     assert window.current_config().training.max_steps == 77
@@ -258,7 +259,7 @@ def test_plots_stay_fast_with_100k_points(make_window):
     for plot in plots.plots.values():
         assert plot.ctrl.downsampleCheck.isChecked() or plot.getViewBox() is not None
     for step in range(100_000):
-        plots.add_event(StepLogged(step=step, total_steps=100_000, loss=1.0 / (step + 1), kd_loss=0.5, ce_loss=0.2,
+        plots.add_event(StepLogged(step=step, total_steps=100_000, loss=1.0 / (step + 1), metrics={"kd": 0.5, "ce": 0.2},
                                    learning_rate=1e-4, grad_norm=1.0, tokens_per_s=100.0))
     started = time.perf_counter()
     plots.refresh()

@@ -53,7 +53,7 @@ def test_train_stop_resume_finish_with_the_real_trainer(make_window, qtbot, tiny
     qtbot.waitUntil(lambda: controller.state == "paused", timeout=30_000)
     assert controller.step < 20
     plots = window.train_page.plots
-    series = ("loss", "kd_loss", "ce_loss", "learning_rate", "grad_norm", "tokens_per_s")
+    series = ("loss", "kd", "ce", "learning_rate", "grad_norm", "tokens_per_s")
     qtbot.waitUntil(lambda: all(plots.point_count(key) >= 2 for key in series), timeout=5000)
     qtbot.waitUntil(lambda: window.generations_page.row_count() == 2, timeout=30_000)  # the step-0 probe
     table = window.generations_page.table
@@ -186,4 +186,4 @@ def test_teacher_traces_are_generated_verified_and_used(make_window, qtbot, tiny
     panel.sig_use_traces.emit(str(traces))
     config = window.current_config()
     assert config.data.train == str(traces) and config.method.kind == "sft"
-    assert not window.findChild(QComboBox, "method.loss").isEnabled()
+    assert not window.findChild(QComboBox, "method.kd.loss").isEnabled()

@@ -1,0 +1,150 @@
+"""Soft-label logit KD: the student learns the teacher's whole next-token distribution.
+
+The loss is ``alpha * KD + (1 - alpha) * CE``, with KD the forward KL, reverse KL or generalized JSD
+at temperature T (scaled by T²). It is computed from the final hidden states and the output heads in
+chunks of positions (:func:`distill_gui.core.losses.kd_loss_from_hidden`), so the full logits of
+teacher and student are never held at once. With ``cache_teacher`` the teacher runs once over the data
+before training; its top-k log-probs are read back each step and its weights are freed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from distill_gui.core.methods.base import (
+    TEACHER_LOGITS,
+    LossResult,
+    MemoryInputs,
+    Method,
+    MethodMemory,
+    MetricSpec,
+    StepContext,
+)
+from distill_gui.core.schema import ConfigError, choice, option
+
+if TYPE_CHECKING:
+    from distill_gui.core.config import RunConfig
+
+KD_LOSSES = ("forward_kl", "reverse_kl", "jsd")
+
+KD_CHUNK_COPIES = 6
+"""fp32 [chunk, vocabulary] blocks alive while one chunk's loss and gradient are computed."""
+
+
+@dataclass
+class KDConfig:
+    """Soft-label KD settings."""
+
+    loss: str = choice("forward_kl", KD_LOSSES, "KD divergence: forward KL(teacher||student), reverse KL(student||teacher) or generalized JSD.")
+    beta: float = option(
+        0.5,
+        "JSD mixture weight of the teacher (TRL's GKD convention): 0 gives exactly the forward KL, 1 exactly the "
+        "reverse KL; values between give a generalized JSD, not a blend of the two KLs.",
+        min=0.0, max=1.0, when={"loss": "jsd"},
+    )
+    temperature: float = option(1.0, "Softmax temperature for both models; the KD term is scaled by T².", min=1e-3, max=1e3)
+    alpha: float = option(0.5, "Weight of the KD term; the hard-label cross-entropy gets 1 - alpha.", min=0.0, max=1.0)
+    top_k: int = option(0, "Keep only the teacher's top-k logits (with a tail bucket for the rest); 0 uses all.", min=0)
+    chunk_size: int = option(512, "Positions per chunk when computing the KD loss (lower uses less memory).", min=1)
+    cache_teacher: bool = option(
+        False,
+        "Run the teacher once over the data before training and keep only its top-k log-probs (needs top_k > 0): "
+        "no teacher forward pass per step, and the teacher is freed while the student trains.",
+    )
+    teacher_cache: str = option(
+        "",
+        "File for cache_teacher; empty: teacher_cache.safetensors in the run folder. A file made for the same "
+        "teacher, data and settings is reused (several students, one teacher); another one is never overwritten.",
+        when={"cache_teacher": True},
+    )
+
+
+class KD(Method):
+    name = "kd"
+    title = "Soft-label KD"
+    summary = (
+        "<b>Soft-label KD</b> trains the student to match the teacher's whole next-token distribution "
+        "(forward KL, reverse KL or generalized JSD with β), mixed with the ordinary cross-entropy on the data "
+        "by α. Teacher and student must share a tokenizer."
+    )
+    Config = KDConfig
+    teacher = TEACHER_LOGITS
+    metrics = (
+        MetricSpec("kd", "KD", "Loss", "nats/token", "The divergence from the teacher (times T²)."),
+        MetricSpec("ce", "CE", "Loss", "nats/token", "Cross-entropy on the data's completion tokens."),
+    )
+    order = 10
+
+    # ---- Config
+    def validate(self, config: "RunConfig") -> None:
+        kd = self.section(config)
+        if kd.cache_teacher and kd.top_k < 1:
+            raise ConfigError("method.kd.top_k: method.kd.cache_teacher keeps the teacher's top-k log-probs; set top_k (e.g. 32)")
+
+    def resolve_paths(self, section: KDConfig, base: Path) -> None:
+        if section.teacher_cache:
+            section.teacher_cache = str((base / Path(section.teacher_cache).expanduser()).resolve())
+
+    # ---- Training
+    def prepare(self, setup: Any, prepared: Any) -> None:
+        from distill_gui.core.methods.kd_teacher_cache import attach_teacher_cache
+        from distill_gui.core.vocab import check_compatibility, require_kd_compatible
+
+        student_rows = setup.student.get_output_embeddings().weight.shape[0] if hasattr(setup.student, "get_output_embeddings") else 0
+        compat = check_compatibility(
+            setup.teacher_tokenizer, setup.tokenizer, setup.teacher.get_output_embeddings().weight.shape[0], student_rows
+        )
+        require_kd_compatible(compat)
+        setup.shared_vocab_size = compat.shared_vocab_size
+        setup.log(f"tokenizers: {compat.message}")
+        if self.section(setup.config).cache_teacher:
+            attach_teacher_cache(setup, prepared)
+
+    def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
+        import torch
+
+        from distill_gui.core.hidden_states import decoder_of, final_hidden
+        from distill_gui.core.losses import kd_loss_from_cache, kd_loss_from_hidden
+
+        kd = self.section(ctx.config)
+        inner, student_hidden = final_hidden(model, inputs["input_ids"], inputs["attention_mask"])
+        hidden = student_hidden[:, :-1].reshape(-1, student_hidden.shape[-1])
+        labels = inputs["labels"][:, 1:].reshape(-1)
+        s_head = inner.get_output_embeddings()
+        options = dict(loss=kd.loss, beta=kd.beta, temperature=kd.temperature, alpha=kd.alpha, chunk_size=kd.chunk_size,
+                       vocab_size=ctx.shared_vocab_size, student_bias=getattr(s_head, "bias", None))
+        if ctx.teacher_cache is not None:
+            t_ids, t_log_probs = ctx.teacher_cache.for_rows(inputs["row"].tolist())
+            parts = kd_loss_from_cache(hidden, s_head.weight, t_ids.to(hidden.device), t_log_probs.to(hidden.device), labels, **options)
+        else:
+            # The teacher runs under the run's mixed precision too (accelerate wraps only the student).
+            with torch.no_grad(), ctx.autocast():
+                t_inner, t_decoder = decoder_of(ctx.teacher)
+                teacher_hidden = t_decoder(
+                    input_ids=inputs["input_ids"].to(ctx.teacher_device), attention_mask=inputs["attention_mask"].to(ctx.teacher_device)
+                ).last_hidden_state.to(hidden.device)
+            t_head = t_inner.get_output_embeddings()
+            t_bias = getattr(t_head, "bias", None)
+            parts = kd_loss_from_hidden(
+                hidden, s_head.weight,
+                teacher_hidden[:, :-1].reshape(-1, teacher_hidden.shape[-1]), t_head.weight.detach().to(hidden.device),
+                labels, top_k=kd.top_k, teacher_bias=None if t_bias is None else t_bias.detach().to(hidden.device), **options,
+            )
+        return LossResult(total=parts.total, metrics={"kd": parts.kd.detach(), "ce": parts.ce.detach()})
+
+    # ---- Memory
+    def memory(self, config: "RunConfig", sizes: MemoryInputs) -> MethodMemory:
+        kd = self.section(config)
+        chunk = min(kd.chunk_size, sizes.positions)
+        vocab = max(sizes.student_vocab, sizes.teacher_vocab)
+        # The student computes one logit row (logits_to_keep=1); the loss builds [chunk, vocab] blocks only.
+        logits = chunk * vocab * 4 * KD_CHUNK_COPIES
+        if kd.cache_teacher:
+            k = max(kd.top_k, 1)
+            cached = sizes.positions * (k + 1) * (4 + 8)  # top-k ids (int64) and log-probs (fp32) of the batch
+            return MethodMemory(logits=int(logits + cached), teacher_weights_at_start=True)
+        teacher_hidden = sizes.positions * sizes.teacher_hidden * sizes.teacher_dtype_bytes
+        teacher_layer = sizes.positions * sizes.teacher_layer_values * sizes.teacher_dtype_bytes
+        return MethodMemory(logits=int(logits), teacher_activations=int(teacher_hidden + teacher_layer), teacher_weights_resident=True)
