@@ -58,6 +58,10 @@ _POSTPROCESSING: dict[str, tuple[str, str]] = {
 }
 
 
+POST_PROCESSED_MODEL_TYPES = frozenset(_POSTPROCESSING)
+"""Model types whose ``forward`` scales or soft-caps the logits after the head."""
+
+
 class UnsupportedHeadError(ValueError):
     """A model whose logits the chunked KD path cannot reproduce; the message names the model type."""
 

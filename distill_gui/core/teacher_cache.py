@@ -111,6 +111,17 @@ def _model_identity(path: str) -> dict:
     }
 
 
+def _post_processed_head(identity: dict) -> bool:
+    """Whether the teacher's config names an architecture that scales or soft-caps its logits."""
+    from distill_gui.core.heads import POST_PROCESSED_MODEL_TYPES
+
+    try:
+        model_type = json.loads(identity.get("config") or "{}").get("model_type")
+    except (ValueError, AttributeError):
+        return False
+    return model_type in POST_PROCESSED_MODEL_TYPES
+
+
 def fingerprint(
     teacher_path: str,
     rows: Sequence[dict],
@@ -139,6 +150,9 @@ def fingerprint(
     loading = {"revision": teacher_revision, "gguf_file": teacher_gguf_file, "quantization": teacher_quantization,
                "dtype": teacher_dtype, "autocast": autocast_dtype}
     identity.update({key: str(value) for key, value in loading.items() if value is not None})
+    if _post_processed_head(identity["teacher"]):
+        # Caches from before the head's scale / soft cap was applied hold wrong log-probs: never reuse them.
+        identity["head"] = "post-processed"
     digest = hashlib.sha256()
     digest.update(json.dumps(identity, sort_keys=True).encode())
     for row in rows:

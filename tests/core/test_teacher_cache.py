@@ -55,3 +55,28 @@ def test_a_cache_from_a_differently_loaded_teacher_is_refused_not_reused(teacher
     assert reused and cache.positions == 3
     with pytest.raises(tc.TeacherCacheError, match="quantization, dtype, revision or the run's precision"):
         tc.load_or_build(path, _print(teacher_dir, teacher_quantization="4bit", autocast_dtype="None"), lambda: made)
+
+
+def test_caches_of_post_processed_heads_from_before_the_fix_are_not_reused(tmp_path):
+    """A Gemma-2 / Granite / Cohere teacher's fingerprint differs from the one the old code wrote (whose
+    cached log-probs lacked the soft cap or scale); a plain head's fingerprint is what it was."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    def old_fingerprint(path):  # the digest before the fix, written out
+        digest = hashlib.sha256()
+        digest.update(json.dumps({"teacher": tc._model_identity(path), "top_k": 8, "temperature": 1.0, "vocab": 300,
+                                  "format": tc.FORMAT_VERSION}, sort_keys=True).encode())
+        for row in ROWS:
+            digest.update(np.asarray(row["input_ids"], dtype=np.int64).tobytes())
+            digest.update(np.asarray(row["labels"], dtype=np.int64).tobytes())
+            digest.update(b"|")
+        return digest.hexdigest()
+
+    for model_type, changed in [("gemma2", True), ("granite", True), ("cohere", True), ("llama", False), ("qwen2", False)]:
+        folder = tmp_path / model_type
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": model_type}), encoding="utf-8")
+        assert (_print(str(folder)) != old_fingerprint(str(folder))) is changed, model_type
