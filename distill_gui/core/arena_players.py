@@ -1,0 +1,54 @@
+"""The arena's contestants: models loaded once (as ``distill-gui compare`` resolves them) that answer prompts.
+
+A prompt is an :class:`~distill_gui.core.data.Example` (drawn from a data file, or typed and wrapped in
+the data's prompt format), rendered for each model with its own tokenizer, so models with different
+tokenizers meet on the same question. The GUI calls this from a background worker.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+MAX_LOADED = 4
+"""Models kept loaded; the least recently used is freed first."""
+
+
+class ArenaPlayers:
+    """Loads models on first use and keeps the last few loaded."""
+
+    def __init__(self, device: str = "auto", chat_template: str = "auto"):
+        self.device = device
+        self.chat_template = chat_template
+        self._loaded: OrderedDict[str, Any] = OrderedDict()
+
+    def _model(self, spec: str):
+        if spec in self._loaded:
+            self._loaded.move_to_end(spec)
+            return self._loaded[spec]
+        from distill_gui.core.compare import CompareSettings, load_ref
+        from distill_gui.core.model_refs import resolve
+
+        loaded = load_ref(resolve(spec), CompareSettings(device=self.device, chat_template=self.chat_template))
+        self._loaded[spec] = loaded
+        while len(self._loaded) > MAX_LOADED:
+            self._loaded.popitem(last=False)
+        return loaded
+
+    def answer(self, spec: str, example, max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0) -> str:
+        """The model's answer to ``example`` (greedy when ``temperature`` is 0)."""
+        from distill_gui.core.data import render_prompt
+        from distill_gui.core.generation import GenerationSettings, generate
+
+        loaded = self._model(spec)
+        prompt = render_prompt(example, loaded.tokenizer, self.chat_template)
+        settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=1)
+        return generate(loaded.model, loaded.tokenizer, [prompt], settings, seed=seed)[0][0]
+
+
+def typed_example(text: str, data_format: str = "prompt_completion"):
+    """A typed prompt as an example of ``data_format`` (``question_answer`` gets ``Question: … Answer:``)."""
+    from distill_gui.core.data import Example
+
+    fmt = data_format if data_format in ("question_answer", "alpaca") else "prompt_completion"
+    return Example(prompt=text, completion="", format=fmt, source="typed")
