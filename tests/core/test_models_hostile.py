@@ -88,9 +88,11 @@ FLOODING = "{% for a in range(100000) %}{{ messages[0].content * 50 }}{% endfor 
 RECURSING = "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}"
 
 
-@pytest.mark.parametrize(("template", "words"), [(LOOPING, "loops"), (FLOODING, "wrote"), (RECURSING, "calls itself")])
-def test_a_broken_chat_template_is_reported_not_hung_on(template, words, monkeypatch):
-    monkeypatch.setattr(chat_templates, "TIME_LIMIT_S", 0.5)
+@pytest.mark.parametrize(
+    ("template", "words", "limit_s"), [(LOOPING, "loops", 0.5), (FLOODING, "wrote", 10.0), (RECURSING, "calls itself", 10.0)]
+)
+def test_a_broken_chat_template_is_reported_not_hung_on(template, words, limit_s, monkeypatch):
+    monkeypatch.setattr(chat_templates, "TIME_LIMIT_S", limit_s)  # generous where another limit must strike first
     tokenizer = tiny_models.build_tokenizer()
     tokenizer.chat_template = template
     started = time.monotonic()
@@ -98,7 +100,7 @@ def test_a_broken_chat_template_is_reported_not_hung_on(template, words, monkeyp
         render_prompt(Example(prompt="Hi", completion="x"), tokenizer)  # what train, eval and generate call
     with pytest.raises(BrokenChatTemplate):
         check_chat_template(tokenizer)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 4 * limit_s + 5
 
 
 def test_a_good_template_renders_as_transformers_does():
