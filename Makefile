@@ -1,5 +1,6 @@
 # make run   - set up .venv (torch first) and open the app
 # make test  - set up .venv and run the tests
+# make installers - build the Linux, Windows and macOS installers into build/installers (packaging/)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test setup clean lint bench
+.PHONY: run test setup clean lint bench installers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+installers: setup
+	# makensis builds the Windows installer: Debian's nsis package
+	command -v makensis >/dev/null || apt-get install -y nsis || (apt-get update && apt-get install -y nsis)
+	$(BIN)/python packaging/build.py
 
 lint: setup
 	$(BIN)/lint-imports
