@@ -34,6 +34,7 @@ import csv
 import json
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable, Iterator
@@ -379,20 +380,31 @@ def _read_json(path: Path, report: DataReport) -> Iterator[tuple]:
 def _read_csv(path: Path, report: DataReport) -> Iterator[tuple]:
     lines = _decode_lines(path.read_bytes(), report)
     bad_lines = {number for number, text in lines if text is None}
+    big_lines = {number for number, text in lines if text is not None and len(text) > MAX_ROW_BYTES}
+    if csv.field_size_limit() < MAX_ROW_BYTES * len(lines):  # over-long lines are blanked below; a quoted
+        csv.field_size_limit(min(sys.maxsize, MAX_ROW_BYTES * len(lines)))  # field may still span many lines
     reader = csv.reader(
-        ((text if text is not None else "") + "\n" for _, text in lines),
+        ((text if text is not None and number not in big_lines else "") + "\n" for number, text in lines),
         delimiter="\t" if path.suffix.lower() == ".tsv" else ",",
     )
     header: list[str] | None = None
     end = 0
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DataError(f"{path} line {reader.line_num}: not readable as CSV ({exc})") from None
         start, end = end + 1, reader.line_num
         if header is None:
             if start in bad_lines:
                 raise DataError(f"{path}: the header line is not valid UTF-8")
             header = [name.strip() for name in record]
             continue
-        if bad_lines.intersection(range(start, end + 1)):
+        if big_lines.intersection(range(start, end + 1)):
+            yield "line", start, _RowError(f"row too large (a line over {MAX_ROW_BYTES:,} characters)")
+        elif bad_lines.intersection(range(start, end + 1)):
             yield "line", start, _RowError("invalid UTF-8 bytes")
         elif not record:
             continue  # a blank line is not a row

@@ -65,3 +65,12 @@ def test_a_big_row_in_other_formats_is_a_bad_row_before_tokenizing(tmp_path):
     path.write_text(json.dumps(rows))
     examples, report = load_examples(str(path))
     assert len(examples) == 1 and report.bad_rows[0].line == 1 and "too large" in report.bad_rows[0].reason
+
+
+def test_an_over_long_csv_line_is_a_bad_row_not_a_crash(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("prompt,completion\nhi,there\n" + "a" * (data_module.MAX_ROW_BYTES + 1) + ",x\nok,fine\n"
+                    + '"a quoted\n' + "b" * 200_000 + '",y\n')
+    examples, report = load_examples(str(path))
+    assert [e.source for e in examples] == ["train.csv:2", "train.csv:4", "train.csv:5"]
+    assert [(b.line, "too large" in b.reason) for b in report.bad_rows] == [(3, True)]
