@@ -1,0 +1,117 @@
+"""The Compare and Arena pages: a real comparison child on tiny models, the per-question filter, reopening
+a past comparison, and a blind vote in the arena."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tiny_models
+from distill_gui.resources import demo_dir
+
+pytestmark = pytest.mark.gui
+
+WAIT_MS = 180_000
+
+
+@pytest.fixture
+def three_models(tmp_path, tiny_tokenizer):
+    """The demo teacher and two tiny random students (with another tokenizer)."""
+    a = tiny_models.save_pair_member(tmp_path / "tiny-a", tiny_tokenizer, tiny_models.build_llama(tiny_tokenizer, seed=21))
+    b = tiny_models.save_pair_member(tmp_path / "tiny-b", tiny_tokenizer, tiny_models.build_llama(tiny_tokenizer, hidden=16, seed=22))
+    return [str(demo_dir() / "teacher"), str(a), str(b)]
+
+
+def test_compare_three_models_fill_table_chart_and_questions(qtbot, tmp_path, settings, three_models):
+    from distill_gui.gui.compare_page import ComparePage
+
+    page = ComparePage(settings, runs_root=tmp_path / "runs")
+    qtbot.addWidget(page)
+    assert page.add_models(three_models) == 3
+    assert page.add_models(three_models[:1]) == 0  # already listed
+    assert page.reference.count() == 4
+    page.set_default_data(str(demo_dir() / "test.jsonl"))
+    page.limit.setValue(8)
+    page.max_new_tokens.setValue(48)
+    page.device.setCurrentText("cpu")
+    with qtbot.waitSignal(page.sig_state_changed, timeout=5000):
+        assert page.start()
+    assert not page.start_button.isEnabled() and page.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: page.state == "idle", timeout=WAIT_MS)
+    assert page.state_label.text().startswith("Finished: 3 scored, 0 failed"), page.log_lines[-5:]
+
+    assert page.table.rowCount() == 3
+    labels = {page.table.item(r, 0).text() for r in range(3)}
+    assert labels == {"teacher (reference)", "tiny-a", "tiny-b"}
+    points = {label: (params, acc) for label, params, acc in page.chart_points()}
+    assert set(points) == {"teacher", "tiny-a", "tiny-b"} and points["teacher"][1] >= 75.0
+    assert page.reference_line.isVisible() and page.reference_line.value() == points["teacher"][1]
+    page.table.sortItems([c for c, _ in enumerate(page.table.horizontalHeaderItem(c).text() for c in range(page.table.columnCount()))
+                          if page.table.horizontalHeaderItem(c).text() == "Params"][0])
+    ordered = [page.table.item(r, 0).text() for r in range(3)]
+    assert ordered[-1] == "teacher (reference)"  # the largest last when sorted by parameters
+
+    assert page.questions.rowCount() == 8
+    page.filter.setCurrentIndex(page.filter.findData("ref_right_model_wrong"))
+    shown = page.questions.rowCount()
+    assert 0 < shown <= 8 and page.questions_count.text() == f"{shown} of 8 questions"
+    teacher_col = [page.questions.horizontalHeaderItem(c).text() for c in range(page.questions.columnCount())].index("teacher")
+    assert all(page.questions.item(r, teacher_col).text().startswith("✓") for r in range(shown))
+
+    # The comparison is listed and reopens from disk in a fresh page.
+    folder = page.folder
+    assert (folder / "results.md").is_file() and (folder / "accuracy_vs_size.png").is_file()
+    other = ComparePage(settings, runs_root=tmp_path / "runs")
+    qtbot.addWidget(other)
+    assert other.history.count() == 1
+    other.history.setCurrentRow(0)
+    other.on_history_open()
+    assert other.table.rowCount() == 3 and other.questions.rowCount() == 8
+    assert sorted(p[0] for p in other.chart_points()) == ["teacher", "tiny-a", "tiny-b"]
+
+
+def test_compare_page_refuses_without_models_or_data(qtbot, tmp_path, settings):
+    from distill_gui.gui.compare_page import ComparePage
+
+    page = ComparePage(settings, runs_root=tmp_path / "runs")
+    qtbot.addWidget(page)
+    assert not page.start() and "Add at least one model" in page.state_label.text()
+    page.add_models([str(tmp_path)])
+    assert not page.start() and "eval file" in page.state_label.text()
+    page.set_data(str(tmp_path / "missing.jsonl"))
+    assert not page.start() and "no such file" in page.state_label.text()
+    damaged = tmp_path / "runs" / "comparisons" / "20260101-000000-broken"
+    damaged.mkdir(parents=True)
+    (damaged / "results.json").write_text("{oops")
+    assert not page.open_comparison(damaged) and "damaged" in page.state_label.text()
+
+
+def test_arena_vote_reveals_names_and_updates_ratings(qtbot, tmp_path, three_models):
+    from distill_gui.core.arena import ArenaStore
+    from distill_gui.gui.arena_page import ArenaPage
+
+    store = ArenaStore(tmp_path / "arena.sqlite3")
+    page = ArenaPage(store)
+    qtbot.addWidget(page)
+    page.set_models(three_models[:2])
+    page.set_data(str(demo_dir() / "test.jsonl"))
+    page.max_new_tokens.setValue(24)
+    with qtbot.waitSignal(page.sig_drawn, timeout=WAIT_MS):
+        page.draw_prompt()
+    assert page.prompt_edit.toPlainText().strip()
+    with qtbot.waitSignal(page.sig_answered, timeout=WAIT_MS):
+        assert page.ask()
+    assert page.name_a.text() == page.name_b.text() == "hidden until you vote"
+    assert page.answer_a.toPlainText() or page.answer_b.toPlainText()
+    assert all(button.isEnabled() for button in page.vote_buttons.values())
+    page.vote_buttons["tie"].click()
+    votes = store.votes()
+    assert len(votes) == 1 and votes[0].outcome == "tie"
+    assert {votes[0].model_a, votes[0].model_b} == set(three_models[:2])
+    assert {page.name_a.text(), page.name_b.text()} == {"teacher", "tiny-a"}
+    assert not any(button.isEnabled() for button in page.vote_buttons.values())
+    assert page.ratings.rowCount() == 2 and page.ratings.item(0, 2).text() == "1"
+    assert json.loads(json.dumps([v.prompt for v in votes]))[0] == page.prompt_edit.toPlainText()
+    page.shutdown()
+    assert page.thread is None
