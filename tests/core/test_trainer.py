@@ -339,3 +339,21 @@ def test_a_cached_run_resumes_from_its_own_cache(tiny_pair, tiny_data, tmp_path)
     a, b = weights(reference.final_path), weights(resumed.final_path)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_resume_after_the_last_step_checkpoint_writes_final_without_a_step(tiny_pair, tiny_data, tmp_path):
+    """Killed after step-4 (= max_steps) was saved but before final/: resume takes no extra step."""
+    import shutil
+
+    config = make_config(tiny_pair, tiny_data, max_steps=4, save_steps=2, lr_scheduler="constant")
+    outcome = train(config, runs_root=tmp_path)
+    run = outcome.run
+    last = run.latest_checkpoint()
+    assert last.name == "step-000004"
+    shutil.rmtree(run.final_dir)
+    events = []
+    again = train(run.load_config(), run=run, resume=True, on_event=events.append)
+    assert again.state == "finished" and again.step == 4
+    assert not any(isinstance(e, StepLogged) for e in events), "no optimizer step after the budget was spent"
+    for key, value in weights(last).items():
+        torch.testing.assert_close(weights(run.final_model())[key], value)

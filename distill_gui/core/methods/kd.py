@@ -89,9 +89,12 @@ class KD(Method):
 
     # ---- Training
     def prepare(self, setup: Any, prepared: Any) -> None:
+        from distill_gui.core.heads import output_head
         from distill_gui.core.methods.kd_teacher_cache import attach_teacher_cache
         from distill_gui.core.vocab import check_compatibility, require_kd_compatible
 
+        output_head(setup.teacher)  # an architecture whose logit post-processing is unknown is refused here
+        output_head(setup.student)
         student_rows = setup.student.get_output_embeddings().weight.shape[0] if hasattr(setup.student, "get_output_embeddings") else 0
         compat = check_compatibility(
             setup.teacher_tokenizer, setup.tokenizer, setup.teacher.get_output_embeddings().weight.shape[0], student_rows
@@ -105,32 +108,32 @@ class KD(Method):
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
         import torch
 
+        from distill_gui.core.heads import output_head
         from distill_gui.core.hidden_states import decoder_of, final_hidden
         from distill_gui.core.losses import kd_loss_from_cache, kd_loss_from_hidden
 
         kd = self.section(ctx.config)
-        inner, student_hidden = final_hidden(model, inputs["input_ids"], inputs["attention_mask"])
+        _, student_hidden = final_hidden(model, inputs["input_ids"], inputs["attention_mask"])
         hidden = student_hidden[:, :-1].reshape(-1, student_hidden.shape[-1])
         labels = inputs["labels"][:, 1:].reshape(-1)
-        s_head = inner.get_output_embeddings()
+        # The head with the model's own logit post-processing (Gemma-2 soft-capping, Granite/Cohere scaling).
+        s_head = output_head(model)
         options = dict(loss=kd.loss, beta=kd.beta, temperature=kd.temperature, alpha=kd.alpha, chunk_size=kd.chunk_size,
-                       vocab_size=ctx.shared_vocab_size, student_bias=getattr(s_head, "bias", None))
+                       vocab_size=ctx.shared_vocab_size)
         if ctx.teacher_cache is not None:
             t_ids, t_log_probs = ctx.teacher_cache.for_rows(inputs["row"].tolist())
-            parts = kd_loss_from_cache(hidden, s_head.weight, t_ids.to(hidden.device), t_log_probs.to(hidden.device), labels, **options)
+            parts = kd_loss_from_cache(hidden, s_head, t_ids.to(hidden.device), t_log_probs.to(hidden.device), labels, **options)
         else:
             # The teacher runs under the run's mixed precision too (accelerate wraps only the student).
             with torch.no_grad(), ctx.autocast():
-                t_inner, t_decoder = decoder_of(ctx.teacher)
+                _, t_decoder = decoder_of(ctx.teacher)
                 teacher_hidden = t_decoder(
                     input_ids=inputs["input_ids"].to(ctx.teacher_device), attention_mask=inputs["attention_mask"].to(ctx.teacher_device)
                 ).last_hidden_state.to(hidden.device)
-            t_head = t_inner.get_output_embeddings()
-            t_bias = getattr(t_head, "bias", None)
             parts = kd_loss_from_hidden(
-                hidden, s_head.weight,
-                teacher_hidden[:, :-1].reshape(-1, teacher_hidden.shape[-1]), t_head.weight.detach().to(hidden.device),
-                labels, top_k=kd.top_k, teacher_bias=None if t_bias is None else t_bias.detach().to(hidden.device), **options,
+                hidden, s_head,
+                teacher_hidden[:, :-1].reshape(-1, teacher_hidden.shape[-1]), output_head(ctx.teacher).detach().to(hidden.device),
+                labels, top_k=kd.top_k, **options,
             )
         return LossResult(total=parts.total, metrics={"kd": parts.kd.detach(), "ce": parts.ce.detach()})
 

@@ -20,22 +20,27 @@ def attach_teacher_cache(setup: Any, prepared: Any) -> None:
 
     from distill_gui.core import teacher_cache as tc
     from distill_gui.core.devices import autocast_dtype
+    from distill_gui.core.heads import output_head
     from distill_gui.core.hidden_states import decoder_of
 
     config, procs = setup.config, setup.procs
     kd = config.method.kd
     rows = list(prepared.train) + (list(prepared.eval) if prepared.eval is not None else [])
     vocab = setup.shared_vocab_size or setup.teacher.get_output_embeddings().weight.shape[0]
-    fingerprint = tc.fingerprint(config.teacher.path, rows, kd.top_k, kd.temperature, vocab)
+    dtype = autocast_dtype(config.training.precision, setup.teacher_device)
+    fingerprint = tc.fingerprint(
+        config.teacher.path, rows, kd.top_k, kd.temperature, vocab,
+        teacher_revision=config.teacher.revision, teacher_gguf_file=config.teacher.gguf_file,
+        teacher_quantization=config.teacher.quantization, teacher_dtype=str(setup.teacher.dtype), autocast_dtype=str(dtype),
+    )
     path = Path(kd.teacher_cache) if kd.teacher_cache else setup.run.path / tc.DEFAULT_FILE_NAME
 
     def build() -> "tc.TeacherCache":
         setup.log(f"teacher cache: running the teacher over {len(rows):,} rows (top-{kd.top_k})")
-        dtype = autocast_dtype(config.training.precision, setup.teacher_device)
         autocast = functools.partial(torch.autocast, setup.teacher_device.type, dtype=dtype) if dtype is not None else None
-        inner, decoder = decoder_of(setup.teacher)
+        _, decoder = decoder_of(setup.teacher)
         return tc.build_teacher_cache(
-            decoder, inner.get_output_embeddings(), rows, top_k=kd.top_k, temperature=kd.temperature, vocab_size=vocab,
+            decoder, output_head(setup.teacher), rows, top_k=kd.top_k, temperature=kd.temperature, vocab_size=vocab,
             fingerprint=fingerprint, batch_size=max(8, config.training.batch_size),
             pad_token_id=setup.tokenizer.pad_token_id or 0, autocast=autocast,
         )
