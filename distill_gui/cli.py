@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 
 from distill_gui import __version__
+from distill_gui.core.errors import UserError, is_user_error
 
 # Exit codes
 EXIT_OK = 0
@@ -249,10 +250,6 @@ def cmd_runs(args) -> int:
 # ---- Parser --------------------------------------------------------------------------------------
 
 
-class UserError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distill-gui", description="Knowledge distillation of language models.")
     parser.add_argument("--version", action="version", version=f"distill-gui {__version__}")
@@ -316,23 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean bad input: reported in one line."""
-    errors: list[type[BaseException]] = [UserError, FileNotFoundError, PermissionError, IsADirectoryError]
-    for module, name in (
-        ("distill_gui.core.config", "ConfigError"),
-        ("distill_gui.core.data", "DataError"),
-        ("distill_gui.core.models", "ModelError"),
-        ("distill_gui.core.vocab", "IncompatibleTokenizers"),
-        ("distill_gui.core.training", "TrainingError"),
-        ("distill_gui.core.evaluation", "EvalError"),
-        ("distill_gui.core.runs", "RunLockedError"),
-    ):
-        try:
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
+def _is_expected(exc: BaseException) -> bool:
+    """Bad input (a :class:`UserError`, or a file that cannot be read): reported in one line, exit 2."""
+    return is_user_error(exc) or isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError))
 
 
 def _quiet_libraries() -> None:
@@ -367,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback only on request
         if os.environ.get("DISTILL_GUI_DEBUG"):
             raise
-        expected = isinstance(exc, _expected_errors())
+        expected = _is_expected(exc)
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if not expected:
             message = f"{type(exc).__name__}: {message} (set DISTILL_GUI_DEBUG=1 for the traceback)"

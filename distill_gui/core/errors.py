@@ -24,3 +24,25 @@ def one_line(exc: BaseException) -> str:
     if is_user_error(exc):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}".strip().rstrip(":")
+
+
+def app_log_path() -> "Path":
+    """The app's own log file (tracebacks of bugs), in the user log folder."""
+    from pathlib import Path
+
+    import platformdirs
+
+    return Path(platformdirs.user_log_dir("distill-gui", appauthor=False)) / "distill-gui.log"
+
+
+def describe(exc: BaseException) -> str:
+    """What to show a person for ``exc``: a user error's message, or for a bug a short line.
+
+    A bug's traceback goes to the ``distill_gui`` logger (the app writes it to :func:`app_log_path`).
+    """
+    import logging
+
+    if is_user_error(exc):
+        return one_line(exc)
+    logging.getLogger("distill_gui").error("unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
+    return f"{one_line(exc)} — an unexpected error (a bug); the details are in {app_log_path()}"

@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Collection
 
+from distill_gui.core.errors import UserError
 from distill_gui.core.config import ModelConfig
 
 
-class EvalError(ValueError):
+class EvalError(UserError, ValueError):
     """The evaluation cannot run; the message names the model or file."""
 
 

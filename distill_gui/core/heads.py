@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from distill_gui.core.errors import UserError
+
 # model_type -> how the logits are post-processed after ``hidden @ W.T (+ b)``.
 # "plain": nothing; "softcap": config.final_logit_softcapping (None = off); the others name the config
 # field and the operation. Every entry was checked against the model's ``forward`` in transformers.
@@ -62,7 +64,7 @@ POST_PROCESSED_MODEL_TYPES = frozenset(_POSTPROCESSING)
 """Model types whose ``forward`` scales or soft-caps the logits after the head."""
 
 
-class UnsupportedHeadError(ValueError):
+class UnsupportedHeadError(UserError, ValueError):
     """A model whose logits the chunked KD path cannot reproduce; the message names the model type."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from distill_gui.core.errors import UserError
 from distill_gui.core.devices import bf16_supported
 from distill_gui.core.config import ModelConfig, StudentConfig
 from distill_gui.core.memory import format_bytes
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model cannot be found, is unsafe to load under the current settings, or failed to load."""
 
 

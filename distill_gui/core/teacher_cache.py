@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from distill_gui.core.errors import UserError
+
 FORMAT_VERSION = 1
 DEFAULT_FILE_NAME = "teacher_cache.safetensors"
 
 
-class TeacherCacheError(RuntimeError):
+class TeacherCacheError(UserError, RuntimeError):
     """A cache file cannot be used for this run; the message says why and what to do."""
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill_gui.core.errors import UserError
+
 #: Texts both tokenizers must split into the same ids (same vocabulary but a different
 #: pre-tokenizer or normalizer still breaks token-level KD).
 PROBE_TEXTS = (
@@ -25,7 +27,7 @@ PROBE_TEXTS = (
 _SPECIAL_ROLES = ("bos_token", "eos_token", "unk_token", "pad_token")
 
 
-class IncompatibleTokenizers(ValueError):
+class IncompatibleTokenizers(UserError, ValueError):
     """The teacher and student tokenizers differ, so token-level (soft-label) KD is impossible."""
 
 

@@ -109,6 +109,24 @@ def create_window(args: argparse.Namespace | None = None, settings=None):
     return window
 
 
+def _log_to_file() -> None:
+    """Tracebacks of unexpected errors go to the app's log file (the screen shows one line)."""
+    import logging
+
+    from distill_gui.core.errors import app_log_path
+
+    path = app_log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("distill_gui")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Open the application; returns its exit code."""
     args = _parse(sys.argv[1:] if argv is None else list(argv))
@@ -117,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from distill_gui import __version__
     from distill_gui.gui.settings import APPLICATION, ORGANIZATION
 
+    _log_to_file()
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "distill-gui"])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)

@@ -8,7 +8,6 @@ worker checks ``latest`` between phases, the page drops stale results).
 from __future__ import annotations
 
 import copy
-import traceback
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -35,8 +34,10 @@ def stop_thread(thread: QThread | None, timeout_ms: int = 30000) -> None:
 
 
 def _short_error(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
+    """A user error's message; a bug's first line (its traceback goes to the app log)."""
+    from distill_gui.core.errors import describe
+
+    return describe(exc)
 
 
 def _model_key(cfg: ModelConfig) -> tuple:
@@ -176,8 +177,7 @@ class AskWorker(QObject):
         try:
             answers = {role: self._answer(role, request) for role in ("teacher", "student")}
         except Exception as exc:  # noqa: BLE001
-            detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            self.sig_failed.emit(_short_error(exc) if isinstance(exc, ValueError) else detail)
+            self.sig_failed.emit(_short_error(exc))
             return
         self.sig_answered.emit(request["prompt"], answers["teacher"], answers["student"])
 
