@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from distill_gui.core.errors import UserError
+
 OUTCOMES = ("a", "b", "tie", "both_bad")
 OUTCOME_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 PRIOR_GAMES = 1.0
@@ -39,7 +41,7 @@ CREATE TABLE IF NOT EXISTS votes (
 """
 
 
-class ArenaError(ValueError):
+class ArenaError(UserError, ValueError):
     """A vote or a votes file that cannot be used; the message names the file or the field."""
 
 

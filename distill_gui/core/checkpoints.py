@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from distill_gui.core.errors import UserError
+
 COMPLETE_MARKER = "COMPLETE"
 STEP_PATTERN = re.compile(r"^step-(\d+)$")
 FINAL_NAME = "final"
@@ -28,7 +30,7 @@ HASH_NAME = "xxh3_128"
 _CHUNK = 8 * 1024 * 1024
 
 
-class CheckpointDamaged(ValueError):
+class CheckpointDamaged(UserError, ValueError):
     """A checkpoint's files do not match its ``COMPLETE`` marker; the message names the file and how."""
 
 

@@ -40,10 +40,12 @@ from pathlib import Path
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from distill_gui.core.errors import UserError
+
 # ---- Public types ----------------------------------------------------------------------------------
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The data cannot be used; the message names the file and what to change.
 
     ``report`` is the :class:`DataReport` behind a refusal for bad rows (None for other errors): its

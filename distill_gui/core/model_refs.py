@@ -18,13 +18,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill_gui.core.errors import UserError
 from distill_gui.core.models import HUB_ID_RE
 from distill_gui.core.runs import RunDir
 
 _STAMP = re.compile(r"^\d{8}-\d{6}-")
 
 
-class ModelRefError(ValueError):
+class ModelRefError(UserError, ValueError):
     """A MODEL argument names nothing usable; the message says what to give instead."""
 
 

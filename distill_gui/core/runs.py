@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 from distill_gui.core import checkpoints as ckpt
 from distill_gui.core import jsonl
+from distill_gui.core.errors import UserError
 from distill_gui.core.config import ConfigError, RunConfig, config_from_dict, save_config
 from distill_gui.core.process_identity import IdentityMismatch, ProcessIdentity, signal_process, valid_pid
 from distill_gui.core.events import (
@@ -63,7 +64,7 @@ LOCK_TIMEOUT_S = 2.0
 """How long :meth:`RunDir.lock` waits: long enough to outlast a reader probing the lock, no longer."""
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(UserError, RuntimeError):
     """Another process holds the run folder's lock; the message names it."""
 
 
