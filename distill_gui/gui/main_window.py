@@ -29,6 +29,8 @@ from distill_gui.core.config import (
 )
 from distill_gui.core.events import Event
 from distill_gui.core.runs import RunDir, list_runs, pid_alive
+from distill_gui.gui.arena_page import ArenaPage
+from distill_gui.gui.compare_page import ComparePage
 from distill_gui.gui.data_page import DataPage
 from distill_gui.gui.fields import ConfigBinder
 from distill_gui.gui.generations_page import GenerationsPage
@@ -47,7 +49,7 @@ from distill_gui.gui.workers import (
     stop_thread,
 )
 
-PAGES = ("Models", "Data", "Method", "Train", "Generations", "Runs")
+PAGES = ("Models", "Data", "Method", "Train", "Generations", "Runs", "Compare", "Arena")
 INSPECT_DELAY_MS = 700
 PREVIEW_DELAY_MS = 400
 STOP_ON_CLOSE_TIMEOUT_MS = 120_000
@@ -94,6 +96,8 @@ class MainWindow(QMainWindow):
         self.train_page = TrainPage(self.controller)
         self.generations_page = GenerationsPage()
         self.runs_page = RunsPage(self.settings.runs_root())
+        self.compare_page = ComparePage(self.settings, self.settings.runs_root())
+        self.arena_page = ArenaPage()
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("pages")
         self.stack = QStackedWidget()
@@ -163,6 +167,9 @@ class MainWindow(QMainWindow):
         self.runs_page.sig_open.connect(self.open_run)
         self.runs_page.sig_resume.connect(self.resume_run)
         self.runs_page.sig_root_changed.connect(self.on_runs_root_changed)
+        self.compare_page.sig_models_changed.connect(self.arena_page.set_models)
+        self.compare_page.data_edit.textChanged.connect(self.arena_page.set_data)
+        self.compare_page.sig_message.connect(self.show_message)
         self.controller.sig_event.connect(self.on_run_event)
         self.controller.sig_run_dir_changed.connect(self.on_run_dir_changed)
         self.controller.sig_state_changed.connect(self.on_run_state_changed)
@@ -177,7 +184,8 @@ class MainWindow(QMainWindow):
 
     # ---- Public API
     def pages(self) -> list[QWidget]:
-        return [self.models_page, self.data_page, self.method_page, self.train_page, self.generations_page, self.runs_page]
+        return [self.models_page, self.data_page, self.method_page, self.train_page, self.generations_page, self.runs_page,
+                self.compare_page, self.arena_page]
 
     def show_page(self, name: str) -> None:
         self.sidebar.setCurrentRow(PAGES.index(name))
@@ -191,6 +199,7 @@ class MainWindow(QMainWindow):
         self.binder.show(self._base)
         self.method_page.update_enabled()
         self._update_generation_models(config)
+        self.compare_page.set_default_data(config.data.eval)
         self.inspect_timer.start()
         self.preview_timer.start()
 
@@ -460,6 +469,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def on_runs_root_changed(self, root: str) -> None:
         self.settings.set_runs_root(root)
+        self.compare_page.set_runs_root(root)
 
     @Slot()
     def on_start_action(self) -> None:
@@ -524,6 +534,8 @@ class MainWindow(QMainWindow):
         self.previewer.latest = -1
         for thread in (self.inspector_thread, self.previewer_thread, self.asker_thread):
             stop_thread(thread)
+        self.compare_page.shutdown()
+        self.arena_page.shutdown()
         super().closeEvent(event)
 
     def _stop_and_wait(self) -> None:
