@@ -170,6 +170,8 @@ class MainWindow(QMainWindow):
         self.compare_page.sig_models_changed.connect(self.arena_page.set_models)
         self.compare_page.data_edit.textChanged.connect(self.arena_page.set_data)
         self.compare_page.sig_message.connect(self.show_message)
+        self.runs_page.sig_compare.connect(self.compare_runs)
+        self.train_page.sig_compare_requested.connect(self.compare_with_teacher)
         self.controller.sig_event.connect(self.on_run_event)
         self.controller.sig_run_dir_changed.connect(self.on_run_dir_changed)
         self.controller.sig_state_changed.connect(self.on_run_state_changed)
@@ -251,6 +253,32 @@ class MainWindow(QMainWindow):
         else:
             self.show_message(f"Showing {run.name} ({status.get('state', '?')}).")
         self.show_page("Train")
+
+    @Slot(list)
+    def compare_runs(self, run_dirs: list) -> None:
+        """Put run folders (the Runs page's selection) on the Compare page and show it."""
+        added = self.compare_page.add_models([str(d) for d in run_dirs])
+        self.show_page("Compare")
+        self.show_message(f"{added} run{'s' if added != 1 else ''} added to the comparison; choose the eval file and press Start.")
+
+    @Slot()
+    def compare_with_teacher(self) -> None:
+        """Compare the shown run's student with its teacher (the teacher is the reference)."""
+        run_dir = self.shown_run or self.controller.run_dir
+        if not run_dir or not RunDir(run_dir).is_run():
+            self.show_message("No run to compare.", error=True)
+            return
+        try:
+            config = RunDir(run_dir).load_config()
+        except Exception as exc:  # noqa: BLE001 - a damaged config is reported in one line
+            self.show_message(f"Cannot read the run's config: {exc}", error=True)
+            return
+        models = [config.teacher.path] if config.teacher.path else []
+        self.compare_page.add_models(models + [str(run_dir)])
+        if config.teacher.path:
+            self.compare_page.reference.setCurrentIndex(max(self.compare_page.reference.findData(config.teacher.path), 0))
+        self.compare_page.set_default_data(config.data.eval)
+        self.show_page("Compare")
 
     @Slot(str)
     def resume_run(self, run_dir: str) -> None:

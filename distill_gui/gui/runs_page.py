@@ -37,6 +37,8 @@ class RunsPage(QWidget):
     """Resume this run folder from its latest checkpoint."""
     sig_root_changed = Signal(str)
     """The user chose another runs folder."""
+    sig_compare = Signal(list)
+    """Compare these run folders (the selected rows) on the Compare page."""
 
     def __init__(self, root: str | Path, parent: QWidget | None = None):
         super().__init__(parent)
@@ -61,7 +63,7 @@ class RunsPage(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
@@ -88,6 +90,10 @@ class RunsPage(QWidget):
         buttons.addWidget(self.folder_button)
         buttons.addWidget(self.resume_button)
         buttons.addWidget(self.open_button)
+        self.compare_button = QPushButton("Compare selected")
+        self.compare_button.setObjectName("compare_runs")
+        self.compare_button.clicked.connect(self.on_compare_clicked)
+        buttons.addWidget(self.compare_button)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -194,6 +200,11 @@ class RunsPage(QWidget):
         run = self.selected_run()
         if run is not None:
             self.sig_resume.emit(str(run.path))
+
+    @Slot()
+    def on_compare_clicked(self) -> None:
+        rows = sorted(index.row() for index in self.table.selectionModel().selectedRows())
+        self.sig_compare.emit([str(self._runs[row].path) for row in rows if row < len(self._runs)])
 
     @Slot()
     def on_folder_clicked(self) -> None:

@@ -53,6 +53,8 @@ class TrainPage(QWidget):
     # ---- Signals
     sig_start_requested = Signal()
     """The user pressed Start (the window builds the config and starts the run)."""
+    sig_compare_requested = Signal()
+    """The user asked to compare the finished run's student with its teacher."""
 
     def __init__(self, controller: RunController, parent: QWidget | None = None):
         super().__init__(parent)
@@ -78,6 +80,11 @@ class TrainPage(QWidget):
         for button in (self.start_button, self.pause_button, self.stop_button):
             buttons.addWidget(button)
         buttons.addWidget(self.state_label, 1)
+        self.compare_button = QPushButton("Compare with teacher")
+        self.compare_button.setObjectName("compare_with_teacher")
+        self.compare_button.setVisible(False)
+        self.compare_button.clicked.connect(self.sig_compare_requested)
+        buttons.addWidget(self.compare_button)
 
         self.progress = QProgressBar()
         self.progress.setObjectName("progress")
@@ -193,6 +200,8 @@ class TrainPage(QWidget):
     def on_state_changed(self, state: str) -> None:
         active = self.controller.is_active()
         self.start_button.setEnabled(not active)
+        if active:
+            self.compare_button.setVisible(False)
         self.pause_button.setEnabled(state in (RunController.RUNNING, RunController.PAUSED) and not self.controller.attached)
         self.pause_button.setText("Resume" if state == RunController.PAUSED else "Pause")
         self.stop_button.setEnabled(state in (RunController.STARTING, RunController.RUNNING, RunController.PAUSED))
@@ -211,6 +220,7 @@ class TrainPage(QWidget):
         self.refresh()
         self.plots.refresh()
         self.state_label.setText(f"Run {state}: {message}")
+        self.compare_button.setVisible(state == RunController.FINISHED)
 
     # ---- Internals
     def _set_progress(self, step: int, total: int, event: StepLogged | None) -> None:

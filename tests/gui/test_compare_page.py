@@ -10,7 +10,7 @@ import pytest
 import tiny_models
 from distill_gui.resources import demo_dir
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("propagateSizeHints")]
 
 WAIT_MS = 180_000
 
@@ -115,3 +115,38 @@ def test_arena_vote_reveals_names_and_updates_ratings(qtbot, tmp_path, three_mod
     assert json.loads(json.dumps([v.prompt for v in votes]))[0] == page.prompt_edit.toPlainText()
     page.shutdown()
     assert page.thread is None
+
+
+def test_runs_page_compare_selected_and_compare_with_teacher(make_window, runs_root, tiny_pair, tiny_tokenizer):
+    from PySide6.QtCore import QItemSelectionModel
+
+    from distill_gui.core import checkpoints as ckpt
+    from distill_gui.core.config import ModelConfig, RunConfig, StudentConfig
+    from distill_gui.core.runs import RunDir
+
+    teacher, student = tiny_pair
+    runs = []
+    for name in ("first", "second"):
+        run = RunDir.create(runs_root, RunConfig(name=name, teacher=ModelConfig(path=str(teacher)), student=StudentConfig(path=str(student))))
+        with ckpt.atomic_checkpoint(run.final_dir) as staging:
+            tiny_models.build_llama(tiny_tokenizer, seed=31).save_pretrained(staging)
+            tiny_tokenizer.save_pretrained(staging)
+        runs.append(run)
+    window = make_window()
+    window.runs_page.refresh()
+    selection = window.runs_page.table.selectionModel()
+    for row in range(window.runs_page.table.rowCount()):
+        index = window.runs_page.table.model().index(row, 0)
+        selection.select(index, QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
+    window.runs_page.compare_button.click()
+    assert sorted(window.compare_page.models()) == sorted(str(r.path) for r in runs)
+    assert window.stack.currentWidget() is window.compare_page
+    assert window.arena_page.ask_button.isEnabled()  # the arena offers the same models
+
+    window.compare_page.models_list.clear()
+    window.shown_run = str(runs[0].path)
+    window.train_page.on_ended("finished", "finished at step 3")
+    assert window.train_page.compare_button.isVisibleTo(window.train_page)
+    window.train_page.compare_button.click()
+    assert window.compare_page.models() == [str(teacher), str(runs[0].path)]
+    assert window.compare_page.reference.currentData() == str(teacher)
