@@ -31,11 +31,8 @@ QUANTIZED_BYTES = {"8bit": 1.0 + 1 / 64, "4bit": 0.5 + 1 / 64}
 ACT_HIDDEN_FACTOR = 10
 ACT_INTERMEDIATE_FACTOR = 4
 
-#: Copies of a [positions, vocab] fp32 block alive while a chunk of the KD loss is computed: teacher
-#: and student logits, both log-softmaxes, the product and the gradient.
-KD_LOGIT_COPIES = 6
-#: Copies of the full [batch, seq, vocab] fp32 logits for plain cross-entropy: logits and gradient.
-CE_LOGIT_COPIES = 2
+# How many logit-sized blocks each method keeps alive is the method's own knowledge
+# (``Method.memory`` in :mod:`distill_gui.core.methods`); this module adds up the rest.
 
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
 
@@ -124,10 +121,22 @@ class MemoryEstimate:
     trainable_params: int
     available: int
     available_label: str = "available"
+    teacher_freed: bool = False
+    """The teacher is loaded only before training (e.g. to build a cache) and freed: not in the training peak."""
+    teacher_pass: int = 0
+    """Activations of the teacher's pass before training (with ``teacher_freed``)."""
+
+    @property
+    def training_peak(self) -> int:
+        student = self.student_weights + self.gradients + self.optimizer + self.activations + self.logits
+        return student + (0 if self.teacher_freed else self.teacher_weights)
 
     @property
     def total(self) -> int:
-        return self.teacher_weights + self.student_weights + self.gradients + self.optimizer + self.activations + self.logits
+        """The peak: the training step, or the teacher's pass before training when that is larger."""
+        if self.teacher_freed:
+            return max(self.training_peak, self.teacher_weights + self.student_weights + self.teacher_pass)
+        return self.training_peak
 
     @property
     def fits(self) -> bool:
@@ -136,7 +145,7 @@ class MemoryEstimate:
 
     def parts(self) -> list[tuple[str, int]]:
         return [
-            ("Teacher weights", self.teacher_weights),
+            ("Teacher weights (freed)" if self.teacher_freed else "Teacher weights", self.teacher_weights),
             ("Student weights", self.student_weights),
             ("Gradients", self.gradients),
             ("Optimizer state", self.optimizer),
@@ -146,7 +155,7 @@ class MemoryEstimate:
 
     def shown_parts(self) -> list[tuple[str, int]]:
         """The parts worth showing (no teacher line when the run has no teacher)."""
-        return [(name, size) for name, size in self.parts() if size or name != "Teacher weights"]
+        return [(name, size) for name, size in self.parts() if size or not name.startswith("Teacher weights")]
 
     def verdict(self) -> str:
         if self.available <= 0:
@@ -172,6 +181,7 @@ def estimate_memory(
     student: ModelInfo,
     *,
     method_kind: str = "kd",
+    config: RunConfig | None = None,
     lora_enabled: bool = False,
     lora_r: int = 16,
     teacher_quantization: str = "none",
@@ -181,6 +191,7 @@ def estimate_memory(
     batch_size: int = 8,
     seq_len: int = 512,
     chunk_size: int = 512,
+    cache_teacher: bool = False,
     gradient_checkpointing: bool = False,
     device: str = "auto",
     device_total_bytes: int | None = None,
@@ -188,23 +199,39 @@ def estimate_memory(
     """Estimate the peak memory of one training step.
 
     - Weights: parameters x dtype bytes; quantized linear layers use :data:`QUANTIZED_BYTES`.
-      The teacher counts only for ``method_kind == "kd"`` (sft needs no teacher at train time).
     - Gradients: trainable parameters in their dtype (LoRA adapters are fp32, 4 bytes).
     - Optimizer: AdamW keeps two fp32 states, 8 bytes per trainable parameter. With LoRA only the
       adapters train: ``r x sum(in + out)`` over the adapted linear layers.
     - Activations: ``batch x seq x layers x (10 x hidden + 4 x intermediate) x dtype bytes`` for the
-      student; with gradient checkpointing only each layer's input plus one layer's full set. The
-      teacher runs without grad, so only one layer's activations are alive at a time.
-    - Logits: kd computes the loss in chunks of ``chunk_size`` positions (six fp32 [chunk, vocab]
-      blocks) on top of the student's full logits in its dtype; sft runs plain cross-entropy over
-      the whole [batch, seq, vocab] block in fp32 (logits and their gradient).
+      student; with gradient checkpointing only each layer's input plus one layer's full set.
+    - The method's share (``Method.memory``): its logit blocks (KD builds [chunk, vocab] blocks only,
+      never the full logits; SFT's cross-entropy holds the full [batch, seq, vocab] block), the
+      teacher's activations, and whether the teacher's weights stay (live KD) or are freed before
+      training (KD from a teacher cache: the peak is then the larger of the cache pass and training).
 
-    ``device_total_bytes`` overrides the memory found on ``device``.
+    ``config`` gives the method and its settings; without one, ``method_kind``, ``chunk_size`` and
+    ``cache_teacher`` do. ``device_total_bytes`` overrides the memory found on ``device``.
     """
-    positions = batch_size * seq_len
-    use_teacher = method_kind == "kd" and teacher is not None
+    from distill_gui.core import methods
+    from distill_gui.core.config import config_from_dict
 
-    teacher_weights = _weight_bytes(teacher, teacher_quantization, teacher_dtype_bytes) if use_teacher else 0
+    if config is None:
+        config = config_from_dict({"method": {"kind": method_kind, "kd": {"chunk_size": chunk_size, "cache_teacher": cache_teacher,
+                                                                             "top_k": 32 if cache_teacher else 0}}})
+    method = methods.method_for(config)
+    positions = batch_size * seq_len
+    share = method.memory(config, methods.MemoryInputs(
+        positions=positions,
+        student_vocab=student.vocab_size,
+        student_hidden=student.hidden_size,
+        student_dtype_bytes=student_dtype_bytes,
+        teacher_vocab=teacher.vocab_size if teacher is not None else 0,
+        teacher_hidden=teacher.hidden_size if teacher is not None else 0,
+        teacher_dtype_bytes=teacher_dtype_bytes,
+        teacher_layer_values=_layer_activation_values(teacher) if teacher is not None else 0,
+    ))
+    uses_teacher = teacher is not None and (share.teacher_weights_resident or share.teacher_weights_at_start)
+    teacher_weights = _weight_bytes(teacher, teacher_quantization, teacher_dtype_bytes) if uses_teacher else 0
     student_weights = _weight_bytes(student, student_quantization, student_dtype_bytes)
 
     if lora_enabled:
@@ -220,17 +247,12 @@ def estimate_memory(
         activations = positions * student.hidden_size * student.num_layers * student_dtype_bytes + per_layer
     else:
         activations = per_layer * student.num_layers
-    if use_teacher:
-        activations += positions * _layer_activation_values(teacher) * teacher_dtype_bytes
-
-    if method_kind == "kd":
-        chunk = min(chunk_size, positions)
-        vocab = max(student.vocab_size, teacher.vocab_size if use_teacher else 0)
-        logits = chunk * vocab * 4 * KD_LOGIT_COPIES + positions * student.vocab_size * student_dtype_bytes
-        if use_teacher:
-            logits += positions * teacher.vocab_size * teacher_dtype_bytes
-    else:
-        logits = positions * student.vocab_size * 4 * CE_LOGIT_COPIES
+    freed = bool(uses_teacher and share.teacher_weights_at_start and not share.teacher_weights_resident)
+    teacher_pass = 0
+    if uses_teacher and teacher is not None:
+        teacher_pass = int(positions * (_layer_activation_values(teacher) + teacher.hidden_size) * teacher_dtype_bytes)
+    if not freed:
+        activations += share.teacher_activations
 
     if device_total_bytes is not None:
         available, label = int(device_total_bytes), "available"
@@ -243,10 +265,12 @@ def estimate_memory(
         gradients=int(gradients),
         optimizer=int(optimizer),
         activations=int(activations),
-        logits=int(logits),
+        logits=int(share.logits),
         trainable_params=int(trainable),
         available=int(available),
         available_label=label,
+        teacher_freed=freed,
+        teacher_pass=teacher_pass,
     )
 
 
@@ -270,7 +294,7 @@ def estimate_for_config(
     return estimate_memory(
         teacher_info,
         student_info,
-        method_kind=config.method.kind,
+        config=config,
         lora_enabled=config.student.lora.enabled,
         lora_r=config.student.lora.r,
         teacher_quantization=config.teacher.quantization,
@@ -279,7 +303,6 @@ def estimate_for_config(
         student_dtype_bytes=_dtype_bytes(config.student.dtype, config.student.device),
         batch_size=config.training.batch_size,
         seq_len=config.data.max_length,
-        chunk_size=config.method.kd.chunk_size,
         gradient_checkpointing=config.training.gradient_checkpointing,
         device=config.student.device,
         device_total_bytes=device_total_bytes,

@@ -93,7 +93,7 @@ def test_quantization_shrinks_weights():
 def test_sft_needs_no_teacher_and_full_logits():
     sft = estimate(method_kind="sft")
     assert sft.teacher_weights == 0
-    assert sft.logits == 4 * 512 * STUDENT.vocab_size * 4 * 2
+    assert sft.logits == 4 * 512 * STUDENT.vocab_size * 4 * 3  # fp32 logits, log-softmax and gradient
     assert "Teacher" not in sft.summary() and all("Teacher" not in line for line in sft.lines())
     assert estimate_memory(None, STUDENT, method_kind="sft", device_total_bytes=GB).teacher_weights == 0
 
@@ -156,3 +156,13 @@ def test_tiny_estimates_are_positive(tiny_pair, kind):
     info = describe_model(config_from_dict({"student": {"path": str(tiny_pair[1])}}).student, "student")
     est = estimate_memory(info, info, method_kind=kind, batch_size=1, seq_len=8, chunk_size=8, device_total_bytes=GB)
     assert all(size >= 0 for _, size in est.parts()) and est.total > 0
+
+
+def test_kd_never_counts_full_logits_and_a_cached_teacher_is_freed():
+    live = estimate(batch_size=8, seq_len=2048)
+    # The chunked path builds [chunk, vocab] blocks only: the logits do not grow with batch x length.
+    assert live.logits == estimate(batch_size=1, seq_len=512).logits
+    cached = estimate(batch_size=8, seq_len=2048, cache_teacher=True)
+    assert cached.teacher_freed and cached.total < live.total
+    assert cached.training_peak == cached.total - 0 or cached.total == cached.teacher_weights + cached.student_weights + cached.teacher_pass
+    assert any(line.startswith("Teacher weights (freed)") for line in cached.lines())

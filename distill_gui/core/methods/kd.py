@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 
 KD_LOSSES = ("forward_kl", "reverse_kl", "jsd")
 
-KD_CHUNK_COPIES = 6
-"""fp32 [chunk, vocabulary] blocks alive while one chunk's loss and gradient are computed."""
+KD_CHUNK_COPIES = 4
+"""fp32 [chunk, vocabulary] blocks alive while one chunk's loss and gradient are computed (live teacher;
+measured: tests/core/test_memory_measured.py)."""
+KD_CACHED_CHUNK_COPIES = 3
+"""The same from a teacher cache: the teacher's side is its top-k, not a [chunk, vocabulary] block."""
 
 
 @dataclass
@@ -145,6 +148,7 @@ class KD(Method):
         # The student computes one logit row (logits_to_keep=1); the loss builds [chunk, vocab] blocks only.
         logits = chunk * vocab * 4 * KD_CHUNK_COPIES
         if kd.cache_teacher:
+            logits = chunk * vocab * 4 * KD_CACHED_CHUNK_COPIES
             k = max(kd.top_k, 1)
             cached = sizes.positions * (k + 1) * (4 + 8)  # top-k ids (int64) and log-probs (fp32) of the batch
             return MethodMemory(logits=int(logits + cached), teacher_weights_at_start=True)
