@@ -305,7 +305,11 @@ def table_row(score: ModelScore, reference: ModelScore | None) -> dict[str, Any]
 
 
 def _order(refs: list[ModelRef], reference: str | None) -> tuple[list[ModelRef], ModelRef]:
-    """The refs with the reference first (added when it is not among them)."""
+    """The refs with the reference first (added when it is not among them).
+
+    Without ``reference``: when the first model is a run folder, the teacher of the first run that
+    had one (runs of SFT methods may have none); otherwise the first model.
+    """
     if reference:
         wanted = resolve(reference)
         for ref in refs:
@@ -313,11 +317,12 @@ def _order(refs: list[ModelRef], reference: str | None) -> tuple[list[ModelRef],
                 return [ref] + [r for r in refs if r is not ref], ref
         return [wanted] + refs, wanted
     first = refs[0]
-    if first.run and first.teacher:
+    teacher_path = next((r.teacher for r in refs if r.run and r.teacher), None) if first.run else None
+    if teacher_path:
         for ref in refs:
-            if ref.kind == "model" and Path(ref.path).expanduser().resolve() == Path(first.teacher).expanduser().resolve():
+            if ref.kind == "model" and Path(ref.path).expanduser().resolve() == Path(teacher_path).expanduser().resolve():
                 return [ref] + [r for r in refs if r is not ref], ref
-        teacher = dataclasses.replace(resolve(first.teacher), label="teacher")
+        teacher = dataclasses.replace(resolve(teacher_path), label="teacher")
         return [teacher] + refs, teacher
     return refs, first
 

@@ -67,7 +67,7 @@ def to_markdown(rows: Sequence[dict], title: str = "") -> str:
                  _pct(r.get("accuracy")), recovery]
         if sampled:
             cells += [_pct(r.get("pass_at_k")), _pct(r.get("majority_accuracy"))]
-        cells += [_num(r.get("perplexity"), ".3f"), _num(r.get("perplexity_ratio"), ".2f"), _pct(r.get("answer_agreement")),
+        cells += [_num(r.get("perplexity"), ".3f"), _num(r.get("perplexity_ratio"), ".3g"), _pct(r.get("answer_agreement")),
                   _pct(r.get("top1_agreement")), _num(r.get("mean_answer_tokens"), ".1f"), _num(r.get("tokens_per_s"), ".0f"),
                   f"{r.get('peak_memory_mb', 0):.0f} MB", format_size(r.get("disk_bytes") or 0)]
         lines.append("| " + " | ".join(cells) + " |")

@@ -66,7 +66,7 @@ def _fmt(key: str, value) -> str:
     if key == "perplexity":
         return f"{value:.3f}"
     if key == "perplexity_ratio":
-        return f"{value:.2f}"
+        return f"{value:.3g}"
     if key == "params":
         return format_params(int(value))
     if key == "disk_bytes":
