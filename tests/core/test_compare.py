@@ -223,3 +223,20 @@ def test_cli_compare_prints_events_and_refuses_bad_settings(tmp_path, tiny_pair,
     assert main(args + ["--samples", "3"]) == 2
     assert "needs --temperature" in capsys.readouterr().err
     assert main(["compare", str(teacher), "--data", str(tmp_path / "nothing.jsonl"), "--runs-dir", str(tmp_path / "runs")]) == 2
+
+
+def test_a_model_larger_than_free_memory_is_refused_before_loading(tmp_path, tiny_pair, monkeypatch):
+    import distill_gui.core.memory as memory
+    import distill_gui.core.models as models
+
+    teacher, student = tiny_pair
+    loads = []
+    real_load = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: loads.append(a[0].path) or real_load(*a, **k))
+    monkeypatch.setattr(memory, "device_memory", lambda device="auto": (20_000, "system RAM"))
+    settings = CompareSettings(max_new_tokens=4, batch_size=8, limit=3, device="cpu")
+    result = compare([str(teacher), str(student)], str(DEMO / "test.jsonl"), settings, runs_root=tmp_path / "runs")
+    for score in result.scores:
+        assert score.error.startswith("needs about ") and "of system RAM is free" in score.error
+        assert score.params > 0 and score.accuracy is None
+    assert loads == []
