@@ -108,7 +108,8 @@ def _listen_for_commands(control) -> None:
 
 
 def _install_signal_handlers(control) -> dict:
-    """First Ctrl-C / SIGTERM: stop after the current step and save a checkpoint; second: exit now.
+    """First Ctrl-C / SIGTERM / SIGHUP (the terminal closed): stop after the current step and save a
+    checkpoint; second: exit now (the run is left interrupted, resumable).
 
     Returns the previous handlers, for :func:`_restore_signal_handlers`.
     """
@@ -121,8 +122,9 @@ def _install_signal_handlers(control) -> dict:
 
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                previous[sig] = signal.signal(sig, handler)
     return previous
 
 

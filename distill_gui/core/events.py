@@ -159,10 +159,11 @@ class RunFinished(Event):
 
 @dataclass(frozen=True)
 class RunStopped(Event):
-    """Stopped on request after saving ``checkpoint`` (resumable)."""
+    """Stopped after saving ``checkpoint`` (resumable): on request, or for a ``reason`` such as a full disk."""
 
     step: int
     checkpoint: str | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -431,7 +431,8 @@ class RunDir:
         return self.final_dir if ckpt.is_complete(self.final_dir) else None
 
     def can_resume(self) -> bool:
-        return self.final_model() is None and self.latest_checkpoint() is not None
+        """Not finished and has its config: resume continues from the last checkpoint, or starts over at step 0."""
+        return self.final_model() is None and self.config_path.is_file()
 
     # ---- The process that owns the run
     def _lock_state(self) -> str:
@@ -624,7 +625,7 @@ def describe_event(event: Event) -> str:
     if isinstance(event, RunFinished):
         return f"finished at step {event.step} in {event.elapsed_s:.0f}s; model in {event.final_path}"
     if isinstance(event, RunStopped):
-        return f"stopped at step {event.step}; checkpoint {event.checkpoint}"
+        return f"stopped at step {event.step}; checkpoint {event.checkpoint}" + (f" ({event.reason})" if event.reason else "")
     if isinstance(event, RunFailed):
         return f"{event.kind} at step {event.step}: {event.reason}"
     return type(event).__name__
@@ -660,7 +661,7 @@ class RunRecorder:
         elif isinstance(event, RunFinished):
             run.write_status("finished", step=event.step, final_path=event.final_path, message="finished")
         elif isinstance(event, RunStopped):
-            run.write_status("stopped", step=event.step, message="stopped on request")
+            run.write_status("stopped", step=event.step, message=event.reason or "stopped on request")
         elif isinstance(event, RunFailed):
             state = "diverged" if event.kind == "diverged" else "failed"
             run.write_status(state, step=event.step, message=event.reason)

@@ -5,8 +5,9 @@ metrics and memory. One subclass of :class:`Method` per file in this package; th
 The training loop (:mod:`distill_gui.core.training`) calls, in order:
 
 1. :meth:`Method.validate` before a run folder is made (cheap config checks, :class:`ConfigError`);
-2. :meth:`Method.prepare` once the student, the teacher (when :meth:`Method.loads_teacher`) and the
-   data are loaded (tokenizer checks, a teacher cache, generations);
+2. :meth:`Method.check` once the student, the teacher (when the run loads one) and the data are
+   loaded, before the run folder is made (tokenizer checks: a refused run leaves no folder);
+   :meth:`Method.prepare` then, in the run folder (a teacher cache, generations);
 3. :meth:`Method.loss` for every micro-batch: a mean over the micro-batch's trained tokens plus a dict
    of metrics, each also a per-token mean. The loop weights them by tokens over the optimizer step, so
    gradient accumulation and several processes give the gradient of one big batch.
@@ -145,8 +146,11 @@ class Method:
         """Make the section's relative file paths absolute against ``base`` (a config file's folder)."""
 
     # ---- Training
+    def check(self, setup: Any) -> None:
+        """Checks that need the loaded models (e.g. matching tokenizers), before a run folder is made."""
+
     def prepare(self, setup: Any, prepared: Any) -> None:
-        """Called once the models and the data are loaded (``setup``: :class:`RunSetup`)."""
+        """Called in the run folder once models, data and checks are done (``setup``: :class:`RunSetup`)."""
 
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
         raise NotImplementedError

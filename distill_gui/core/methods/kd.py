@@ -91,9 +91,8 @@ class KD(Method):
             section.teacher_cache = str((base / Path(section.teacher_cache).expanduser()).resolve())
 
     # ---- Training
-    def prepare(self, setup: Any, prepared: Any) -> None:
+    def check(self, setup: Any) -> None:
         from distill_gui.core.heads import output_head
-        from distill_gui.core.methods.kd_teacher_cache import attach_teacher_cache
         from distill_gui.core.vocab import check_compatibility, require_kd_compatible
 
         output_head(setup.teacher)  # an architecture whose logit post-processing is unknown is refused here
@@ -105,6 +104,10 @@ class KD(Method):
         require_kd_compatible(compat)
         setup.shared_vocab_size = compat.shared_vocab_size
         setup.log(f"tokenizers: {compat.message}")
+
+    def prepare(self, setup: Any, prepared: Any) -> None:
+        from distill_gui.core.methods.kd_teacher_cache import attach_teacher_cache
+
         if self.section(setup.config).cache_teacher:
             attach_teacher_cache(setup, prepared)
 

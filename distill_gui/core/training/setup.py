@@ -22,7 +22,8 @@ class RunSetup:
     """Everything the trainer subclass, the callbacks and the method share."""
 
     config: RunConfig
-    run: RunDir
+    run: RunDir | None
+    """None until the run folder is made (after the models, the data and the method's checks)."""
     emit: EventCallback
     control: RunControl
     method: Method
