@@ -152,7 +152,25 @@ class Method:
     def prepare(self, setup: Any, prepared: Any) -> None:
         """Called in the run folder once models, data and checks are done (``setup``: :class:`RunSetup`)."""
 
+    def build_trainer(self, setup: Any, prepared: Any, args: Any, callbacks: list) -> Any:
+        """The ``transformers.Trainer`` (or subclass, e.g. TRL's) that trains this method.
+
+        The default is distill-gui's Trainer subclass, whose ``compute_loss`` calls :meth:`loss`. A
+        method with its own loop (generation, RL) returns another Trainer subclass built on ``args``
+        (the run's ``TrainingArguments``) with ``callbacks`` passed through: they report events,
+        honour stop/pause and commit checkpoints. Numbers such a trainer logs that are not the standard
+        ones arrive in ``StepLogged.metrics``; declare them in :attr:`metrics`.
+        """
+        from distill_gui.core.data import DataCollator
+        from distill_gui.core.training.trainer import make_trainer_class
+
+        return make_trainer_class()(
+            model=setup.student, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
+            data_collator=DataCollator(setup.tokenizer.pad_token_id), callbacks=callbacks, setup=setup,
+        )
+
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
+        """The loss of one micro-batch (with the default trainer): a mean over its trained tokens."""
         raise NotImplementedError
 
     # ---- Memory

@@ -30,7 +30,7 @@ def make_event_bridge() -> type:
             s = self.setup
             self.start_step = state.global_step
             self.start_time = self.last_log_time = time.time()
-            self.last_tokens = self.trainer.tokens_seen
+            self.last_tokens = getattr(self.trainer, "tokens_seen", 0)
             s.emit(
                 RunStarted(
                     run_dir=str(s.run.path),
@@ -59,9 +59,8 @@ def make_event_bridge() -> type:
             s = self.setup
             now = time.time()
             if "loss" in logs:
-                means = self.trainer.take_means("train")
-                means.pop("loss", None)
-                tokens = self.trainer.tokens_seen
+                means = self._method_metrics(logs)
+                tokens = getattr(self.trainer, "tokens_seen", 0)
                 dt = max(now - self.last_log_time, 1e-9)
                 tps = (tokens - self.last_tokens) / dt
                 self.last_log_time, self.last_tokens = now, tokens
@@ -84,7 +83,7 @@ def make_event_bridge() -> type:
                     )
                 )
             if "eval_loss" in logs:
-                means = self.trainer.take_means("eval")
+                means = self.trainer.take_means("eval") if hasattr(self.trainer, "take_means") else {}
                 # Token-weighted over every eval row (the Trainer's own eval_loss is a mean of batch means).
                 metrics = {"eval_loss": means.pop("loss", float(logs["eval_loss"]))}
                 for key, value in means.items():
@@ -95,6 +94,17 @@ def make_event_bridge() -> type:
             # A pause or stop asked for while this step was logged is honoured now, before the next step.
             self._honour_pause()
             self._honour_stop(control)
+
+        def _method_metrics(self, logs: dict) -> dict[str, float]:
+            """The method's numbers for this log: token-weighted means from our trainer, or what another
+            trainer (e.g. TRL's) logged besides the standard values."""
+            if hasattr(self.trainer, "take_means"):
+                means = self.trainer.take_means("train")
+                means.pop("loss", None)
+                return means
+            standard = {"loss", "learning_rate", "grad_norm", "epoch", "step"}
+            return {key.replace("/", "_"): float(value) for key, value in logs.items()
+                    if key not in standard and isinstance(value, (int, float)) and not isinstance(value, bool)}
 
         def on_step_end(self, args, state, control, **kwargs):
             s = self.setup

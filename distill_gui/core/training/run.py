@@ -157,9 +157,7 @@ def _resume_point(setup: RunSetup, run: RunDir) -> Path | None:
 def _train_in_folder(setup: RunSetup, prepared: Any, run: RunDir, resume: bool) -> RunOutcome:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from distill_gui.core.data import DataCollator
     from distill_gui.core.training.callbacks import make_event_bridge
-    from distill_gui.core.training.trainer import make_trainer_class
 
     config, procs, emit = setup.config, setup.procs, setup.emit
     trainer = None
@@ -171,15 +169,7 @@ def _train_in_folder(setup: RunSetup, prepared: Any, run: RunDir, resume: bool) 
         setup.method.prepare(setup, prepared)
         args = training_arguments(config, run, setup.device, prepared.eval is not None, incoming_dir(run.checkpoints_dir))
         bridge = make_event_bridge()(setup)
-        trainer = make_trainer_class()(
-            model=setup.student,
-            args=args,
-            train_dataset=prepared.train,
-            eval_dataset=prepared.eval,
-            data_collator=DataCollator(setup.tokenizer.pad_token_id),
-            callbacks=[bridge],
-            setup=setup,
-        )
+        trainer = setup.method.build_trainer(setup, prepared, args, [bridge])
         bridge.trainer = trainer
         trainer.remove_callback(PrinterCallback)  # our events replace its prints
         trainer.remove_callback(ProgressCallback)
