@@ -229,6 +229,9 @@ def estimate_memory(
         teacher_hidden=teacher.hidden_size if teacher is not None else 0,
         teacher_dtype_bytes=teacher_dtype_bytes,
         teacher_layer_values=_layer_activation_values(teacher) if teacher is not None else 0,
+        student_layers=student.num_layers,
+        student_layer_values=_layer_activation_values(student),
+        student_params=student.num_params,
     ))
     uses_teacher = teacher is not None and (share.teacher_weights_resident or share.teacher_weights_at_start)
     teacher_weights = _weight_bytes(teacher, teacher_quantization, teacher_dtype_bytes) if uses_teacher else 0

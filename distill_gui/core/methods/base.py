@@ -92,6 +92,9 @@ class MemoryInputs:
     teacher_hidden: int = 0
     teacher_dtype_bytes: float = 2
     teacher_layer_values: int = 0  # activation values of one teacher layer per position
+    student_layers: int = 0
+    student_layer_values: int = 0  # activation values of one student layer per position
+    student_params: int = 0
 
 
 @dataclass(frozen=True)
