@@ -216,6 +216,10 @@ class ArenaPage(QWidget):
                                       "for each prompt and their names stay hidden until you vote.")
         self._update_enabled()
 
+    def current_pair(self) -> tuple[str, str] | None:
+        """The (A, B) models of the answers on screen while the vote is open, else None."""
+        return self._pair if any(button.isEnabled() for button in self.vote_buttons.values()) else None
+
     def set_data(self, path: str) -> None:
         """The file prompts are drawn from."""
         self._data = str(path or "")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QThread, Signal, Slot
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -43,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from distill_gui.core.compare import CompareSettings, CompareStarted, CompareFinished, ModelFailed, ModelProgress, ModelScored, ModelStarted
 from distill_gui.core.compare_report import filter_questions, format_params, format_size, list_comparisons, load_questions, load_results
+from distill_gui.core.model_refs import short_name
 from distill_gui.core.runs import list_runs
 from distill_gui.gui.compare_worker import CompareProcess, compare_command
 from distill_gui.gui.supervisor import run_in_thread
@@ -78,6 +80,35 @@ def _fmt(key: str, value) -> str:
     if key == "mean_answer_tokens":
         return f"{value:.1f}"
     return str(value)
+
+
+def display_name(spec: str) -> str:
+    """A short name for a model in the list: the folder or run name (a checkpoint keeps its run's name)."""
+    name = short_name(spec)
+    if name == "final" or name.startswith("step-"):
+        parent = Path(str(spec).rstrip("/")).parent
+        if parent.name == "checkpoints":
+            return f"{short_name(str(parent.parent))}/{name}"
+    return name
+
+
+def _log_ticks(low: float, high: float) -> list[tuple[float, str]]:
+    """Ticks for a log10 axis of parameter counts: 1, 2 and 5 times each power of ten, as 100K, 2M, ..."""
+    ticks = []
+    for exponent in range(int(math.floor(low)) - 1, int(math.ceil(high)) + 1):
+        for factor in (1, 2, 5):
+            value = factor * 10**exponent
+            where = math.log10(value)
+            if low - 0.3 <= where <= high + 0.3:
+                ticks.append((where, format_count_short(value)))
+    return ticks
+
+
+def format_count_short(n: float) -> str:
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= size:
+            return f"{n / size:g}{unit}"
+    return f"{n:g}"
 
 
 class SortItem(QTableWidgetItem):
@@ -158,6 +189,7 @@ class ComparePage(QWidget):
         self.models_list = QListWidget()
         self.models_list.setObjectName("compare_models")
         self.models_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.models_list.setMaximumHeight(130)
         self.recent_button = QToolButton()
         self.recent_button.setText("Recent")
         self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -260,11 +292,16 @@ class ComparePage(QWidget):
         self.table.setSortingEnabled(True)
         self.chart = pg.PlotWidget()
         self.chart.setObjectName("compare_chart")
-        self.chart.setLogMode(x=True, y=False)
         self.chart.setLabel("bottom", "parameters")
         self.chart.setLabel("left", "accuracy (%)")
         self.chart.setYRange(0, 105)
         self.chart.showGrid(x=True, y=True, alpha=0.3)
+        self.chart.setBackground(self.palette().color(QPalette.ColorRole.Base))
+        text_color = self.palette().color(QPalette.ColorRole.Text)
+        for axis in ("left", "bottom"):
+            self.chart.getAxis(axis).setPen(text_color)
+            self.chart.getAxis(axis).setTextPen(text_color)
+        self.chart.getViewBox().setDefaultPadding(0.12)
         self.scatter = pg.ScatterPlotItem(size=11, hoverable=True, hoverSize=15, tip=self._tip)
         self.chart.addItem(self.scatter)
         self.reference_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
@@ -276,6 +313,7 @@ class ComparePage(QWidget):
         results.addWidget(self.chart)
         results.setStretchFactor(0, 3)
         results.setStretchFactor(1, 2)
+        results.setSizes([720, 480])
 
         # ---- Per-question view
         self.filter = QComboBox()
@@ -329,6 +367,7 @@ class ComparePage(QWidget):
         splitter.addWidget(setup)
         splitter.addWidget(self.tabs)
         splitter.setStretchFactor(1, 1)
+        splitter.setSizes([230, 570])
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
         self.refresh_history()
@@ -345,7 +384,7 @@ class ComparePage(QWidget):
             spec = str(spec).strip()
             if not spec or spec in present:
                 continue
-            item = QListWidgetItem(spec)
+            item = QListWidgetItem(display_name(spec))
             item.setData(Qt.ItemDataRole.UserRole, spec)
             item.setToolTip(spec)
             self.models_list.addItem(item)
@@ -610,7 +649,7 @@ class ComparePage(QWidget):
                 item.setForeground(pg.mkColor("#15803d" if answer.get("correct") else "#b91c1c"))
                 self.questions.setItem(row, col, item)
         header = self.questions.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.questions_count.setText(f"{len(shown)} of {len(self._questions)} questions")
 
@@ -698,11 +737,15 @@ class ComparePage(QWidget):
             color = "#f59e0b" if r.get("reference") or r["label"] == self.reference_label else "#3b82f6"
             tip = f"{r['label']}\n{format_params(int(r['params']))} parameters, accuracy {100 * r['accuracy']:.1f}%"
             spots.append({"pos": (x, 100 * r["accuracy"]), "data": tip, "brush": pg.mkBrush(color)})
-            text = pg.TextItem(r["label"], anchor=(0, 1), color="#444")
+            text = pg.TextItem(r["label"], anchor=(0, 1), color=self.palette().color(QPalette.ColorRole.Text))
             text.setPos(x, 100 * r["accuracy"])
             self.chart.addItem(text)
             self._labels.append(text)
         self.scatter.setData(spots)
+        if points:
+            xs = [math.log10(r["params"]) for r in points]
+            self.chart.getAxis("bottom").setTicks([_log_ticks(min(xs), max(xs)), []])
+            self.chart.setXRange(min(xs) - 0.15, max(xs) + 0.35)
         reference = next((r for r in points if r.get("reference") or r["label"] == self.reference_label), None)
         self.reference_line.setVisible(reference is not None)
         if reference is not None:
