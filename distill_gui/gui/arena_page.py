@@ -290,7 +290,7 @@ class ArenaPage(QWidget):
         self._example = example
         self._format = example.format
         self.prompt_edit.setPlainText(example.prompt)
-        self.state_label.setText(f"Drawn from {example.source}" + (f" (reference answer hidden: it is in the file)" if example.reference else ""))
+        self.state_label.setText(f"Drawn from {example.source}.")
         self.sig_drawn.emit()
 
     @Slot(int, str, str)
