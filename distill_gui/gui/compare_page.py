@@ -412,6 +412,10 @@ class ComparePage(QWidget):
                                device=self.device.currentText(), samples=samples,
                                temperature=self.temperature.value() if samples > 1 else 0.0)
 
+    def model_rows(self) -> list[dict]:
+        """The table's rows (label, status and measures), in the comparison's order."""
+        return [dict(self._rows[label]) for label in self._order]
+
     def is_running(self) -> bool:
         return self.state in ("running", "stopping")
 

@@ -71,6 +71,31 @@ def test_compare_three_models_fill_table_chart_and_questions(qtbot, tmp_path, se
     assert sorted(p[0] for p in other.chart_points()) == ["teacher", "tiny-a", "tiny-b"]
 
 
+def test_stop_keeps_the_scored_models(qtbot, tmp_path, settings, three_models):
+    from distill_gui.gui.compare_page import ComparePage
+
+    page = ComparePage(settings, runs_root=tmp_path / "runs")
+    qtbot.addWidget(page)
+    page.add_models(three_models[1:] + three_models[:1])
+    page.set_data(str(demo_dir() / "test.jsonl"))
+    page.limit.setValue(200)
+    page.max_new_tokens.setValue(48)
+    page.device.setCurrentText("cpu")
+    assert page.start()
+
+    def scored() -> list[str]:
+        return [row["label"] for row in page.model_rows() if row.get("status") == "done"]
+
+    qtbot.waitUntil(lambda: bool(scored()), timeout=WAIT_MS)
+    first = scored()[0]
+    assert page.stop() and page.state == "stopping"
+    qtbot.waitUntil(lambda: page.state == "idle", timeout=WAIT_MS)
+    assert page.state_label.text().startswith("Stopped:"), page.state_label.text()
+    results = json.loads((page.folder / "results.json").read_text())
+    assert results["state"] == "stopped"
+    assert first in [m["label"] for m in results["models"]] and len(results["models"]) < 3
+
+
 def test_compare_page_refuses_without_models_or_data(qtbot, tmp_path, settings):
     from distill_gui.gui.compare_page import ComparePage
 
