@@ -91,22 +91,6 @@ class JsonEventWriter:
             sys.stdout.flush()
 
 
-def _listen_for_commands(control) -> None:
-    """Read ``pause`` / ``resume`` / ``stop`` lines from stdin (the GUI's control channel)."""
-
-    def loop() -> None:
-        for line in sys.stdin:
-            command = line.strip().lower()
-            if command == "stop":
-                control.request_stop()
-            elif command == "pause":
-                control.request_pause()
-            elif command == "resume":
-                control.request_resume()
-
-    threading.Thread(target=loop, name="distill-gui-control", daemon=True).start()
-
-
 def _install_signal_handlers(control) -> dict:
     """First Ctrl-C / SIGTERM / SIGHUP (the terminal closed): stop after the current step and save a
     checkpoint; second: exit now (the run is left interrupted, resumable).
@@ -141,8 +125,6 @@ def _run_training(args, config=None, run=None, resume=False) -> int:
 
     control = RunControl()
     reporter = JsonEventWriter() if args.events == "json" else ConsoleReporter()
-    if args.events == "json":
-        _listen_for_commands(control)
     previous = _install_signal_handlers(control)
     try:
         outcome = train(config, runs_root=getattr(args, "runs_dir", None), run=run, on_event=reporter, control=control, resume=resume)
@@ -241,6 +223,21 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
+def cmd_request(args) -> int:
+    """Ask a run's training process to pause, resume or stop (through its folder; any process may ask)."""
+    from distill_gui.core.run_requests import request
+    from distill_gui.core.runs import RunDir
+
+    run = RunDir(args.run_dir)
+    if not run.is_run():
+        raise UserError(f"{args.run_dir}: not a run folder (no config.yaml)")
+    if not run.owner_alive():
+        raise UserError(f"{run.path}: no process is training this run (state {run.status().get('state')}); nothing to {args.request}")
+    request(run.path, args.request)
+    print(f"asked {run.name} to {args.request}; it does so between steps", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_runs(args) -> int:
     from distill_gui.core.runs import list_runs
 
@@ -301,6 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, devices, CUDA and bitsandbytes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    for name, what, text in (("pause", "pause", "pause a training run between steps"),
+                             ("unpause", "resume", "continue a paused training run"),
+                             ("stop", "stop", "stop a training run after its current step, saving a checkpoint")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_dir", help="the run folder")
+        p.set_defaults(func=cmd_request, request=what)
 
     p = sub.add_parser("runs", help="list run folders and their status")
     p.add_argument("--runs-dir", type=Path, default=None)

@@ -1,13 +1,15 @@
-"""Supervision of a training run: a child process (or a run started elsewhere) turned into Qt signals.
+"""Supervision of a training run: one transport from the run to the app, one control channel back.
 
-* :class:`ChildSupervisor` starts ``distill-gui train`` / ``resume`` as a child process and, in a
-  QThread, reads the JSON event stream the child writes on stdout (stderr lines become log lines).
-* :class:`FolderFollower` follows a run whose process is not our child (the app was restarted while it
-  trained) by reading new lines of its ``events.jsonl`` while its pid is alive.
-* :class:`RunController` lives in the GUI thread, owns one of the two, keeps the run's state and
-  re-emits everything as ``sig_*`` signals that the pages connect to.
-
-Pause, resume and stop are lines written to the child's stdin (``pause``, ``resume``, ``stop``).
+* :class:`RunWatcher` follows a run through its folder's ``events.jsonl`` — the single source of a run's
+  events, whether the app started the run as a child process (then it also watches the child's exit
+  and stderr, and learns the new folder from the child's first stdout line) or found it already
+  training (then it watches the run's owner, identified by more than a pid).
+* :class:`RunController` lives in the GUI thread, owns the watcher, keeps the run's state and
+  re-emits everything as ``sig_*`` signals that the pages connect to. Pause, resume and stop are
+  requests through the run folder (:mod:`distill_gui.core.run_requests`), for a child and a
+  reattached run alike. The app never writes a run's state itself: a run whose process died is
+  reported as interrupted by the readers of its folder.
+* :class:`ChildSupervisor` reads a generic child command's JSON event stream (teacher-written data).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from distill_gui.core.events import (
     event_from_dict,
     event_from_json,
 )
-from distill_gui.core.runs import RunDir, pid_alive
+from distill_gui.core.runs import RunDir
 
 TERMINAL_EVENTS = (RunFinished, RunStopped, RunFailed)
 STDERR_TAIL_LINES = 40
@@ -260,100 +262,189 @@ class _Tail:
         return [line for line in lines if line.strip()]
 
 
-class FolderFollower(QObject):
-    """Follows a run started by another process through its run folder; lives in a QThread."""
+class RunWatcher(QObject):
+    """Follows one run through its folder (and its child process, when the app started it); lives in a QThread."""
 
     # ---- Signals
     sig_event = Signal(object)
     """An event appended to the run's events.jsonl."""
     sig_log = Signal(str)
-    """Not used by the follower beyond notes (kept for the same interface as the supervisor)."""
+    """A line the child wrote on stderr (load messages, warnings, a crash's traceback)."""
     sig_exited = Signal(int, str)
-    """The followed process is gone (return code unknown: -1) or ended with a final event (0)."""
+    """The run's process is gone: the child's return code (-N for signal N, 127 when it could not start),
+    or for a reattached run 0 after a final event and -1 without one; then the child's stderr tail."""
 
-    def __init__(self, run_dir: str | Path, pid: int, skip_existing: bool = True, poll_s: float = 0.25):
+    OWNER_CHECK_S = 1.0
+
+    def __init__(self, run_dir: str | Path | None, argv: list[str] | None = None, stream_dir: str | Path | None = None,
+                 skip_existing: bool = True, poll_s: float = 0.1):
         super().__init__()
-        self.folder = RunDir(run_dir)
-        self._pid = pid
-        self._stop = threading.Event()
+        self.argv = list(argv) if argv else None
+        self.stream_dir = Path(stream_dir) if stream_dir is not None else None
+        self.folder = RunDir(run_dir) if run_dir else None
         self._poll_s = poll_s
-        self._offset = self.folder.events_path.stat().st_size if skip_existing and self.folder.events_path.exists() else 0
+        self._offset = 0
+        if self.folder is not None and skip_existing and self.folder.events_path.exists():
+            self._offset = self.folder.events_path.stat().st_size
+        self._buffer = b""
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self._tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._detached = threading.Event()
+        self._ended = False
 
     # ---- Public API (any thread)
     @property
     def pid(self) -> int | None:
-        return self._pid
+        if self._proc is not None:
+            return self._proc.pid
+        owner = self.folder.owner() if self.folder is not None else None
+        return owner.pid if owner is not None else None
 
-    def send(self, command: str) -> bool:
-        """Not our child, so no stdin: ``stop`` interrupts it (SIGINT), like Ctrl+C in its terminal."""
-        if command.strip() != "stop" or not pid_alive(self._pid):
-            return False
-        try:
-            os.kill(self._pid, signal.SIGINT)
-            return True
-        except OSError:
-            return False
+    @property
+    def is_child(self) -> bool:
+        return self.argv is not None
+
+    def interrupt(self) -> bool:
+        """Ctrl+C for our own child (before its run folder exists); False when there is none."""
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                return False
+            try:
+                proc.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
+                return True
+            except OSError:
+                return False
 
     def kill(self) -> None:
-        self.send("stop")
+        """End our child now (a run we did not start is never killed)."""
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()
 
-    def quit(self) -> None:
-        """Stop following (the run goes on)."""
-        self._stop.set()
+    def detach(self) -> None:
+        """Stop following (the run goes on); ``run`` returns within a poll interval."""
+        self._detached.set()
 
     # ---- Thread body
     @Slot()
     def run(self) -> None:
-        ended = False
-        buffer = ""
-        while not self._stop.is_set():
-            alive = pid_alive(self._pid)
-            chunk = self._read_new()
-            if chunk:
-                buffer += chunk
-                *lines, buffer = buffer.split("\n")
-                for line in lines:
-                    event = self._parse(line)
-                    if event is None:
-                        continue
-                    self.sig_event.emit(event)
-                    if isinstance(event, TERMINAL_EVENTS):
-                        ended = True
-            if ended:
+        streams: dict[str, _Tail] = {}
+        if self.is_child:
+            streams = self._start_child()
+            if self._proc is None:
+                return
+        next_owner_check = 0.0
+        while not self._detached.is_set():
+            got = self._pump(streams)
+            if self._proc is not None:
+                if self._proc.poll() is not None:
+                    self._pump(streams, final=True)
+                    self._finish_child()
+                    return
+            elif self._ended:
                 self.sig_exited.emit(0, "")
                 return
-            if not alive:
-                # One more read: the last lines may have landed just before it exited.
-                rest = buffer + self._read_new()
-                for line in rest.split("\n"):
-                    event = self._parse(line)
-                    if event is not None:
-                        self.sig_event.emit(event)
-                        ended = ended or isinstance(event, TERMINAL_EVENTS)
-                self.sig_exited.emit(0 if ended else -1, "")
-                return
-            self._stop.wait(self._poll_s)
+            elif time.monotonic() >= next_owner_check:
+                next_owner_check = time.monotonic() + self.OWNER_CHECK_S
+                if self.folder is not None and not self.folder.owner_alive():
+                    self._pump(streams, final=True)  # its last lines may have landed just before it ended
+                    self.sig_exited.emit(0 if self._ended else -1, "")
+                    return
+            if not got:
+                self._detached.wait(self._poll_s)
+        if self._proc is not None:
+            # The run goes on without us; the Popen object is kept so it is not finalised while it runs.
+            self._close_stdin()
+            _LEFT_RUNNING.append(self._proc)
 
-    def _read_new(self) -> str:
+    def _start_child(self) -> dict[str, "_Tail"]:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very package
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if package_root not in paths:
+            env["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
+        env.setdefault("PYTHONIOENCODING", "utf-8")
+        kwargs: dict = {}
+        if os.name == "posix":
+            # Its own session: Ctrl+C in the app's terminal does not reach the run, and the run can
+            # outlive the window when the user chooses to leave it running.
+            kwargs["start_new_session"] = True
+        else:
+            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+        assert self.stream_dir is not None and self.argv is not None
+        # stdout and stderr go to files, not pipes: a run left training after the window closes
+        # keeps writing to them instead of dying on a broken pipe.
+        self.stream_dir.mkdir(parents=True, exist_ok=True)
+        out_path, err_path = self.stream_dir / "stdout.jsonl", self.stream_dir / "stderr.log"
+        try:
+            with open(out_path, "wb") as out, open(err_path, "wb") as err:
+                with self._lock:
+                    self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, **kwargs)
+        except OSError as exc:
+            self.sig_exited.emit(127, f"could not start the training process: {exc}")
+            return {}
+        return {"out": _Tail(out_path), "err": _Tail(err_path)}
+
+    def _finish_child(self) -> None:
+        assert self._proc is not None
+        self.sig_exited.emit(self._proc.returncode, "\n".join(self._tail))
+
+    def _close_stdin(self) -> None:
+        pass  # the child's stdin is /dev/null: requests go through the run folder
+
+    def _pump(self, streams: dict[str, "_Tail"], final: bool = False) -> bool:
+        """Read what is new: the child's stderr (log lines), its stdout until the run folder is known, the events."""
+        got = False
+        if "err" in streams:
+            for text in streams["err"].read_lines(final=final):
+                got = True
+                self._tail.append(text)
+                self.sig_log.emit(text)
+        if self.folder is None and "out" in streams:
+            for text in streams["out"].read_lines(final=final):
+                event = self._parse(text)
+                if isinstance(event, RunCreated):
+                    self.folder = RunDir(event.run_dir)  # its events.jsonl holds everything from the start
+                    self._offset = 0
+                    break
+        if self.folder is not None:
+            for event in self._read_events(final):
+                got = True
+                self.sig_event.emit(event)
+                self._ended = self._ended or isinstance(event, TERMINAL_EVENTS)
+        return got
+
+    def _read_events(self, final: bool) -> list[Event]:
+        assert self.folder is not None
         try:
             with open(self.folder.events_path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size < self._offset:  # rewritten (not by distill-gui): follow from its end
+                    self._offset, self._buffer = size, b""
                 fh.seek(self._offset)
-                data = fh.read()
+                data = fh.read(MAX_READ)
         except OSError:
-            return ""
-        # Only consume complete lines; a half-written last line is read again next time.
-        cut = data.rfind(b"\n") + 1
-        self._offset += cut
-        return data[:cut].decode("utf-8", errors="replace")
+            return []
+        self._offset += len(data)
+        data = self._buffer + data
+        *lines, self._buffer = data.split(b"\n")
+        if final and self._buffer.strip():
+            lines.append(self._buffer)
+            self._buffer = b""
+        events = [self._parse(line.decode("utf-8", errors="replace")) for line in lines]
+        return [e for e in events if e is not None]
 
     @staticmethod
     def _parse(line: str) -> Event | None:
         line = line.strip()
-        if not line:
+        if not line.startswith("{"):
             return None
         try:
             return event_from_dict(json.loads(line))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, AttributeError):
             return None
 
 
@@ -385,7 +476,7 @@ class RunController(QObject):
         self.step = 0
         self.total_steps = 0
         self.attached = False
-        self._worker: ChildSupervisor | FolderFollower | None = None
+        self._worker: RunWatcher | None = None
         self._thread: QThread | None = None
         self._ended_event: Event | None = None
         self._work_dir: Path | None = None
@@ -410,7 +501,7 @@ class RunController(QObject):
         Path(runs_root).mkdir(parents=True, exist_ok=True)
         argv = [*self.command, "train", str(path), "--runs-dir", str(runs_root), "--events", "json"]
         self.run_dir = None
-        self._launch(ChildSupervisor(argv, self._work_dir), attached=False)
+        self._launch(RunWatcher(None, argv, self._work_dir), attached=False)
 
     def resume(self, run_dir: str | Path) -> None:
         """Continue a stopped or crashed run from its latest checkpoint."""
@@ -419,7 +510,7 @@ class RunController(QObject):
         argv = [*self.command, "resume", str(run_dir), "--events", "json"]
         self._new_work_dir()
         self._set_run_dir(str(run_dir))
-        self._launch(ChildSupervisor(argv, self._work_dir), attached=False)
+        self._launch(RunWatcher(run_dir, argv, self._work_dir), attached=False)
 
     def attach(self, run_dir: str | Path) -> bool:
         """Follow a run that trains in another process (started before the app was restarted)."""
@@ -427,13 +518,12 @@ class RunController(QObject):
             raise RuntimeError("a run is already active")
         run = RunDir(run_dir)
         status = run.status()
-        pid = status.get("pid")
-        if status.get("state") not in ("running", "paused") or not pid_alive(pid):
+        if status.get("state") not in ("running", "paused") or not run.owner_alive():
             return False
         self._set_run_dir(str(run.path))
         self.step = int(status.get("step") or 0)
         self.total_steps = int(status.get("total_steps") or 0)
-        self._launch(FolderFollower(run.path, pid), attached=True)
+        self._launch(RunWatcher(run.path), attached=True)
         self._set_state(self.PAUSED if status.get("state") == "paused" else self.RUNNING)
         return True
 
@@ -450,22 +540,24 @@ class RunController(QObject):
         """Ask the run to save a checkpoint and stop (it ends with RunStopped)."""
         if not self.is_active() or self._worker is None:
             return False
-        sent = self._send("stop")
+        if self.run_dir is None:  # our child has not made its folder yet: interrupt it (it saves nothing yet)
+            sent = self._worker.interrupt()
+        else:
+            sent = self._send("stop")
         if sent:
             self._set_state(self.STOPPING)
             self.sig_log.emit("stop requested: the run saves a checkpoint and stops")
         return sent
 
     def kill(self) -> None:
+        """End our own child now (a run started elsewhere is only ever asked to stop)."""
         if self._worker is not None:
             self._worker.kill()
 
     def detach(self) -> None:
         """Stop watching and leave the run training (used when the window closes)."""
         worker, thread = self._worker, self._thread
-        if isinstance(worker, FolderFollower):
-            worker.quit()
-        elif isinstance(worker, ChildSupervisor):
+        if worker is not None:
             worker.detach()
         self._disconnect_worker()
         if thread is not None:
@@ -485,9 +577,19 @@ class RunController(QObject):
 
     # ---- Internals
     def _send(self, command: str) -> bool:
-        return self._worker is not None and self._worker.send(command)
+        """A request through the run folder (the same channel for our child and a reattached run)."""
+        from distill_gui.core.run_requests import RequestError, request
 
-    def _launch(self, worker: ChildSupervisor | FolderFollower, attached: bool) -> None:
+        if self._worker is None or not self.run_dir:
+            return False
+        try:
+            request(self.run_dir, command)
+        except RequestError as exc:
+            self.sig_log.emit(str(exc))
+            return False
+        return True
+
+    def _launch(self, worker: RunWatcher, attached: bool) -> None:
         self._ended_event = None
         self.attached = attached
         worker.sig_event.connect(self._on_event)
@@ -583,23 +685,7 @@ class RunController(QObject):
         else:
             kind, reason = explain_exit(returncode, stderr_tail)
             state, message = self.FAILED, reason
-            failed = RunFailed(step=self.step, reason=reason, kind=kind)
-            self.sig_event.emit(failed)
-            self._record_crash(failed)
+            self.sig_event.emit(RunFailed(step=self.step, reason=reason, kind=kind))
         self.sig_log.emit(message)
         self._set_state(state)
         self.sig_ended.emit(state, message)
-
-    def _record_crash(self, event: RunFailed) -> None:
-        """A child that died without a word leaves its folder saying so (the Runs page reads it)."""
-        if not self.run_dir:
-            return
-        run = RunDir(self.run_dir)
-        if not run.is_run():
-            return
-        try:
-            run.append(run.events_path, event.to_dict())
-            run.write_status("failed", step=event.step, message=event.reason, ended_at=time.time())
-            run.log(f"{event.kind} at step {event.step}: {event.reason}")
-        except OSError:
-            pass

@@ -202,7 +202,7 @@ class TrainPage(QWidget):
         self.start_button.setEnabled(not active)
         if active:
             self.compare_button.setVisible(False)
-        self.pause_button.setEnabled(state in (RunController.RUNNING, RunController.PAUSED) and not self.controller.attached)
+        self.pause_button.setEnabled(state in (RunController.RUNNING, RunController.PAUSED))
         self.pause_button.setText("Resume" if state == RunController.PAUSED else "Pause")
         self.stop_button.setEnabled(state in (RunController.STARTING, RunController.RUNNING, RunController.PAUSED))
         labels = {

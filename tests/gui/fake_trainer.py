@@ -1,8 +1,9 @@
 """A stand-in for ``distill-gui train/resume --events json`` that trains nothing, for fast GUI tests.
 
-It speaks the same contract as the real child: one JSON event a line on stdout (RunCreated first,
-a final RunFinished/RunStopped/RunFailed last), log lines on stderr, ``pause``/``resume``/``stop``
-lines on stdin, and it records everything into the run folder with the core's RunRecorder.
+It speaks the same contract as the real child: it holds the run folder's lock, records every event
+into the folder with the core's RunRecorder (RunCreated first, a final RunFinished/RunStopped/RunFailed
+last), prints them on stdout too, writes log lines on stderr, and takes pause/resume/stop requests
+through the folder (core.run_requests) and stop on SIGINT/SIGTERM.
 
 Environment knobs: FAKE_STEP_S (seconds a step, default 0.02), FAKE_CRASH_AT (exit abruptly with
 code 3 at that step), FAKE_KILL_AT (SIGKILL itself at that step).
@@ -15,7 +16,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -37,7 +37,9 @@ from distill_gui.core.events import (
     StepLogged,
     fan_out,
 )
+from distill_gui.core.run_requests import RequestWatcher
 from distill_gui.core.runs import RunDir, RunRecorder
+from distill_gui.core.training.control import RunControl
 
 
 def _printer(event) -> None:
@@ -76,22 +78,16 @@ def main(argv: list[str] | None = None) -> int:
         config = run.load_config()
         latest = run.latest_checkpoint()
         start = int(latest.name.split("-")[1]) if latest else 0
+    with run.lock(), RequestWatcher(run.path, control := RunControl(), poll_s=0.02):
+        return _train(run, config, start, control)
+
+
+def _train(run: RunDir, config, start: int, control: RunControl) -> int:
     emit = fan_out(RunRecorder(run), _printer)
     emit(RunCreated(run_dir=str(run.path)))
 
-    commands: list[str] = []
-    lock = threading.Lock()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            with lock:
-                commands.append(line.strip())
-
-    threading.Thread(target=read_stdin, daemon=True).start()
-
     def on_signal(_signum, _frame) -> None:  # like the real CLI: SIGINT/SIGTERM stop with a checkpoint
-        with lock:
-            commands.append("stop")
+        control.request_stop()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -107,19 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     paused = False
     step = start
     while step < total:
-        with lock:
-            pending, commands[:] = list(commands), []
-        for command in pending:
-            if command == "pause" and not paused:
-                paused = True
-                emit(RunPaused(step=step))
-            elif command == "resume" and paused:
-                paused = False
-                emit(RunResumed(step=step))
-            elif command == "stop":
-                path = _save(run, step, emit)
-                emit(RunStopped(step=step, checkpoint=path))
-                return 0
+        if control.paused and not paused and not control.stop_requested:
+            paused = True
+            emit(RunPaused(step=step))
+        elif not control.paused and paused:
+            paused = False
+            emit(RunResumed(step=step))
+        if control.stop_requested:
+            path = _save(run, step, emit)
+            emit(RunStopped(step=step, checkpoint=path))
+            return 0
         if paused:
             time.sleep(0.02)
             continue

@@ -199,8 +199,8 @@ def test_crash_of_the_child_is_shown_and_the_app_keeps_working(make_window, qtbo
     assert words in window.train_page.state_label.text()
     assert window.train_page.start_button.isEnabled()
     run = RunDir(window.controller.run_dir)
-    assert run.status()["state"] == "failed"
-    assert words in run.status()["message"]
+    # The app writes nothing into the folder: its readers see the dead process and call the run interrupted.
+    assert run.status()["state"] == "interrupted" and run.can_resume()
     # The app still works: a new run starts and finishes.
     monkeypatch.delenv(knob)
     window.set_config(fake_config(tmp_path, steps=5))
@@ -302,3 +302,52 @@ def test_model_folder_can_be_dropped(make_window, tmp_path):
     chooser.dropEvent(event)
     assert window.findChild(QLineEdit, "teacher.path").text() == str(folder)
     assert window.current_config().teacher.path == str(folder)
+
+
+def test_a_reattached_run_pauses_and_stops_through_its_folder(make_window, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_S", "0.05")
+    window = make_window(fake=True)
+    window.set_config(fake_config(tmp_path, steps=400))
+    window.start_run()
+    qtbot.waitUntil(lambda: window.controller.step >= 2, timeout=20000)
+    run = RunDir(window.controller.run_dir)
+    window.close_choice = window.CLOSE_LEAVE
+    window.close()
+    again = make_window(fake=True)
+    assert again.controller.attached and again.train_page.pause_button.isEnabled()
+    assert again.controller.pause()
+    qtbot.waitUntil(lambda: again.controller.state == "paused", timeout=10000)
+    assert run.status()["state"] == "paused"
+    assert again.controller.resume_training()
+    qtbot.waitUntil(lambda: again.controller.state == "running", timeout=10000)
+    with qtbot.waitSignal(again.controller.sig_ended, timeout=20000) as ended:
+        assert again.controller.stop()
+    assert ended.args[0] == "stopped" and run.status()["state"] == "stopped"
+
+
+def test_a_stale_pid_in_status_is_never_followed_or_signalled(make_window, qtbot, tmp_path):
+    """After a crash the pid in status.json may belong to another process: it is not the run's."""
+    import json
+    import subprocess
+    import sys
+
+    window = make_window(fake=True)
+    window.set_config(fake_config(tmp_path, steps=3))
+    with qtbot.waitSignal(window.controller.sig_ended, timeout=20000):
+        window.start_run()
+    run = RunDir(window.controller.run_dir)
+    window.close()
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        status = json.loads(run.status_path.read_text())
+        status.update(state="running", pid=bystander.pid)
+        run.status_path.write_text(json.dumps(status))
+        again = make_window(fake=True)
+        again.open_run(str(run.path))
+        assert not again.controller.attached
+        assert not again.controller.stop()
+        time.sleep(0.3)
+        assert bystander.poll() is None, "an unrelated process was signalled"
+    finally:
+        bystander.kill()
+        bystander.wait()

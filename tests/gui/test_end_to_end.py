@@ -186,4 +186,4 @@ def test_teacher_traces_are_generated_verified_and_used(make_window, qtbot, tiny
     panel.sig_use_traces.emit(str(traces))
     config = window.current_config()
     assert config.data.train == str(traces) and config.method.kind == "sft"
-    assert not window.findChild(QComboBox, "method.kd.loss").isEnabled()
+    assert window.method_page.stack.currentWidget().objectName() == "method_panel.sft"  # KD's settings are put away

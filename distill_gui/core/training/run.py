@@ -26,6 +26,7 @@ from distill_gui.core.config import RunConfig
 from distill_gui.core.errors import one_line
 from distill_gui.core.events import Event, EventCallback, LogMessage, RunCreated, RunFailed, RunFinished, RunStopped
 from distill_gui.core.memory import format_bytes
+from distill_gui.core.run_requests import RequestWatcher
 from distill_gui.core.runs import RunDir, RunRecorder, default_runs_root
 from distill_gui.core.training.checkpointing import checkpoint_step, incoming_dir, save_final
 from distill_gui.core.training.control import RunControl, current_processes
@@ -120,6 +121,8 @@ def train(
                 hold.enter_context(run.lock())
                 reporter.record_into(run, first=RunCreated(run_dir=str(run.path)))
         assert run is not None
+        if procs.is_main:  # pause/resume/stop requests through the folder (the app's one channel)
+            hold.enter_context(RequestWatcher(run.path, control))
         return _train_in_folder(setup, prepared, run, resume)
 
 
