@@ -5,6 +5,7 @@
     distill-gui eval MODEL --data FILE [--json]
     distill-gui generate --teacher A --student B --prompt TEXT
     distill-gui compare MODEL [MODEL ...] --data FILE [--reference MODEL] [--json]
+    distill-gui export RUN_OR_MODEL --to hf|gguf|ollama [--quant f16|q8_0|q4_k_m] [--out DIR] [--force]
     distill-gui info
 
 Bad input ends with a non-zero exit code and one line saying what is wrong — never a bare traceback.
@@ -310,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=None)
     p.set_defaults(func=cmd_runs)
 
-    for module in ("distill_gui.cli_generate_data", "distill_gui.cli_demo", "distill_gui.cli_compare", "distill_gui.cli_doctor"):
+    for module in ("distill_gui.cli_generate_data", "distill_gui.cli_demo", "distill_gui.cli_compare", "distill_gui.cli_doctor",
+                   "distill_gui.cli_export"):
         try:
             extension = __import__(module, fromlist=["add_parser"])
         except ImportError:
