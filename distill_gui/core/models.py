@@ -217,6 +217,32 @@ def _folder_source(folder: Path, kind: str, gguf_file: str | None, hub_id: str |
     )
 
 
+def _run_model_folder(path: Path) -> Path:
+    """``path`` itself, or for a distill-gui run folder the model it trained: ``checkpoints/final`` when the
+    run finished, else its latest complete checkpoint (so a run folder is a valid ``student.path``)."""
+    if (path / "config.json").is_file() or not (path / "config.yaml").is_file():
+        return path
+    from distill_gui.core.model_refs import ModelRefError, resolve
+
+    try:
+        ref = resolve(str(path))
+    except ModelRefError as exc:
+        raise ModelError(str(exc)) from None
+    if ref.run is None:
+        return path
+    if ref.adapter and ref.checkpoint == "final":
+        raise ModelError(
+            f"{path}: this run's final model is only a LoRA adapter (on a quantized base, {ref.path}); "
+            f"give the base model as the path and merge the adapter in {ref.adapter} first"
+        )
+    if ref.adapter:
+        raise ModelError(
+            f"{path}: this run has not finished and its latest checkpoint ({ref.checkpoint}) holds only a LoRA adapter; "
+            "resume the run to its end (its final/ holds the merged model) or give a model folder"
+        )
+    return Path(ref.path)
+
+
 def resolve_source(cfg: ModelConfig) -> ModelSource:
     """Find where a model is: a folder, a GGUF file or a hub id (local cache first, never a long wait)."""
     raw = (cfg.path or "").strip()
@@ -230,7 +256,7 @@ def resolve_source(cfg: ModelConfig) -> ModelSource:
             f"{raw}: is a file, not a model; give the model folder (with config.json and *.safetensors) or a .gguf file"
         )
     if path.is_dir():
-        return _folder_source(path.resolve(), "folder", cfg.gguf_file, None, None)
+        return _folder_source(_run_model_folder(path).resolve(), "folder", cfg.gguf_file, None, None)
     if _looks_local(raw) or not HUB_ID_RE.match(raw) or ".." in raw or "--" in raw:
         raise ModelError(f"{raw}: not found; check the path (no such file or folder)")
     location = _resolve_hub(raw, cfg.revision)
