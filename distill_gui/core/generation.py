@@ -104,3 +104,88 @@ def _adds_bos(tokenizer, batch: Sequence[str]) -> bool:
     """Add special tokens unless the rendered prompts already start with the BOS token (chat templates)."""
     bos = tokenizer.bos_token
     return not (bos and batch and all(p.startswith(bos) for p in batch))
+
+
+def sample_token_ids(
+    model,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    stop_ids: Sequence[int],
+    pad_id: int,
+    generator=None,
+) -> list[list[int]]:
+    """Continue token-id ``prompts`` with the KV cache; returns each row's new tokens (its stop token included).
+
+    Sampling at ``temperature`` from the model's whole distribution (greedy when 0), drawn from
+    ``generator`` (a ``torch.Generator`` on the model's device) so the same generator state gives the same
+    tokens. Prompts are padded on the left and run as one batch; a row that writes a stop token leaves the
+    batch (its rows of the KV cache are dropped), so the remaining steps cost only the unfinished rows.
+    The model's training mode is restored afterwards; no gradient is recorded.
+    """
+    import torch
+
+    if not prompts:
+        return []
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("sample_token_ids: every prompt needs at least one token")
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    input_ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long, device=device)
+    positions = (mask.cumsum(-1) - 1).clamp_min_(0)
+    stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
+    alive = torch.arange(len(prompts), device=device)  # which prompt each batch row belongs to
+    steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, tokens) per step
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            cache = {_cache_argument(model): DynamicCache(config=model.config)}
+            out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                        **cache)
+            next_position = positions[:, -1:] + 1
+            for step in range(max_new_tokens):
+                token = _draw(out.logits[:, -1], temperature, generator)
+                steps.append((alive, token))
+                if step == max_new_tokens - 1:
+                    break
+                going = ~torch.isin(token, stop) if stop.numel() else None
+                if going is not None and not bool(going.all()):
+                    keep = going.nonzero().squeeze(1)
+                    if keep.numel() == 0:
+                        break
+                    next(iter(cache.values())).reorder_cache(keep)  # finished rows leave the batch
+                    alive, token, mask, next_position = alive[keep], token[keep], mask[keep], next_position[keep]
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position, use_cache=True, **cache)
+                next_position = next_position + 1
+    finally:
+        if was_training:
+            model.train()
+    completions: list[list[int]] = [[] for _ in prompts]
+    for rows, tokens in steps:
+        for row, token in zip(rows.tolist(), tokens.tolist()):
+            completions[row].append(token)
+    return completions
+
+
+def _cache_argument(model) -> str:
+    """The name ``forward`` takes the KV cache under: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model passes it through
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _draw(logits, temperature: float, generator):
+    """One token per row from ``logits [rows, vocab]``: the argmax at temperature 0, else a sample."""
+    import torch
+
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

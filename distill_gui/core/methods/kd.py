@@ -5,10 +5,15 @@ at temperature T (scaled by T²). It is computed from the final hidden states an
 chunks of positions (:func:`distill_gui.core.losses.kd_loss_from_hidden`), so the full logits of
 teacher and student are never held at once. With ``cache_teacher`` the teacher runs once over the data
 before training; its top-k log-probs are read back each step and its weights are freed.
+
+With ``on_policy`` = λ > 0 it is on-policy KD (GKD): a share λ of the micro-batches is replaced by
+completions the student samples itself, and the teacher scores every token the student wrote
+(:mod:`distill_gui.core.methods.kd_on_policy`). λ = 0 is plain KD, unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +67,24 @@ class KDConfig:
         "teacher, data and settings is reused (several students, one teacher); another one is never overwritten.",
         when={"cache_teacher": True},
     )
+    on_policy: float = option(
+        0.0,
+        "On-policy fraction λ (GKD): the share of micro-batches whose completions the student samples itself; the "
+        "teacher scores every token the student wrote and the loss is the divergence alone on those tokens (reported "
+        "as kd_on_policy). 0 trains on the data's completions only (plain KD); 1 on the student's own only.",
+        min=0.0, max=1.0,
+    )
+    on_policy_temperature: float = option(
+        1.0,
+        "Sampling temperature of the student's on-policy completions (0 = greedy); the divergence itself uses "
+        "temperature.",
+        min=0.0, max=10.0,
+    )
+    max_new_tokens: int = option(
+        128,
+        "Longest on-policy completion the student samples (tokens; a row ends earlier at its end-of-turn token).",
+        min=1, max=32768,
+    )
 
 
 class KD(Method):
@@ -77,6 +100,10 @@ class KD(Method):
     metrics = (
         MetricSpec("kd", "KD", "Loss", "nats/token", "The divergence from the teacher (times T²)."),
         MetricSpec("ce", "CE", "Loss", "nats/token", "Cross-entropy on the data's completion tokens."),
+        MetricSpec(
+            "kd_on_policy", "KD on student samples", "Loss", "nats/token",
+            "The divergence from the teacher (times T²) on completions the student sampled itself (on_policy > 0).",
+        ),
     )
     order = 10
 
@@ -85,6 +112,11 @@ class KD(Method):
         kd = self.section(config)
         if kd.cache_teacher and kd.top_k < 1:
             raise ConfigError("method.kd.top_k: method.kd.cache_teacher keeps the teacher's top-k log-probs; set top_k (e.g. 32)")
+        if kd.on_policy > 0 and kd.cache_teacher:
+            raise ConfigError(
+                "method.kd.on_policy: the teacher scores the student's own samples, which a cache made before training "
+                "cannot hold; set method.kd.cache_teacher: false (or on_policy: 0)"
+            )
 
     def resolve_paths(self, section: KDConfig, base: Path) -> None:
         if section.teacher_cache:
@@ -111,8 +143,21 @@ class KD(Method):
         if self.section(setup.config).cache_teacher:
             attach_teacher_cache(setup, prepared)
 
+    def build_trainer(self, setup: Any, prepared: Any, args: Any, callbacks: list) -> Any:
+        if self.section(setup.config).on_policy <= 0:
+            return super().build_trainer(setup, prepared, args, callbacks)
+        from distill_gui.core.data import DataCollator
+        from distill_gui.core.methods.kd_on_policy import make_on_policy_trainer_class
+
+        return make_on_policy_trainer_class()(
+            model=setup.student, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
+            data_collator=DataCollator(setup.tokenizer.pad_token_id), callbacks=callbacks, setup=setup,
+        )
+
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
         import torch
+
+        from distill_gui.core.methods.kd_on_policy import ON_POLICY_KEY
 
         from distill_gui.core.heads import output_head
         from distill_gui.core.hidden_states import decoder_of, final_hidden
@@ -124,9 +169,11 @@ class KD(Method):
         labels = inputs["labels"][:, 1:].reshape(-1)
         # The head with the model's own logit post-processing (Gemma-2 soft-capping, Granite/Cohere scaling).
         s_head = output_head(model)
-        options = dict(loss=kd.loss, beta=kd.beta, temperature=kd.temperature, alpha=kd.alpha, chunk_size=kd.chunk_size,
-                       vocab_size=ctx.shared_vocab_size)
-        if ctx.teacher_cache is not None:
+        # The student's own completions: the divergence alone (its own tokens are no targets for a cross-entropy).
+        on_policy = ON_POLICY_KEY in inputs
+        options = dict(loss=kd.loss, beta=kd.beta, temperature=kd.temperature, alpha=1.0 if on_policy else kd.alpha,
+                       chunk_size=kd.chunk_size, vocab_size=ctx.shared_vocab_size)
+        if ctx.teacher_cache is not None and not on_policy:
             t_ids, t_log_probs = ctx.teacher_cache.for_rows(inputs["row"].tolist())
             parts = kd_loss_from_cache(hidden, s_head, t_ids.to(hidden.device), t_log_probs.to(hidden.device), labels, **options)
         else:
@@ -141,11 +188,16 @@ class KD(Method):
                 teacher_hidden[:, :-1].reshape(-1, teacher_hidden.shape[-1]), output_head(ctx.teacher).detach().to(hidden.device),
                 labels, top_k=kd.top_k, **options,
             )
+        if on_policy:
+            return LossResult(total=parts.total, metrics={"kd_on_policy": parts.kd.detach()})
         return LossResult(total=parts.total, metrics={"kd": parts.kd.detach(), "ce": parts.ce.detach()})
 
     # ---- Memory
     def memory(self, config: "RunConfig", sizes: MemoryInputs) -> MethodMemory:
         kd = self.section(config)
+        if kd.on_policy > 0:  # an on-policy row is its prompt (at most max_length) plus up to max_new_tokens
+            length = max(config.data.max_length, 1)
+            sizes = dataclasses.replace(sizes, positions=sizes.positions * (length + kd.max_new_tokens) // length)
         chunk = min(kd.chunk_size, sizes.positions)
         vocab = max(sizes.student_vocab, sizes.teacher_vocab)
         # The student computes one logit row (logits_to_keep=1); the loss builds [chunk, vocab] blocks only.
