@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from distill_gui.core import methods
 from distill_gui.core.config import ConfigError, config_from_dict
 from distill_gui.core.data import Example
-from distill_gui.core.events import LogMessage, RunStarted, StepLogged
+from distill_gui.core.events import EvalLogged, LogMessage, RunStarted, StepLogged
 from distill_gui.core.methods.rlvr import grpo_rows, reference_of
 from distill_gui.core.methods.rlvr_rewards import ZERO_REWARD_ROUNDS, FormatReward, VerifierReward
 from distill_gui.core.training import RunControl, train
@@ -130,6 +130,15 @@ def test_settings_validate_with_the_field_and_what_to_do(tiny_pair, tiny_data):
         rl_config("model.gguf", tiny_data).validate_for_run()
 
 
+def test_without_trl_the_method_says_how_to_install_it(tiny_pair, tiny_data, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"method.kind: rlvr trains with TRL's GRPOTrainer, which is not installed; .*distill-gui\[trl\]"):
+        rl_config(tiny_pair[1], tiny_data).validate_for_run()
+
+
 def test_data_without_reference_answers_is_refused_before_a_run_folder_is_made(tiny_pair, tmp_path):
     data = tmp_path / "chat.jsonl"
     data.write_text("\n".join(json.dumps({"prompt": f"Say hi {i}", "completion": "Hello there, friend"}) for i in range(8)) + "\n")
@@ -178,8 +187,12 @@ def sft_run(tiny_pair, tiny_data, tmp_path_factory):
 
 def test_a_run_from_an_sft_run_folder_trains_with_the_verifier_and_reports_its_metrics(sft_run, tiny_data, tmp_path):
     events = []
-    outcome = train(rl_config(sft_run.path, tiny_data, save_steps=2), runs_root=tmp_path, on_event=events.append)
+    config = rl_config(sft_run.path, tiny_data, save_steps=2)
+    config.data.eval_fraction = 0.2
+    outcome = train(config, runs_root=tmp_path, on_event=events.append)
     assert outcome.state == "finished" and outcome.step == 4
+    evaluated = [e for e in events if isinstance(e, EvalLogged)]
+    assert len(evaluated) == 1 and 0.0 <= evaluated[0].metrics["eval_accuracy"] <= 1.0  # sampled on held-out questions
     started = next(e for e in events if isinstance(e, RunStarted))
     assert started.method == "rlvr"
     assert {spec["key"] for spec in started.metric_specs} >= {"reward", "accuracy", "kl", "completions_mean_length", "frac_reward_zero_std"}
@@ -210,6 +223,7 @@ def test_a_student_that_never_answers_right_is_told_to_train_on_traces_first(tin
     assert all(e.metrics["frac_reward_zero_std"] == 1.0 and e.metrics["accuracy"] == 0.0 for e in steps[:ZERO_REWARD_ROUNDS])
 
 
+@pytest.mark.slow
 def test_stop_and_resume_finishes_like_an_uninterrupted_run(tiny_pair, tiny_data, tmp_path):
     reference = train(rl_config(tiny_pair[1], tiny_data), runs_root=tmp_path / "a")
     control = RunControl()

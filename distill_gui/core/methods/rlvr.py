@@ -218,11 +218,30 @@ def make_grpo_trainer_class() -> type:
     from trl import GRPOTrainer
 
     class RLVRTrainer(GRPOTrainer):
-        """GRPO as distill-gui runs it: tokens counted for tokens/s, nothing else changed."""
+        """GRPO as distill-gui runs it: tokens counted for tokens/s, and the logged means kept for the event
+        bridge (``take_means``), so an evaluation reports its reward and accuracy too, not only its loss."""
+
+        _logged_means: dict[str, dict[str, float]]
 
         @property
         def tokens_seen(self) -> int:
             return int(self.state.num_input_tokens_seen or 0)
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            mode = "train" if self.model.training else "eval"
+            means = {}
+            for key, values in self._metrics[mode].items():
+                valid = [v for v in values if v == v]  # TRL leaves NaN for a batch a reward skipped
+                if valid:
+                    means[key.replace("/", "_")] = sum(valid) / len(valid)
+            if not hasattr(self, "_logged_means"):
+                self._logged_means = {}
+            self._logged_means[mode] = means
+            super().log(logs, start_time)
+
+        def take_means(self, mode: str) -> dict[str, float]:
+            """The means of what GRPO logged in ``mode`` since the last call (reward, accuracy, KL, ...)."""
+            return getattr(self, "_logged_means", {}).pop(mode, {})
 
     return RLVRTrainer
 
@@ -302,10 +321,12 @@ class RLVR(Method):
             f"rlvr: {len(train)} questions, {section.group_size} answers each; "
             f"{grpo_args.generation_batch_size // section.group_size} questions per optimizer step"
         )
-        return make_grpo_trainer_class()(
+        trainer = make_grpo_trainer_class()(
             model=setup.student, reward_funcs=rewards, args=grpo_args, train_dataset=train, eval_dataset=evaluate,
             processing_class=setup.tokenizer, callbacks=callbacks,
         )
+        rewards[0].in_training = lambda: bool(trainer.model.training)  # evaluation rounds do not count towards the warning
+        return trainer
 
     # ---- Memory
     def memory(self, config: "RunConfig", sizes: MemoryInputs) -> MethodMemory:

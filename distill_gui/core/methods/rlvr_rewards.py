@@ -57,6 +57,8 @@ class VerifierReward:
         self.answers_seen = 0
         self.unanswered_seen = 0
         self.warned_zero = False
+        self.in_training: Callable[[], bool] = lambda: True
+        """Whether the trainer is training (evaluation rounds do not count towards the all-zero warning)."""
 
     def verdict(self, completion: str, reference: str | None) -> tuple[float, BaseException | None]:
         """The reward of one answer and the error the checker raised (then the reward is 0)."""
@@ -89,7 +91,8 @@ class VerifierReward:
             log_metric("accuracy", sum(rewards) / len(rewards))
             log_metric("solved_groups", sum(any(rewards[i] > 0 for i in g) for g in groups) / len(groups))
             log_metric("verifier_errors", len(errors) / len(texts))
-        self._watch_for_zero(rewards, texts)
+        if self.in_training():
+            self._watch_for_zero(rewards, texts)
         return rewards
 
     def _watch_for_zero(self, rewards: list[float], texts: list[str]) -> None:
