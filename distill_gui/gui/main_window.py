@@ -564,6 +564,7 @@ class MainWindow(QMainWindow):
             stop_thread(thread)
         self.compare_page.shutdown()
         self.arena_page.shutdown()
+        self.runs_page.shutdown()
         super().closeEvent(event)
 
     def _stop_and_wait(self) -> None:

@@ -1,12 +1,14 @@
 """The Runs page: every run folder under the runs root with its state; open one to rebuild its plots
-and generations from disk, or resume a stopped or crashed run from its latest checkpoint."""
+and generations from disk, or resume a stopped or crashed run from its latest checkpoint.
+
+The folders are read by a worker thread (:class:`RunListWorker`, cached by modification time), so
+hundreds of runs never stall the window; the table is updated when the listing arrives."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -21,10 +23,31 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from distill_gui.core.runs import RunDir, list_runs
+from distill_gui.core.run_listing import RunLister, RunSummary
+from distill_gui.core.runs import RunDir
+from distill_gui.gui.workers import start_in_thread, stop_thread
 
 REFRESH_MS = 3000
 COLUMNS = ["Run", "State", "Step", "Method", "Student", "Updated", "Message"]
+
+
+class RunListWorker(QObject):
+    """Lists run folders off the GUI thread (summaries cached by modification time)."""
+
+    # ---- Signals
+    sig_listed = Signal(int, str, list)
+    """(request id, root, [RunSummary]) for a listing request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lister = RunLister()
+        self.latest = 0
+
+    @Slot(int, str)
+    def list_runs(self, request_id: int, root: str) -> None:
+        if request_id < self.latest:
+            return  # a newer request is queued
+        self.sig_listed.emit(request_id, root, self.lister.summaries(root))
 
 
 class RunsPage(QWidget):
@@ -39,11 +62,21 @@ class RunsPage(QWidget):
     """The user chose another runs folder."""
     sig_compare = Signal(list)
     """Compare these run folders (the selected rows) on the Compare page."""
+    sig_list_requested = Signal(int, str)
+    """(request id, root): asks the worker for a listing."""
+    sig_listed = Signal()
+    """The table shows a new listing."""
 
     def __init__(self, root: str | Path, parent: QWidget | None = None):
         super().__init__(parent)
         self.root = Path(root)
-        self._runs: list[RunDir] = []
+        self._runs: list[RunSummary] = []
+        self._request = 0
+        self._pending_select: Path | None = None
+        self.worker = RunListWorker()
+        self.sig_list_requested.connect(self.worker.list_runs)
+        self.worker.sig_listed.connect(self.on_listed)
+        self.worker_thread = start_in_thread(self.worker, self, "run-lister")
         self.root_label = QLabel()
         self.root_label.setObjectName("runs_root")
         self.root_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -65,7 +98,9 @@ class RunsPage(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Sized to the contents once per new listing: ResizeToContents would re-measure every column
+        # on every cell set, a stall that grows with the square of the number of runs.
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self.on_selection_changed)
         self.table.cellDoubleClicked.connect(self.on_double_clicked)
@@ -112,82 +147,86 @@ class RunsPage(QWidget):
         self.refresh()
 
     def runs(self) -> list[RunDir]:
-        return list(self._runs)
+        return [RunDir(summary.path) for summary in self._runs]
 
     def select_run(self, run_dir: str | Path) -> bool:
+        """Select a run's row; one not listed yet is selected when the listing that holds it arrives."""
         target = Path(run_dir).resolve()
-        for row, run in enumerate(self._runs):
-            if run.path.resolve() == target:
+        for row, summary in enumerate(self._runs):
+            if Path(summary.path).resolve() == target:
                 self.table.selectRow(row)
+                self._pending_select = None
                 return True
+        self._pending_select = target
         return False
 
-    def selected_run(self) -> RunDir | None:
+    def selected_summary(self) -> RunSummary | None:
         rows = self.table.selectionModel().selectedRows()
         if not rows:
             return None
         row = rows[0].row()
         return self._runs[row] if row < len(self._runs) else None
 
+    def selected_run(self) -> RunDir | None:
+        summary = self.selected_summary()
+        return RunDir(summary.path) if summary is not None else None
+
     @Slot()
     def refresh(self) -> None:
-        selected = self.selected_run()
-        self._runs = list_runs(self.root)
-        self.table.setRowCount(len(self._runs))
-        for row, run in enumerate(self._runs):
-            status = run.status()
-            method, student = "", ""
-            try:
-                config = run.load_config()
-                method, student = config.method.kind, Path(config.student.path).name or config.student.path
-            except Exception:  # noqa: BLE001 - a damaged config still lists the run
-                method = "?"
-            step = status.get("step") or 0
-            total = status.get("total_steps")
-            updated = status.get("updated_at")
-            values = [
-                run.name,
-                status.get("state", "?"),
-                f"{step}/{total}" if total else str(step),
-                method,
-                student,
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(updated)) if updated else "",
-                status.get("message") or "",
-            ]
-            for col, value in enumerate(values):
-                item = QTableWidgetItem(str(value))
-                item.setToolTip(str(run.path) if col == 0 else str(value))
-                self.table.setItem(row, col, item)
-        if selected is not None:
-            self.select_run(selected.path)
+        """Ask the worker for a fresh listing (the table updates when it arrives)."""
+        self._request += 1
+        self.worker.latest = self._request
+        self.sig_list_requested.emit(self._request, str(self.root))
+
+    def shutdown(self) -> None:
+        """End the lister thread (the window closes)."""
+        self.timer.stop()
+        stop_thread(self.worker_thread)
+
+    @Slot(int, str, list)
+    def on_listed(self, request_id: int, root: str, summaries: list) -> None:
+        if request_id != self._request or Path(root) != self.root:
+            return  # an older listing, or another folder's
+        selected = self.selected_summary()
+        if summaries != self._runs:
+            self._runs = list(summaries)
+            self.table.setUpdatesEnabled(False)
+            self.table.setRowCount(len(self._runs))
+            for row, summary in enumerate(self._runs):
+                step = f"{summary.step}/{summary.total_steps}" if summary.total_steps else str(summary.step)
+                values = [summary.name, summary.state, step, summary.method, summary.student, summary.updated, summary.message]
+                for col, value in enumerate(values):
+                    item = self.table.item(row, col)
+                    if item is None:
+                        item = QTableWidgetItem()
+                        self.table.setItem(row, col, item)
+                    if item.text() != value:
+                        item.setText(value)
+                        item.setToolTip(summary.path if col == 0 else value)
+            self.table.resizeColumnsToContents()
+            self.table.setUpdatesEnabled(True)
+        target = self._pending_select or (Path(selected.path) if selected is not None else None)
+        if target is not None:
+            self.select_run(target)
         self.on_selection_changed()
+        self.sig_listed.emit()
 
     # ---- Slots
     @Slot()
     def on_selection_changed(self) -> None:
-        run = self.selected_run()
-        self.open_button.setEnabled(run is not None)
-        self.folder_button.setEnabled(run is not None)
-        resumable = False
-        if run is not None:
-            status = run.status()
-            resumable = status.get("state") not in ("running", "paused", "finished") and run.can_resume()
-            checkpoint = run.latest_checkpoint()
-            final = run.final_model()
-            parts = [f"{run.path}"]
-            if final is not None:
-                parts.append(f"trained student: {final}")
-            elif checkpoint is not None:
-                parts.append(f"latest checkpoint: {checkpoint.name}")
-            self.detail.setText(" — ".join(parts))
+        summary = self.selected_summary()
+        self.open_button.setEnabled(summary is not None)
+        self.folder_button.setEnabled(summary is not None)
+        if summary is not None:
+            self.detail.setText(summary.detail)
         else:
             self.detail.setText(f"{len(self._runs)} run{'s' if len(self._runs) != 1 else ''}")
-        self.resume_button.setEnabled(resumable)
+        self.resume_button.setEnabled(summary is not None and summary.resumable)
 
     @Slot(int, int)
     def on_double_clicked(self, row: int, _column: int) -> None:
         if row < len(self._runs):
-            self.sig_open.emit(str(self._runs[row].path))
+            self.sig_open.emit(self._runs[row].path)
 
     @Slot()
     def on_open_clicked(self) -> None:
@@ -204,7 +243,7 @@ class RunsPage(QWidget):
     @Slot()
     def on_compare_clicked(self) -> None:
         rows = sorted(index.row() for index in self.table.selectionModel().selectedRows())
-        self.sig_compare.emit([str(self._runs[row].path) for row in rows if row < len(self._runs)])
+        self.sig_compare.emit([self._runs[row].path for row in rows if row < len(self._runs)])
 
     @Slot()
     def on_folder_clicked(self) -> None:

@@ -152,8 +152,7 @@ def test_run_lifecycle_with_fake_trainer(make_window, qtbot, tmp_path, monkeypat
     stopped_at = controller.step
     # Resume from the Runs page, and let it finish.
     window.show_page("Runs")
-    assert window.runs_page.select_run(run.path)
-    assert window.runs_page.resume_button.isEnabled()
+    qtbot.waitUntil(lambda: window.runs_page.select_run(run.path) and window.runs_page.resume_button.isEnabled(), timeout=10000)
     with qtbot.waitSignal(controller.sig_ended, timeout=20000) as ended:
         qtbot.mouseClick(window.runs_page.resume_button, Qt.MouseButton.LeftButton)
     assert ended.args[0] == "finished"
@@ -165,7 +164,7 @@ def test_run_lifecycle_with_fake_trainer(make_window, qtbot, tmp_path, monkeypat
     window.train_page.clear()
     window.generations_page.clear()
     window.runs_page.refresh()
-    assert window.runs_page.select_run(run.path)
+    qtbot.waitUntil(lambda: window.runs_page.select_run(run.path) and window.runs_page.selected_summary().state == "finished", timeout=10000)
     assert not window.runs_page.resume_button.isEnabled()
     qtbot.mouseClick(window.runs_page.open_button, Qt.MouseButton.LeftButton)
     assert window.train_page.plots.point_count("loss") == 60

@@ -142,7 +142,7 @@ def test_arena_vote_reveals_names_and_updates_ratings(qtbot, tmp_path, three_mod
     assert page.thread is None
 
 
-def test_runs_page_compare_selected_and_compare_with_teacher(make_window, runs_root, tiny_pair, tiny_tokenizer):
+def test_runs_page_compare_selected_and_compare_with_teacher(make_window, qtbot, runs_root, tiny_pair, tiny_tokenizer):
     from PySide6.QtCore import QItemSelectionModel
 
     from distill_gui.core import checkpoints as ckpt
@@ -159,6 +159,7 @@ def test_runs_page_compare_selected_and_compare_with_teacher(make_window, runs_r
         runs.append(run)
     window = make_window()
     window.runs_page.refresh()
+    qtbot.waitUntil(lambda: window.runs_page.table.rowCount() == len(runs), timeout=10000)
     selection = window.runs_page.table.selectionModel()
     for row in range(window.runs_page.table.rowCount()):
         index = window.runs_page.table.model().index(row, 0)

@@ -70,7 +70,7 @@ def test_train_stop_resume_finish_with_the_real_trainer(make_window, qtbot, tiny
 
     window.show_page("Runs")
     window.runs_page.refresh()
-    assert window.runs_page.select_run(run.path)
+    qtbot.waitUntil(lambda: window.runs_page.select_run(run.path) and window.runs_page.resume_button.isEnabled(), timeout=10000)
     with qtbot.waitSignal(controller.sig_ended, timeout=CHILD_TIMEOUT_MS) as ended:
         qtbot.mouseClick(window.runs_page.resume_button, Qt.MouseButton.LeftButton)
     assert ended.args[0] == "finished", ended.args
@@ -82,7 +82,7 @@ def test_train_stop_resume_finish_with_the_real_trainer(make_window, qtbot, tiny
     window.train_page.clear()
     window.generations_page.clear()
     window.runs_page.refresh()
-    assert window.runs_page.select_run(run.path)
+    qtbot.waitUntil(lambda: window.runs_page.select_run(run.path), timeout=10000)
     qtbot.mouseClick(window.runs_page.open_button, Qt.MouseButton.LeftButton)
     assert window.train_page.plots.point_count("loss") >= 20
     assert window.generations_page.row_count() == 2
