@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 
+from distill_gui.core import atomic_files
 from distill_gui.core.config_migrations import CURRENT_VERSION, migrate, renamed_key
 from distill_gui.core.schema import ConfigError, choice, option
 
@@ -148,6 +149,16 @@ class TrainingConfig:
     probe_prompts: list[str] = _doc(doc="Prompts for the side-by-side samples; empty uses the first eval prompts.", factory=list)
     num_probe_prompts: int = _doc(3, "How many data prompts to probe when probe_prompts is empty.", min=0)
     max_new_tokens: int = _doc(64, "Longest generated answer for samples.", min=1)
+    report_to: list[str] = _doc(
+        doc="Experiment trackers the Trainer also reports to: none, or any of tensorboard, mlflow, trackio (each needs its "
+            "package); their files go into the run folder. The run folder's own files are written either way.",
+        factory=lambda: ["none"], item_choices=("none", "tensorboard", "mlflow", "trackio"),
+    )
+
+    def __post_init__(self) -> None:
+        from distill_gui.core.tracking import check_report_to
+
+        check_report_to(self.report_to)
 
 
 @dataclass
@@ -421,10 +432,7 @@ def dump_config(config: RunConfig) -> str:
 
 def save_config(config: RunConfig, path: str | Path) -> None:
     """Write a config as YAML (atomically: a crash never leaves half a file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_config(config), encoding="utf-8")
-    tmp.replace(path)
+    atomic_files.write_text(path, dump_config(config))
 
 
 def field_doc(cls: type, name: str) -> str:

@@ -122,6 +122,7 @@ def training_arguments(config: RunConfig, run: RunDir, device: Any, has_eval: bo
     from transformers import TrainingArguments
 
     from distill_gui.core.devices import autocast_precision
+    from distill_gui.core.tracking import report_to_argument
 
     t = config.training
     eval_every = t.eval_steps if has_eval else 0
@@ -149,7 +150,7 @@ def training_arguments(config: RunConfig, run: RunDir, device: Any, has_eval: bo
         save_steps=t.save_steps or 500,
         save_total_limit=None,  # rotation is ours: only complete checkpoints count
         **({"activation_checkpointing": True} if t.gradient_checkpointing else {}),
-        report_to="none",
+        report_to=report_to_argument(t.report_to, run.path),
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
