@@ -265,3 +265,54 @@ def test_lora_rlvr_from_the_cli(tiny_pair, tiny_data, tmp_path, capsys):
     steps = [m for m in run.metrics() if m["event"] == "StepLogged"]
     assert len(steps) == 3 and all("rewards_format_mean" in m["metrics"] for m in steps)
     assert all(m["metrics"]["reward"] == pytest.approx(m["metrics"]["accuracy"] + 0.5 * m["metrics"]["rewards_format_mean"]) for m in steps)
+
+
+CHILD = """
+import sys
+from distill_gui.core.verify import register_checker
+register_checker("rlvr_test_even_length", lambda predicted, reference: len(predicted) % 2 == 0)
+from distill_gui.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_pair, tiny_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from distill_gui.core import checkpoints as ckpt
+    from distill_gui.core.config import save_config
+    from distill_gui.core.events import CheckpointSaved, event_from_json
+    from distill_gui.core.runs import RunDir
+
+    config = rl_config(tiny_pair[1], tiny_data, max_steps=6, save_steps=2)
+    reference = train(config, runs_root=tmp_path / "a")
+    save_config(config, tmp_path / "run.yaml")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-c", CHILD]
+    child = subprocess.Popen(command + ["train", str(tmp_path / "run.yaml"), "--runs-dir", str(tmp_path / "b"), "--events", "json"],
+                             stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    run_dir = None
+    for line in child.stdout:
+        event = event_from_json(line)
+        run_dir = getattr(event, "run_dir", run_dir)
+        if isinstance(event, CheckpointSaved) and event.step >= 2:
+            child.send_signal(signal.SIGKILL)
+            break
+    child.wait(timeout=60)
+    child.stdout.close()
+    child.stdin.close()
+    assert child.returncode == -signal.SIGKILL
+    run = RunDir(run_dir)
+    assert run.final_model() is None, "the run finished before it was killed; the test proved nothing"
+    killed_at = run.latest_checkpoint()
+    assert killed_at is not None and ckpt.is_complete(killed_at)
+    result = subprocess.run(command + ["resume", run_dir], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    a, b = weights(reference.final_path), weights(run.final_dir)
+    assert any(not torch.equal(a[k], weights(tiny_pair[1])[k]) for k in a), "the run must have learned something"
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
