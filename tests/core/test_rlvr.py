@@ -316,3 +316,23 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_pair, tiny_data, 
     assert any(not torch.equal(a[k], weights(tiny_pair[1])[k]) for k in a), "the run must have learned something"
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_a_chat_students_end_of_turn_ends_its_sampled_answers(tiny_tokenizer):
+    import tiny_models
+
+    from distill_gui.core.methods.rlvr import stop_at_turn_end
+
+    tokenizer = tiny_models.build_tokenizer()
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|system|>{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")  # <|system|> stands in for <|im_end|>
+    model = tiny_models.build_llama(tokenizer)
+    config = config_from_dict({})
+    stop_at_turn_end(model, tokenizer, config)
+    end = tokenizer.convert_tokens_to_ids("<|system|>")
+    assert model.generation_config.eos_token_id == [tokenizer.eos_token_id, end]
+    stop_at_turn_end(model, tokenizer, config)
+    assert model.generation_config.eos_token_id == [tokenizer.eos_token_id, end], "added once"
+    plain = tiny_models.build_llama(tiny_tokenizer)  # its template ends a turn with EOS already
+    stop_at_turn_end(plain, tiny_tokenizer, config)
+    assert plain.generation_config.eos_token_id == tiny_tokenizer.eos_token_id

@@ -188,6 +188,27 @@ def _dataset(examples: list["Example"], setup: Any, what: str, key: str) -> Any:
 # ---- The trainer
 
 
+def stop_at_turn_end(model: Any, tokenizer: Any, config: "RunConfig") -> None:
+    """Make the chat template's end-of-turn token (e.g. ``<|im_end|>``) end a sampled answer.
+
+    SFT teaches a chat student to end its turn with it (:func:`distill_gui.core.data.tokenize_example`);
+    TRL stops an answer at the model's EOS ids only, so without this the answers would run on to
+    ``max_completion_length`` and the padding after them would be trained on.
+    """
+    from distill_gui.core.data import turn_end_text
+
+    if not getattr(tokenizer, "chat_template", None) or config.data.chat_template == "never":
+        return
+    end = turn_end_text(tokenizer)
+    ids = tokenizer(end, add_special_tokens=False)["input_ids"] if end else []
+    if len(ids) != 1:
+        return
+    current = model.generation_config.eos_token_id
+    current = [] if current is None else [current] if isinstance(current, int) else list(current)
+    if ids[0] not in current:
+        model.generation_config.eos_token_id = current + ids
+
+
 def _grpo_config(args: Any, section: RLVRConfig, has_eval: bool) -> Any:
     """TRL's ``GRPOConfig`` with every value of the run's ``TrainingArguments`` plus the method's settings."""
     from transformers import TrainingArguments
@@ -314,6 +335,7 @@ class RLVR(Method):
         def warn(text: str) -> None:
             setup.emit(LogMessage(text=text, level="warning"))
 
+        stop_at_turn_end(setup.student, setup.tokenizer, setup.config)
         rewards: list = [VerifierReward(section.checker, warn)]
         if section.format_weight > 0:
             rewards.append(FormatReward())
