@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from distill_gui.core import atomic_files
+
 MAX_LINE_BYTES = 16 * 1024 * 1024
 """A longer line is not read (a run writes lines of a few KB; samples stay well under this)."""
 
@@ -115,11 +117,4 @@ def _parse(raw: bytes) -> dict | str:
 
 def rewrite_lines(path: str | Path, records: list[dict]) -> None:
     """Replace the file with ``records`` atomically (written aside, then renamed over it)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        for record in records:
-            fh.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    atomic_files.write_jsonl(path, records)

@@ -10,12 +10,12 @@ terminal; it needs no pipe and no signal, so it works on every platform.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from distill_gui.core import atomic_files
 from distill_gui.core.errors import UserError
 
 CONTROL_NAME = "control.json"
@@ -47,10 +47,8 @@ def request(run_dir: str | Path, command: str) -> int:
     path = control_path(run_dir)
     previous = _read(path).get("seq")
     seq = (previous if isinstance(previous, int) and not isinstance(previous, bool) and previous >= 0 else 0) + 1
-    tmp = path.with_name(f".{CONTROL_NAME}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps({"seq": seq, "command": command, "at": time.time()}), encoding="utf-8")
-        tmp.replace(path)
+        atomic_files.write_json(path, {"seq": seq, "command": command, "at": time.time()}, indent=None)
     except OSError as exc:
         raise RequestError(f"{path}: cannot write the request ({exc.strerror or exc})") from None
     return seq

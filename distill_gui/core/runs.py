@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from distill_gui.core import atomic_files
 from distill_gui.core import checkpoints as ckpt
 from distill_gui.core import jsonl
 from distill_gui.core.errors import UserError
@@ -88,9 +89,7 @@ def _slug(name: str) -> str:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    atomic_files.write_json(path, data)
 
 
 def pid_alive(pid: Any) -> bool:

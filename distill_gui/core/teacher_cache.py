@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from distill_gui.core import atomic_files
 from distill_gui.core.errors import UserError
 
 FORMAT_VERSION = 1
@@ -69,13 +69,11 @@ class TeacherCache:
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
         meta = {"format": str(FORMAT_VERSION), "fingerprint": self.fingerprint, "top_k": str(self.top_k),
                 "temperature": repr(self.temperature)}
-        save_file({"ids": self.ids.contiguous(), "log_probs": self.log_probs.contiguous(), "offsets": self.offsets.contiguous()},
-                  str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_files.atomic_path(path) as tmp:
+            save_file({"ids": self.ids.contiguous(), "log_probs": self.log_probs.contiguous(), "offsets": self.offsets.contiguous()},
+                      str(tmp), metadata=meta)
         return path
 
     @classmethod

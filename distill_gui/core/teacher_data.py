@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from distill_gui.core import atomic_files
 from distill_gui.core.generation import GenerationSettings, generate
 from distill_gui.core.verify import DEFAULT_CHECKER, answers_match, extract_answer, get_checker
 
@@ -253,21 +254,9 @@ def write_dataset(records: dict[int, dict], out: str | Path) -> int:
     Rows keep the input's format with the teacher's text as the answer, so the trainer renders their
     prompts exactly as the teacher saw them.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for index in sorted(records):
-            record = records[index]
-            for sample in record["samples"]:
-                if not sample["kept"]:
-                    continue
-                row = output_row(record["row"], record["format"], sample["text"])
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
-    tmp.replace(out)
-    return n
+    rows = (output_row(records[index]["row"], records[index]["format"], sample["text"])
+            for index in sorted(records) for sample in records[index]["samples"] if sample["kept"])
+    return atomic_files.write_jsonl(out, rows)
 
 
 def _check_meta(log_path: Path, config: TeacherDataConfig) -> None:
@@ -283,9 +272,7 @@ def _check_meta(log_path: Path, config: TeacherDataConfig) -> None:
                 "use another output file, or delete the log to start over"
             )
         return
-    tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps(settings, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(meta_path)
+    atomic_files.write_json(meta_path, settings)
 
 
 def report_from_log(records: dict[int, dict], prompts: int) -> TeacherDataReport:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from distill_gui.core import atomic_files
+
 PROMPT_TEMPLATE = "Question: {question}\nAnswer: "
 """How the demo renders a question as a prompt (no chat template), followed by the solution.
 
@@ -162,14 +164,8 @@ def make_splits(seed: int = 0, n_train: int = 5000, n_test: int = 500) -> tuple[
 
 def write_jsonl(rows: Iterable[dict], path: str | Path) -> Path:
     """Write rows as JSONL (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    atomic_files.write_jsonl(path, rows)
+    return Path(path)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from distill_gui.core import atomic_files
 from distill_gui.demo.task import Problem, iter_problems, make_splits
 
 
@@ -137,10 +138,8 @@ def lr_factor(step: int, recipe: TeacherRecipe) -> float:
 def _save_state(path: Path, state: dict) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_files.atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _problem_stream(recipe: TeacherRecipe, test: Sequence[Problem]) -> tuple[list[Problem], Iterator[Problem]]:
