@@ -252,9 +252,10 @@ def make_grpo_trainer_class() -> type:
             mode = "train" if self.model.training else "eval"
             means = {}
             for key, values in self._metrics[mode].items():
+                name = key.replace("/", "_")
                 valid = [v for v in values if v == v]  # TRL leaves NaN for a batch a reward skipped
-                if valid:
-                    means[key.replace("/", "_")] = sum(valid) / len(valid)
+                if valid and (name in REPORTED or (name.startswith("rewards_") and name.endswith("_mean"))):
+                    means[name] = sum(valid) / len(valid)
             if not hasattr(self, "_logged_means"):
                 self._logged_means = {}
             self._logged_means[mode] = means
@@ -265,6 +266,12 @@ def make_grpo_trainer_class() -> type:
             return getattr(self, "_logged_means", {}).pop(mode, {})
 
     return RLVRTrainer
+
+
+REPORTED = frozenset({"reward", "reward_std", "accuracy", "solved_groups", "frac_reward_zero_std", "kl", "entropy",
+                      "completions_mean_length", "completions_max_length", "completions_clipped_ratio", "verifier_errors",
+                      "clip_ratio_region_mean"})
+"""What GRPO logs that a run reports (besides each reward's mean, ``rewards_<name>_mean``); TRL logs more."""
 
 
 class RLVR(Method):
