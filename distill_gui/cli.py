@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 from distill_gui import __version__
+from distill_gui.core.config import CHAT_TEMPLATE_CHOICES
 from distill_gui.core.errors import UserError, is_user_error
 
 # Exit codes
@@ -277,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows")
     p.add_argument("--device", default="auto")
-    p.add_argument("--chat-template", choices=["auto", "always", "never"], default=None,
+    p.add_argument("--chat-template", choices=CHAT_TEMPLATE_CHOICES, default=None,
                    help="default: a run folder's data.chat_template, else auto")
     p.add_argument("--system-prompt", default=None, help="default: a run folder's data.system_prompt, else none")
     p.add_argument("--column", action="append", metavar="FIELD=COLUMN",
@@ -292,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
     p.add_argument("--device", default="auto")
-    p.add_argument("--chat-template", choices=["auto", "always", "never"], default="auto")
+    p.add_argument("--chat-template", choices=CHAT_TEMPLATE_CHOICES, default="auto")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_generate)
 

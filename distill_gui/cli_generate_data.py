@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from distill_gui.core.config import CHAT_TEMPLATE_CHOICES
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``generate-data`` subcommand."""
@@ -39,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--chat-template", choices=["auto", "always", "never"], default="auto")
+    p.add_argument("--chat-template", choices=CHAT_TEMPLATE_CHOICES, default="auto")
     p.add_argument("--system-prompt", default=None)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=cmd_generate_data)

@@ -31,6 +31,8 @@ _doc = option
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 QUANTIZATIONS = ("none", "8bit", "4bit")
 ATTENTIONS = ("auto", "sdpa", "eager")
+CHAT_TEMPLATE_CHOICES = ("auto", "always", "never")
+"""When a tokenizer's chat template renders prompts (the data settings, eval, generate, compare)."""
 DATA_FORMATS = ("auto", "prompt_completion", "alpaca", "messages", "sharegpt", "question_answer", "text")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
@@ -102,7 +104,7 @@ class DataConfig:
     )
     max_length: int = _doc(512, "Longest tokenized row; longer rows are truncated, always keeping some completion tokens.", min=8)
     max_bad_fraction: float = _doc(0.1, "Refuse to start when more than this share of rows is unusable.", min=0.0, max=1.0)
-    chat_template: str = _choice("auto", ("auto", "always", "never"), "Use the tokenizer's chat template (auto: when it has one).")
+    chat_template: str = _choice("auto", CHAT_TEMPLATE_CHOICES, "Use the tokenizer's chat template (auto: when it has one).")
     system_prompt: str | None = _doc(None, "System message added to chat-formatted prompts.")
     seed: int = _doc(0, "Seed for the train/eval split.")
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from distill_gui.core.config import CHAT_TEMPLATE_CHOICES
 from distill_gui.core.errors import UserError
 
 # ---- Public types ----------------------------------------------------------------------------------
@@ -492,8 +493,9 @@ def _read_hub(name: str, report: DataReport) -> Iterator[tuple]:
     try:
         ds = datasets.load_dataset(name, split="train")
     except Exception as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        if offline:
+        from distill_gui.core.hub import hub_offline
+
+        if hub_offline():
             raise DataError(f"{name}: not a file or folder, and not found locally and no network "
                             "(HF_HUB_OFFLINE is set); give a data file or a saved dataset folder") from None
         raise DataError(f"{name}: not a file or folder, and loading it as a hub dataset failed: {exc}") from None
@@ -599,7 +601,7 @@ def _check_size(example: Example) -> None:
 
 
 def _use_chat_template(tokenizer, chat_template: str) -> bool:
-    if chat_template not in ("auto", "always", "never"):
+    if chat_template not in CHAT_TEMPLATE_CHOICES:
         raise DataError(f"data.chat_template: {chat_template!r} is not allowed; choose auto, always or never")
     has = bool(getattr(tokenizer, "chat_template", None))
     if chat_template == "always" and not has:

@@ -7,6 +7,8 @@ import platform
 import sys
 from importlib import metadata
 
+from distill_gui.core.devices import cpu_has_bf16
+from distill_gui.core.hub import hub_offline
 from distill_gui.core.memory import format_bytes, system_memory_available, system_memory_total
 
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "trl", "bitsandbytes", "gguf", "PySide6-Essentials")
@@ -39,7 +41,7 @@ def _devices() -> dict:
         "cpu_count": os.cpu_count() or 0,
         "ram_total": system_memory_total(),
         "ram_available": system_memory_available(),
-        "cpu_bf16": True,
+        "cpu_bf16": cpu_has_bf16(),
         "cuda_available": torch.cuda.is_available(),
         "cuda_version": torch.version.cuda or "none",
         "gpus": [],
@@ -70,7 +72,7 @@ def environment_report() -> dict:
         "devices": _devices(),
         "bitsandbytes_usable": bnb_ok,
         "bitsandbytes_detail": bnb_detail,
-        "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"),
+        "hf_hub_offline": hub_offline(),
     }
 
 

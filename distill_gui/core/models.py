@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from distill_gui.core.errors import UserError
 from distill_gui.core.devices import bf16_supported
+from distill_gui.core.hub import hub_offline
 from distill_gui.core.config import ModelConfig, StudentConfig
 from distill_gui.core.memory import format_bytes
 
@@ -148,14 +149,7 @@ def _looks_local(path: str) -> bool:
 
 
 def _offline() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except Exception:  # pragma: no cover - huggingface_hub always ships with transformers
-        return False
+    return hub_offline()
 
 
 def _hub_reachable() -> bool:

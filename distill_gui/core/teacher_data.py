@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from distill_gui.core import atomic_files
+from distill_gui.core.config import CHAT_TEMPLATE_CHOICES
 from distill_gui.core.generation import GenerationSettings, generate
 from distill_gui.core.verify import DEFAULT_CHECKER, answers_match, extract_answer, get_checker
 
@@ -72,7 +73,7 @@ class TeacherDataConfig:
             raise ValueError("num_samples, batch_size and max_new_tokens must be at least 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
-        if self.chat_template not in ("auto", "always", "never"):
+        if self.chat_template not in CHAT_TEMPLATE_CHOICES:
             raise ValueError("chat_template: choose auto, always or never")
         get_checker(self.checker)  # raises on an unknown name
 

@@ -28,7 +28,7 @@ from distill_gui.core.config import (
     save_config,
 )
 from distill_gui.core.events import Event
-from distill_gui.core.runs import RunDir, list_runs
+from distill_gui.core.runs import ACTIVE_STATES, RunDir, list_runs
 from distill_gui.gui.arena_page import ArenaPage
 from distill_gui.gui.compare_page import ComparePage
 from distill_gui.gui.data_page import DataPage
@@ -247,7 +247,7 @@ class MainWindow(QMainWindow):
             return
         self._show_from_disk(run, show_config=show_config)
         status = run.status()
-        if status.get("state") in ("running", "paused") and run.owner_alive():
+        if status.get("state") in ACTIVE_STATES and run.owner_alive():
             self.controller.attach(run.path)
             self.show_message(f"Following {run.name}, which trains in another process (started earlier or elsewhere).")
         else:
@@ -323,7 +323,7 @@ class MainWindow(QMainWindow):
         """On start: follow a run that still trains in another process, or show the last one."""
         for run in list_runs(self.runs_root())[:50]:
             status = run.status()
-            if status.get("state") in ("running", "paused") and run.owner_alive():
+            if status.get("state") in ACTIVE_STATES and run.owner_alive():
                 self.open_run(str(run.path), show_config=False)
                 return
         last = self.settings.last_run()

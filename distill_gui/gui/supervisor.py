@@ -42,7 +42,7 @@ from distill_gui.core.events import (
     event_from_dict,
     event_from_json,
 )
-from distill_gui.core.runs import RunDir
+from distill_gui.core.runs import ACTIVE_STATES, RunDir
 
 TERMINAL_EVENTS = (RunFinished, RunStopped, RunFailed)
 STDERR_TAIL_LINES = 40
@@ -518,7 +518,7 @@ class RunController(QObject):
             raise RuntimeError("a run is already active")
         run = RunDir(run_dir)
         status = run.status()
-        if status.get("state") not in ("running", "paused") or not run.owner_alive():
+        if status.get("state") not in ACTIVE_STATES or not run.owner_alive():
             return False
         self._set_run_dir(str(run.path))
         self.step = int(status.get("step") or 0)

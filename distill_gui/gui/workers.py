@@ -71,7 +71,7 @@ class ModelInspector(QObject):
             return
         infos: dict[str, object] = {}
         roles = [("student", config.student)]
-        if config.method.kind == "kd" or config.teacher.path:
+        if config.teacher.path:  # shown whenever one is set; the method says whether it is needed
             roles.insert(0, ("teacher", config.teacher))
         for role, model_cfg in roles:
             if not model_cfg.path:
@@ -153,11 +153,8 @@ class DataPreviewer(QObject):
 
 
 class AskWorker(QObject):
-    """Asks the teacher and the student the same prompt (models load on first use and stay loaded).
-
-    The prompt is rendered the way the training data is (its format's template, or the chat
-    template), so a model trained on ``Question: ...\nAnswer:`` rows is asked the same way.
-    """
+    """Asks the teacher and the student the same prompt (core.side_by_side: models load on first use
+    and stay loaded; prompts rendered the way the training data is)."""
 
     # ---- Signals
     sig_status = Signal(str)
@@ -169,52 +166,25 @@ class AskWorker(QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self._loaded: dict[tuple, object] = {}
+        from distill_gui.core.side_by_side import SideBySide
+
+        self.pair = SideBySide(status=self.sig_status.emit)
 
     @Slot(object)
     def ask(self, request: dict) -> None:
+        from distill_gui.core.side_by_side import PromptStyle
+
         request = copy.deepcopy(request)
+        self.pair.paths = {"teacher": request.get("teacher") or None, "student": request.get("student") or None}
+        self.pair.device = request.get("device", "auto")
+        style = PromptStyle(chat_template=request.get("chat_template", "auto"), system_prompt=request.get("system_prompt"),
+                            data_format=request.get("data_format") or "prompt_completion")
         try:
-            answers = {role: self._answer(role, request) for role in ("teacher", "student")}
-        except Exception as exc:  # noqa: BLE001
+            answer = self.pair.answer([request["prompt"]], int(request.get("max_new_tokens", 64)), style=style)[0]
+        except Exception as exc:  # noqa: BLE001 - shown to the user as text
             self.sig_failed.emit(_short_error(exc))
             return
-        self.sig_answered.emit(request["prompt"], answers["teacher"], answers["student"])
-
-    def _answer(self, role: str, request: dict) -> str | None:
-        path = request.get(role)
-        if not path:
-            return None
-        from distill_gui.core.data import Example, render_prompt
-        from distill_gui.core.generation import GenerationSettings, generate
-
-        loaded = self._model(role, path, request.get("device", "auto"))
-        example = Example(prompt=request["prompt"], completion="", format=request.get("data_format") or "prompt_completion")
-        text = render_prompt(example, loaded.tokenizer, request.get("chat_template", "auto"), request.get("system_prompt"))
-        self.sig_status.emit(f"the {role} is writing…")
-        settings = GenerationSettings(max_new_tokens=int(request.get("max_new_tokens", 64)))
-        return generate(loaded.model, loaded.tokenizer, [text], settings)[0][0]
-
-    def _model(self, role: str, path: str, device: str):
-        """The loaded model of ``path`` (a run folder means its final model or latest checkpoint)."""
-        from pathlib import Path
-
-        from distill_gui.core.runs import model_path_for
-
-        if Path(path).exists():
-            path = str(model_path_for(path))
-            stamp = Path(path).stat().st_mtime  # a newer checkpoint of the same run is loaded again
-        else:
-            stamp = 0.0
-        key = (role, path, device, stamp)
-        if key not in self._loaded:
-            from distill_gui.core.models import load_model
-
-            self.sig_status.emit(f"loading the {role} ({Path(path).name})…")
-            for old in [k for k in self._loaded if k[0] == role]:
-                del self._loaded[old]
-            self._loaded[key] = load_model(ModelConfig(path=path, device=device), role)
-        return self._loaded[key]
+        self.sig_answered.emit(request["prompt"], answer.teacher, answer.student)
 
 
 class DemoStudentBuilder(QObject):
