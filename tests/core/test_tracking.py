@@ -54,6 +54,7 @@ def test_mlflow_writes_a_file_store_in_the_run_folder(tiny_pair, tiny_data, tmp_
         assert list((outcome.run.path / "mlruns").rglob("metrics/loss")), "the logged loss is in the MLflow store"
 
 
+@pytest.mark.slow
 def test_trackio_writes_its_database_in_the_run_folder(tiny_pair, tiny_data, tmp_path):
     """Through the CLI, as the app runs training (Trackio reads where to write when it is first imported)."""
     pytest.importorskip("trackio")
