@@ -7,6 +7,11 @@ a traceback goes to the log and a short message to the screen.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 class UserError(Exception):
     """Bad input or a setting to change: the message names what and what to do."""
