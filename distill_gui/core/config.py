@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-
 from distill_gui.core import atomic_files
 from distill_gui.core.config_migrations import CURRENT_VERSION, migrate, renamed_key
 from distill_gui.core.schema import ConfigError, choice, option

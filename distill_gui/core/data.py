@@ -35,9 +35,9 @@ import json
 import os
 import random
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from distill_gui.core.config import CHAT_TEMPLATE_CHOICES

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Collection
 
-from distill_gui.core.errors import UserError
 from distill_gui.core.config import ModelConfig
+from distill_gui.core.errors import UserError
 
 
 class EvalError(UserError, ValueError):

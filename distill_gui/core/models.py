@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from distill_gui.core.errors import UserError
-from distill_gui.core.devices import bf16_supported
-from distill_gui.core.hub import hub_offline
 from distill_gui.core.config import ModelConfig, StudentConfig
+from distill_gui.core.devices import bf16_supported
+from distill_gui.core.errors import UserError
+from distill_gui.core.hub import hub_offline
 from distill_gui.core.memory import format_bytes
 
 if TYPE_CHECKING:

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from distill_gui.core import atomic_files
+import yaml
+
+from distill_gui.core import atomic_files, jsonl
 from distill_gui.core import checkpoints as ckpt
-from distill_gui.core import jsonl
-from distill_gui.core.errors import UserError
 from distill_gui.core.config import ConfigError, RunConfig, config_from_dict, save_config
-from distill_gui.core.process_identity import IdentityMismatch, ProcessIdentity, signal_process, valid_pid
+from distill_gui.core.errors import UserError
 from distill_gui.core.events import (
     CheckpointSaved,
     EvalLogged,
@@ -53,8 +53,7 @@ from distill_gui.core.events import (
     StepLogged,
     event_from_dict,
 )
-
-import yaml
+from distill_gui.core.process_identity import IdentityMismatch, ProcessIdentity, signal_process, valid_pid
 
 STATES = ("created", "running", "paused", "stopped", "interrupted", "finished", "failed", "diverged", "damaged")
 """``interrupted``: the process ended without saying so (killed); ``damaged``: status.json is unreadable."""

@@ -71,11 +71,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def create_window(args: argparse.Namespace | None = None, settings=None):
     """Build the main window for ``args`` (config, demo, runs dir); the QApplication must exist."""
+    import yaml
+
     from distill_gui.core.config import ConfigError, config_from_dict, load_config
     from distill_gui.gui.main_window import PAGES, MainWindow
     from distill_gui.gui.settings import Settings
-
-    import yaml
 
     args = args or _parse([])
     settings = settings or Settings()
