@@ -1,0 +1,32 @@
+"""The Export dialog: a real export child on a tiny model, the result folder shown; bad input shown in one line."""
+
+from __future__ import annotations
+
+import pytest
+import tiny_models
+
+pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("propagateSizeHints")]
+
+WAIT_MS = 180_000
+
+
+def test_export_dialog_runs_the_export_in_a_child_and_shows_the_folder(qtbot, tmp_path, tiny_tokenizer):
+    from distill_gui.gui.export_dialog import ExportDialog
+
+    source = tiny_models.save_pair_member(tmp_path / "tiny", tiny_tokenizer, tiny_models.build_llama(tiny_tokenizer, seed=5))
+    dialog = ExportDialog(str(source), teacher_notice="The teacher's licence has terms for models trained from it — x.")
+    qtbot.addWidget(dialog)
+    assert not dialog.quant.isEnabled()  # hf: no GGUF weight type
+    dialog.out.setText(str(tmp_path / "hf"))
+    with qtbot.waitSignal(dialog.sig_exported, timeout=WAIT_MS) as done:
+        dialog.export_button.click()
+        assert not dialog.export_button.isEnabled()  # the window goes on; the work is in the child
+    assert done.args == [str(tmp_path / "hf")]
+    assert (tmp_path / "hf" / "model.safetensors").is_file() and (tmp_path / "hf" / "README.md").is_file()
+    qtbot.waitUntil(dialog.export_button.isEnabled, timeout=WAIT_MS)
+    assert "Exported to" in dialog.status.text() and dialog.open_button.isEnabled()
+    assert dialog.progress.value() == 100
+
+    dialog.export_button.click()  # the folder exists now, and "replace" is off
+    qtbot.waitUntil(dialog.export_button.isEnabled, timeout=WAIT_MS)
+    assert "already exists" in dialog.status.text() and "--force" in dialog.status.text()
