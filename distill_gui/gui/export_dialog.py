@@ -238,6 +238,29 @@ class ExportDialog(QDialog):
         super().closeEvent(event)
 
 
+def teacher_notice_for(run_path: str) -> str | None:
+    """What the run's teacher's licence asks of the student (read from the teacher's folder), or None."""
+    from distill_gui.core.licences import detect_licence, teacher_notice
+    from distill_gui.core.runs import RunDir
+
+    run = RunDir(Path(run_path))
+    if not run.is_run():
+        return None
+    try:
+        teacher = run.load_config().teacher.path
+    except Exception:  # noqa: BLE001 - a damaged config: the export itself will say what is wrong
+        return None
+    return teacher_notice(detect_licence(teacher)) if teacher else None
+
+
+def open_export_dialog(source: str, parent=None) -> ExportDialog:
+    """Open the Export dialog for a run folder or model folder (not modal: the window stays usable)."""
+    dialog = ExportDialog(source, parent, teacher_notice=teacher_notice_for(source))
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.show()
+    return dialog
+
+
 if __name__ == "__main__":
     import sys
 

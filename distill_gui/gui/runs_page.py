@@ -129,6 +129,11 @@ class RunsPage(QWidget):
         self.compare_button.setObjectName("compare_runs")
         self.compare_button.clicked.connect(self.on_compare_clicked)
         buttons.addWidget(self.compare_button)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setObjectName("export_run")
+        self.export_button.setToolTip("Export this run's student: Hugging Face folder, GGUF file or Ollama import")
+        self.export_button.clicked.connect(self.on_export_clicked)
+        buttons.addWidget(self.export_button)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -244,6 +249,14 @@ class RunsPage(QWidget):
     def on_compare_clicked(self) -> None:
         rows = sorted(index.row() for index in self.table.selectionModel().selectedRows())
         self.sig_compare.emit([self._runs[row].path for row in rows if row < len(self._runs)])
+
+    @Slot()
+    def on_export_clicked(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            from distill_gui.gui.export_dialog import open_export_dialog
+
+            open_export_dialog(str(run.path), self)
 
     @Slot()
     def on_folder_clicked(self) -> None:

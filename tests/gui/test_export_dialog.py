@@ -30,3 +30,19 @@ def test_export_dialog_runs_the_export_in_a_child_and_shows_the_folder(qtbot, tm
     dialog.export_button.click()  # the folder exists now, and "replace" is off
     qtbot.waitUntil(dialog.export_button.isEnabled, timeout=WAIT_MS)
     assert "already exists" in dialog.status.text() and "--force" in dialog.status.text()
+
+
+def test_the_runs_page_export_button_opens_the_dialog_for_the_selected_run(qtbot, tmp_path, monkeypatch):
+    from distill_gui.core.runs import RunDir
+    from distill_gui.gui.export_dialog import ExportDialog
+    from distill_gui.gui.runs_page import RunsPage
+
+    page = RunsPage(tmp_path)
+    qtbot.addWidget(page)
+    run = tmp_path / "20260101-000000-demo"
+    run.mkdir()
+    monkeypatch.setattr(page, "selected_run", lambda: RunDir(run))
+    page.export_button.click()
+    (dialog,) = page.findChildren(ExportDialog)
+    assert dialog.isVisible() and dialog.source == str(run)
+    dialog.close()
