@@ -92,6 +92,11 @@ class ModelChooser(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addLayout(path_row)
         layout.addWidget(self.summary)
+        self.licence = QLabel("")
+        self.licence.setObjectName(f"{role}_licence")
+        self.licence.setWordWrap(True)
+        self.licence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.licence)
         layout.addLayout(form)
 
         if role == "student":
@@ -117,6 +122,17 @@ class ModelChooser(QGroupBox):
         font = self.summary.font()
         font.setItalic(error)
         self.summary.setFont(font)
+
+    def show_licence(self, path: str) -> None:
+        """The model's licence (model card, config.json, GGUF metadata or LICENSE); for a teacher, its terms in plain words."""
+        from distill_gui.core.licences import detect_licence, teacher_notice
+
+        found = detect_licence(path)
+        lines = [f"Licence: {found.label() if found.known else 'none found on disk'}"]
+        notice = teacher_notice(found) if self.role == "teacher" else None
+        if notice:
+            lines.append(notice)
+        self.licence.setText("\n".join(lines))
 
     # ---- Slots
     @Slot()
@@ -227,6 +243,7 @@ class ModelsPage(QWidget):
 
     def show_described(self, role: str, info) -> None:
         self.chooser(role).show_summary(info.summary())
+        self.chooser(role).show_licence(self.chooser(role).path_edit.text())
 
     def show_failed(self, role: str, message: str) -> None:
         if role in ("teacher", "student"):

@@ -46,3 +46,22 @@ def test_the_runs_page_export_button_opens_the_dialog_for_the_selected_run(qtbot
     (dialog,) = page.findChildren(ExportDialog)
     assert dialog.isVisible() and dialog.source == str(run)
     dialog.close()
+
+
+def test_the_models_page_shows_licences_and_a_teachers_terms(qtbot, tmp_path, settings):
+    from distill_gui.gui.fields import ConfigBinder
+    from distill_gui.gui.models_page import ModelsPage
+
+    page = ModelsPage(ConfigBinder(), settings)
+    qtbot.addWidget(page)
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "README.md").write_text("---\nlicense: llama3.1\n---\n# teacher\n", encoding="utf-8")
+    page.teacher.show_licence(str(teacher))
+    text = page.teacher.licence.text()
+    assert "Llama 3.1 Community License (from README.md front matter)" in text and '"Llama" at the start of its name' in text
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "README.md").write_text("---\nlicense: apache-2.0\n---\n", encoding="utf-8")
+    page.student.show_licence(str(student))
+    assert page.student.licence.text() == "Licence: Apache License 2.0 (from README.md front matter)"
