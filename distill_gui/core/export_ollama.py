@@ -138,7 +138,7 @@ def modelfile_text(gguf_name: str, tokenizer: Any, system_prompt: str | None = N
     """The Modelfile's text and the notes for the person (why a TEMPLATE line is missing, say)."""
     notes: list[str] = []
     turns = chat_turns(tokenizer)
-    lines = [f"# Ollama Modelfile written by distill-gui. Import: ollama create NAME -f Modelfile", f"FROM ./{gguf_name}"]
+    lines = ["# Ollama Modelfile written by distill-gui. Import: ollama create NAME -f Modelfile", f"FROM ./{gguf_name}"]
     if turns is not None and template_is_faithful(tokenizer, turns):
         template = go_template(turns, tokenizer.bos_token)
         if '"""' in template:
