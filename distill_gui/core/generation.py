@@ -182,10 +182,16 @@ def _cache_argument(model) -> str:
 
 
 def _draw(logits, temperature: float, generator):
-    """One token per row from ``logits [rows, vocab]``: the argmax at temperature 0, else a sample."""
+    """One token per row from ``logits [rows, vocab]``: the argmax at temperature 0, else a sample.
+
+    Sampled by the inverse of the cumulative distribution (one uniform number per row, float64 sums):
+    the same distribution as ``torch.multinomial`` at a fraction of its cost for large vocabularies.
+    """
     import torch
 
     if temperature <= 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    cumulative = torch.softmax(logits.double() / temperature, dim=-1).cumsum_(-1)
+    u = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device, dtype=torch.float64)
+    u.mul_(cumulative[:, -1:])
+    return torch.searchsorted(cumulative, u, right=True).squeeze(1).clamp_(max=logits.shape[-1] - 1)

@@ -8,28 +8,25 @@ reports ``kd_on_policy``; stop/resume and SIGKILL/resume end with the same weigh
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 
 import pytest
+import tiny_models
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-import tiny_models
 from distill_gui.core.config import config_from_dict
 from distill_gui.core.events import CheckpointSaved, RunStarted, StepLogged, event_from_json
 from distill_gui.core.generation import sample_token_ids
-from distill_gui.core.methods import StepContext, get
-from distill_gui.core.methods import kd_on_policy
+from distill_gui.core.methods import StepContext, get, kd_on_policy
 from distill_gui.core.methods.kd_on_policy import ON_POLICY_KEY, is_on_policy, on_policy_batch, prompt_tokens
 from distill_gui.core.runs import RunDir
 from distill_gui.core.schema import ConfigError
 from distill_gui.core.training import RunControl, callbacks, train
-
 
 # ---- helpers -------------------------------------------------------------------------------------
 
@@ -148,6 +145,23 @@ def test_seeded_sampling_repeats_and_differs_by_seed(tiny_tokenizer, peaked_pair
 
     assert draw(1) == draw(1)
     assert draw(1) != draw(2)
+
+
+def test_sampling_follows_the_models_distribution_at_the_temperature(tiny_tokenizer, peaked_pair):
+    _, student = peaked_pair
+    prompt = tiny_tokenizer("Question: What is 3 plus 4? Answer:")["input_ids"]
+    temperature, rows = 2.0, 4000
+    with torch.no_grad():
+        probs = torch.softmax(student(torch.tensor([prompt])).logits[0, -1].double() / temperature, -1)
+    drawn = sample_token_ids(student, [prompt] * rows, max_new_tokens=1, temperature=temperature, stop_ids=[], pad_id=0,
+                             generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(torch.tensor([d[0] for d in drawn]), minlength=probs.shape[0]).double() / rows
+    assert probs.max() < 0.9, "a near-deterministic next token cannot test sampling"
+    top = probs.topk(10).indices
+    sigma = (probs[top] * (1 - probs[top]) / rows).sqrt()
+    assert bool(((counts[top] - probs[top]).abs() < 4.5 * sigma).all()), (counts[top], probs[top])
+    rest = 1 - probs[top].sum()
+    assert abs(float(1 - counts[top].sum() - rest)) < 4.5 * float((rest * (1 - rest) / rows).sqrt())
 
 
 # ---- the on-policy batch and its loss ------------------------------------------------------------
