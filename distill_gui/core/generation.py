@@ -115,10 +115,12 @@ def sample_token_ids(
     stop_ids: Sequence[int],
     pad_id: int,
     generator=None,
+    vocab_size: int | None = None,
 ) -> list[list[int]]:
     """Continue token-id ``prompts`` with the KV cache; returns each row's new tokens (its stop token included).
 
-    Sampling at ``temperature`` from the model's whole distribution (greedy when 0), drawn from
+    Sampling at ``temperature`` from the model's whole distribution (greedy when 0; only the first
+    ``vocab_size`` tokens when given, e.g. a vocabulary shared with a teacher, not the padded rows), drawn from
     ``generator`` (a ``torch.Generator`` on the model's device) so the same generator state gives the same
     tokens. Prompts are padded on the left and run as one batch; a row that writes a stop token leaves the
     batch (its rows of the KV cache are dropped), so the remaining steps cost only the unfinished rows.
@@ -149,7 +151,7 @@ def sample_token_ids(
                         **cache)
             next_position = positions[:, -1:] + 1
             for step in range(max_new_tokens):
-                token = _draw(out.logits[:, -1], temperature, generator)
+                token = _draw(out.logits[:, -1, :vocab_size], temperature, generator)
                 steps.append((alive, token))
                 if step == max_new_tokens - 1:
                     break

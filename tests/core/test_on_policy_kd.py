@@ -387,6 +387,25 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_pair, tiny_data, 
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
 
 
+def test_a_lora_student_with_a_padded_vocabulary_samples_only_tokens_the_teacher_knows(tiny_pair, tiny_data, tiny_tokenizer,
+                                                                                        tmp_path, monkeypatch):
+    model = tiny_models.build_llama(tiny_tokenizer, hidden=32, layers=1, vocab_pad=64, seed=3)
+    with torch.no_grad():  # make the padded rows likely tokens: unrestricted sampling picks them (checked: it fails)
+        model.lm_head.weight[len(tiny_tokenizer):] = 5.0
+    padded = tiny_models.save_pair_member(tmp_path / "padded-student", tiny_tokenizer, model)
+    made = []
+    real = kd_on_policy.on_policy_batch
+    monkeypatch.setattr(kd_on_policy, "on_policy_batch", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    config = make_config(tiny_pair, tiny_data, {"on_policy": 1.0}, max_steps=2)
+    config.student.path = str(padded)
+    config.student.lora.enabled = True
+    config.student.lora.r = 4
+    outcome = train(config, runs_root=tmp_path / "runs")
+    assert outcome.state == "finished" and len(made) == 2
+    sampled = torch.cat([b["labels"][b["labels"] != -100] for b in made])
+    assert sampled.numel() > 0 and int(sampled.max()) < len(tiny_tokenizer)
+
+
 # ---- settings ------------------------------------------------------------------------------------
 
 

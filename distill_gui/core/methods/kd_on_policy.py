@@ -65,11 +65,13 @@ def on_policy_batch(
     pad_id: int,
     generator: Any = None,
     max_positions: int | None = None,
+    vocab_size: int | None = None,
 ) -> dict:
     """``batch`` with its completions rewritten by ``model``: prompt + sampled tokens, only those trained.
 
     The result is right-padded like the data's batches (``labels`` -100 on the prompt and the padding)
-    and carries :data:`ON_POLICY_KEY`. ``max_positions`` caps prompt + completion (the models' context).
+    and carries :data:`ON_POLICY_KEY`. ``max_positions`` caps prompt + completion (the models' context);
+    ``vocab_size`` keeps the samples inside the vocabulary the teacher can score.
     """
     import torch
 
@@ -81,6 +83,7 @@ def on_policy_batch(
 
     completions = sample_token_ids(
         model, prompts, max_new_tokens=budget, temperature=temperature, stop_ids=stop_ids, pad_id=pad_id, generator=generator,
+        vocab_size=vocab_size,
     )
     width = max(len(p) + len(c) for p, c in zip(prompts, completions))
     ids, mask, labels = [], [], []
@@ -169,6 +172,7 @@ def make_on_policy_trainer_class() -> type:
                 return on_policy_batch(
                     model, batch, max_new_tokens=self.kd.max_new_tokens, temperature=self.kd.on_policy_temperature,
                     stop_ids=self.stop_ids, pad_id=self.pad_id, generator=generator, max_positions=self.max_positions,
+                    vocab_size=self.setup.shared_vocab_size,
                 )
 
     return OnPolicyKDTrainer
