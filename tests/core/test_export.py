@@ -226,3 +226,65 @@ def test_the_cli_exports_and_reports_json_lines(lora_run, tmp_path, capsys):
     assert lines[-1]["folder"] == str(tmp_path / "cli")
     assert main(["export", str(lora_run.path), "--to", "hf", "--out", str(tmp_path / "cli")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_qlora_run_is_merged_into_its_dequantized_base(tmp_path, tiny_tokenizer, tiny_data):
+    """The adapter was trained against the 4-bit weights: merged into them (de-quantized), not into the original ones."""
+    pytest.importorskip("bitsandbytes")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from distill_gui.core.config import ModelConfig
+    from distill_gui.core.models import load_model
+
+    student = tiny_models.save_pair_member(tmp_path / "student", tiny_tokenizer, tiny_models.build_llama(tiny_tokenizer, hidden=64, seed=6))
+    config = config_from_dict({
+        "name": "qlora", "student": {"path": str(student), "quantization": "4bit",
+                                     "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0}},
+        "data": {"train": str(tiny_data)}, "method": {"kind": "sft"},
+        "training": {"max_steps": 2, "batch_size": 4, "learning_rate": 5e-2, "save_steps": 0, "precision": "fp32"},
+    })
+    run = train(config, runs_root=tmp_path / "runs").run
+    assert not (run.final_dir / "config.json").exists()  # a QLoRA run's final checkpoint is the adapter alone
+    result = export_model(str(run.path), "hf", out=tmp_path / "hf")
+    assert any("de-quantized" in n for n in result.notes)
+    assert "quantization_config" not in json.loads((tmp_path / "hf" / "config.json").read_text())
+    ids = torch.tensor([[1, 20, 30, 40, 50, 60, 7]])
+    quantized = load_model(ModelConfig(path=str(student), quantization="4bit", device="cpu"), "student").model
+    trained = _logits(PeftModel.from_pretrained(quantized, str(run.final_dir)).eval(), ids).float()
+    exported = _logits(AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf"), dtype=torch.float32).eval(), ids)
+    full_base = AutoModelForCausalLM.from_pretrained(str(student), dtype=torch.float32)
+    naive = _logits(PeftModel.from_pretrained(full_base, str(run.final_dir)).merge_and_unload().eval(), ids)
+    assert (exported - trained).abs().max() < 1e-2  # bnb computes in its compute dtype
+    assert (exported - trained).abs().max() < (naive - trained).abs().max() / 5
+
+
+def test_the_model_card_records_data_settings_curve_recovery_and_the_teachers_licence(lora_run, tmp_path):
+    import yaml
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    run = _copy_run(lora_run, root)
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "README.md").write_text("---\nlicense: llama3.1\n---\n", encoding="utf-8")
+    data = yaml.safe_load(run.config_path.read_text())
+    data["teacher"]["path"] = str(teacher)
+    run.config_path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    comparison = root / "comparisons" / "20260101-000000-test"
+    comparison.mkdir(parents=True)
+    (comparison / "results.json").write_text(json.dumps({"data": "test.jsonl", "rows": 40, "reference": "teacher", "models": [
+        {"label": "teacher", "run": None, "accuracy": 0.8, "reference": True},
+        {"label": "lora-export", "run": str(run.path), "accuracy": 0.5, "recovery_pct": 62.5, "perplexity": 3.2, "perplexity_ratio": 1.4},
+    ]}))
+    export_model(str(run.path), "hf", out=tmp_path / "hf")
+    card = (tmp_path / "hf" / "README.md").read_text()
+    final = [m for m in run.metrics() if m["event"] == "StepLogged"][-1]
+    assert card.startswith("---\nlicense: other\n")  # the student's own licence: none found for the tiny base
+    assert f"`{data['data']['train']}` (40 rows)" in card
+    assert f"| Teacher | `{teacher}` |" in card and "max_steps: 2" in card
+    assert f"step 2 of 2: loss {final['loss']:.4g}" in card
+    assert "answer accuracy: 50.0%" in card and "recovery (accuracy relative to the reference): 62.5%" in card
+    assert "Teacher: Llama 3.1 Community License (from README.md front matter)" in card
+    assert '"Llama" at the start of its name' in card
