@@ -124,12 +124,18 @@ def _no_references_error(key: str, where: str) -> ConfigError:
     )
 
 
+QUICK_CHECK_BYTES = 20 << 20
+"""Data files up to this size are read for reference answers by :meth:`RLVR.validate` (which the app calls
+as a run starts); larger files, folders and hub ids are checked once the run has loaded them."""
+
+
 def _check_local_data(key: str, path: str | None, config: "RunConfig") -> None:
     """Refuse local data without a single reference answer (cheap: the rows are read, not tokenized)."""
     from distill_gui.core.data import DataError, load_examples
 
-    if not path or not Path(path).expanduser().exists():
-        return  # a hub id or a missing file: checked when the data is loaded
+    file = Path(path).expanduser() if path else None
+    if file is None or not file.is_file() or file.stat().st_size > QUICK_CHECK_BYTES:
+        return
     try:
         examples, _ = load_examples(path, config.data.format, config.data.columns)
     except DataError:
