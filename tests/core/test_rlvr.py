@@ -262,9 +262,11 @@ def test_lora_rlvr_from_the_cli(tiny_pair, tiny_data, tmp_path, capsys):
     run = RunDir(Path(out[-1]))
     assert run.status()["state"] == "finished" and run.final_model() is not None
     assert (run.final_dir / "adapter").is_dir() and (run.final_dir / "model.safetensors").is_file()
+    assert not list(run.path.rglob("ref")), "the reference is the base model (adapter off), not a saved copy"
     steps = [m for m in run.metrics() if m["event"] == "StepLogged"]
     assert len(steps) == 3 and all("rewards_format_mean" in m["metrics"] for m in steps)
     assert all(m["metrics"]["reward"] == pytest.approx(m["metrics"]["accuracy"] + 0.5 * m["metrics"]["rewards_format_mean"]) for m in steps)
+    assert steps[0]["metrics"]["kl"] == pytest.approx(0.0, abs=1e-6) and steps[-1]["metrics"]["kl"] > 0  # KL to the base model
 
 
 CHILD = """

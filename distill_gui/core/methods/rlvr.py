@@ -9,8 +9,8 @@ the probability ratio clipped to ``1 ± clip_epsilon`` and a KL penalty ``beta``
 Training runs on TRL's ``GRPOTrainer`` built from the run's ``TrainingArguments``, with the run's
 callbacks (events, stop/pause, checkpoint commits), so an RLVR run writes the same run folder, resumes
 from its step checkpoints and stops and pauses like any other. With LoRA the reference policy is the
-base model with the adapter switched off (no second copy); with full fine-tuning and ``beta > 0`` TRL
-loads a frozen copy of the starting model.
+base model with the (new, zero-initialised) adapter switched off, no second copy; with full fine-tuning
+and ``beta > 0`` TRL loads a frozen copy of the starting model.
 
 ``training.batch_size`` counts completions (not questions): each optimizer step trains on
 ``batch_size × gradient_accumulation_steps`` completions, i.e. that many divided by ``group_size``
@@ -240,6 +240,18 @@ def _grpo_config(args: Any, section: RLVRConfig, has_eval: bool) -> Any:
     return GRPOConfig(**values)
 
 
+def _use_base_as_reference(trainer: Any) -> None:
+    """With LoRA, let the base model (adapters off) be the reference policy instead of TRL's "ref" copy.
+
+    TRL copies the adapter under the name "ref" in case it was trained before; distill-gui's adapter is
+    always new (zero-initialised: the base model is the starting policy), so the copy only costs memory
+    and would be saved into every checkpoint. Without it TRL computes the reference with adapters off.
+    """
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+
+
 def make_grpo_trainer_class() -> type:
     """``trl.GRPOTrainer`` that also counts the tokens it has seen (the event bridge's tokens/s)."""
     from trl import GRPOTrainer
@@ -361,6 +373,7 @@ class RLVR(Method):
             processing_class=setup.tokenizer, callbacks=callbacks,
         )
         rewards[0].in_training = lambda: bool(trainer.model.training)  # evaluation rounds do not count towards the warning
+        _use_base_as_reference(trainer)
         return trainer
 
     # ---- Memory
