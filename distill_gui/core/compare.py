@@ -109,8 +109,8 @@ class ModelScore:
     perplexity: float | None = None
     tokens_per_s: float = 0.0
     peak_memory_mb: float = 0.0
-    """Memory the model took while loaded and scored: the peak GPU allocation, or on a CPU the growth of
-    the process's peak RSS, and at least the size of its weights in memory (freed memory is reused)."""
+    """Memory the model took while scored: the peak GPU allocation, or on a CPU its weights plus the
+    growth of the process's peak RSS during scoring (see :class:`_MemoryMeter`)."""
     mean_answer_tokens: float | None = None
     pass_at_k: float | None = None
     majority_accuracy: float | None = None
@@ -401,25 +401,33 @@ def _reset_peak_rss() -> bool:
 
 
 class _MemoryMeter:
-    """Peak memory a model takes while loaded: GPU peak allocation, or RSS growth over the start."""
+    """Peak memory of a loaded model while it is scored.
 
-    def __init__(self, device_type: str):
+    Started once the model is loaded and warmed up: on a GPU the peak allocation from then on (the
+    weights are allocated already, so they count); on a CPU the model's weight bytes plus the growth
+    of the process's peak RSS during scoring (Linux resets the peak through /proc/self/clear_refs), so
+    the one-time memory of torch's first forward pass in a process is not charged to one model.
+    """
+
+    def __init__(self, model):
         import torch
 
-        self.device_type = device_type
-        if device_type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+        device = next(model.parameters()).device
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        self.device = device
+        self.weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
         self.start = _rss_bytes("VmRSS") or 0
-        self.resettable = device_type != "cuda" and _reset_peak_rss()
+        self.resettable = not self.cuda and _reset_peak_rss()
 
     def peak_mb(self) -> float:
         import torch
 
-        if self.device_type == "cuda":
-            return torch.cuda.max_memory_allocated() / 2**20
-        if self.resettable:
-            return max(0, (_rss_bytes("VmHWM") or 0) - self.start) / 2**20
-        return max(0, (_rss_bytes("VmRSS") or 0) - self.start) / 2**20
+        if self.cuda:
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        now = _rss_bytes("VmHWM" if self.resettable else "VmRSS") or 0
+        return (self.weights + max(0, now - self.start)) / 2**20
 
 
 def load_ref(ref: ModelRef, settings: CompareSettings):
@@ -530,9 +538,6 @@ def _score(ref: ModelRef, index: int, examples, settings: CompareSettings, emit,
             raise CompareStopped()
         emit(ModelProgress(index=index, phase=phase, done=done, total=total))
 
-    from distill_gui.core.models import resolve_device
-
-    meter = _MemoryMeter(resolve_device(settings.device).type)
     start = time.perf_counter()
     emit(ModelProgress(index=index, phase="loading", done=0, total=1))
     loaded = load_ref(ref, settings)
@@ -541,9 +546,9 @@ def _score(ref: ModelRef, index: int, examples, settings: CompareSettings, emit,
     emit(ModelProgress(index=index, phase="loading", done=1, total=1))
     try:
         _warm_up(loaded.model, loaded.tokenizer, examples, settings)
+        meter = _MemoryMeter(loaded.model)
         measured = score_loaded(loaded.model, loaded.tokenizer, examples, settings, progress)
-        weights = sum(t.numel() * t.element_size() for t in (*loaded.model.parameters(), *loaded.model.buffers()))
-        base.peak_memory_mb = max(meter.peak_mb(), weights / 2**20)
+        base.peak_memory_mb = meter.peak_mb()
     finally:
         del loaded
         gc.collect()

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def data_fingerprint(path: str, data_format: str = "auto", limit: int | None = None) -> str:
