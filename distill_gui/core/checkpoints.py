@@ -273,7 +273,7 @@ def latest_intact_checkpoint(folder: str | Path) -> tuple[Path | None, list[str]
     Returns ``(path or None, skipped)``; each ``skipped`` line names a checkpoint and its damage, e.g.
     ``"step-000008: model.safetensors has changed since it was written (checksum differs)"``.
     """
-    skipped = []
+    skipped: list[str] = []
     for _, path in reversed(complete_step_checkpoints(folder)):
         problem = damage(path)
         if problem is None:

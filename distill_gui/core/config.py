@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -123,7 +123,17 @@ def _method_config_class() -> type:
     return cls
 
 
-MethodConfig = _method_config_class()
+if TYPE_CHECKING:
+
+    class MethodConfig:
+        """Type checkers' view of the class :func:`_method_config_class` builds from the registry."""
+
+        kind: str
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    MethodConfig = _method_config_class()
 
 
 @dataclass
@@ -211,11 +221,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
     if dataclasses.is_dataclass(tp):
+        section: type = tp  # type: ignore[assignment]
         if value is None:
-            return tp()
+            return section()
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}, got {value!r}")
-        return _from_dict(tp, value, key)
+            raise ConfigError(f"{key}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(section))}, got {value!r}")
+        return _from_dict(section, value, key)
     if origin is list:
         if isinstance(value, str):
             value = [value]
@@ -366,9 +377,9 @@ def _resolve_path(value: str | None, base: Path) -> str | None:
 def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
     """Make relative model and data paths absolute against ``base`` (the config file's folder)."""
     for model in (config.teacher, config.student):
-        model.path = _resolve_path(model.path, base)
+        model.path = _resolve_path(model.path, base) or ""
         model.tokenizer = _resolve_path(model.tokenizer, base)
-    config.data.train = _resolve_path(config.data.train, base)
+    config.data.train = _resolve_path(config.data.train, base) or ""
     config.data.eval = _resolve_path(config.data.eval, base)
     from distill_gui.core import methods
 

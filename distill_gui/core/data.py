@@ -281,7 +281,7 @@ def _decode_lines(raw: bytes, report: DataReport) -> list[tuple[int, str | None]
     if raw.startswith(_BOM):
         raw = raw[len(_BOM):]
         report.notes.append(_BOM_NOTE)
-    out = []
+    out: list[tuple[int, str | None]] = []
     for number, line in enumerate(raw.split(b"\n"), start=1):
         try:
             out.append((number, line.decode("utf-8").rstrip("\r")))
@@ -869,7 +869,7 @@ class DataCollator:
         longest = max((len(r) for r in rows), default=0)
         if self.pad_to_multiple_of:
             longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        batch = {
+        batch: dict[str, list] = {
             "input_ids": [r + [self.pad_token_id] * (longest - len(r)) for r in rows],
             "attention_mask": [
                 [int(t) for t in f.get("attention_mask", [1] * len(r))] + [0] * (longest - len(r))

@@ -128,7 +128,7 @@ def perplexity(model, tokenizer, examples, settings: EvalSettings, progress=None
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(features), settings.batch_size):
-            batch = collate(features[start : start + settings.batch_size])
+            batch = collate([f for f in features[start : start + settings.batch_size] if f is not None])
             logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
             labels = batch["labels"][:, 1:].to(device)
             nll = torch.nn.functional.cross_entropy(
@@ -151,7 +151,7 @@ def answer_accuracy(model, tokenizer, examples, settings: EvalSettings, progress
 
     scored = [(e, reference_answer(e)) for e in examples]
     with_ref = [(e, r) for e, r in scored if r is not None]
-    targets = with_ref or [(e, None) for e, _ in scored[: settings.speed_rows]]
+    targets: list[tuple[Any, str | None]] = list(with_ref) or [(e, None) for e, _ in scored[: settings.speed_rows]]
     targets = [(e, r) for e, r in targets if e.prompt or e.messages]
     if not targets:
         return None, 0, 0, 0.0, []

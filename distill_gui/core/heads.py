@@ -180,4 +180,5 @@ def output_head(model: Any) -> OutputHead:
             f"model type {model_type!r}: the output head is a {type(lm_head).__name__}, not a plain linear layer "
             "(an adapter on lm_head?); the chunked KD path needs the head's weight as it is"
         )
+    assert head is not None
     return OutputHead(weight=head.weight, bias=head.bias, scale=scale, softcap=softcap)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -290,7 +290,7 @@ def _logits(hidden: torch.Tensor, head: torch.Tensor, bias: torch.Tensor | None,
 _Post = tuple  # (scale, softcap | None) applied after the head's matmul; None when there is none
 
 
-def _head_parts(head: "torch.Tensor | OutputHead", bias: torch.Tensor | None, side: str):
+def _head_parts(head: "torch.Tensor | OutputHead", bias: torch.Tensor | None, side: str) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
     """(weight, bias, post-processing) of a head given as a weight tensor or an :class:`OutputHead`."""
     if not isinstance(head, OutputHead):
         return head, bias, None
@@ -367,6 +367,7 @@ def _chunk_kd(
         idx, t = cached[0].long(), cached[1].to(zs.dtype)
         top_k = idx.shape[1]
     else:
+        assert zt is not None
         v = zt.div_(T)
         top_k = spec.top_k if 0 < spec.top_k < vocab else 0
         if top_k:
@@ -426,6 +427,7 @@ def _chunk_kd(
             grad = ce_grad if grad is None else grad.add_(ce_grad)
         del u, zs, ce_grad
     if want_ce_grad:
+        assert grad is not None
         grad.scatter_add_(1, labels[:, None], torch.full_like(label_logit, -ce_scale))
     return d.sum(), ce_sum, grad
 
@@ -470,14 +472,14 @@ class _ChunkedKD(torch.autograd.Function):
                 if s_factor[0] is not None:  # chain rule through the student's logit post-processing
                     g.mul_(s_factor.pop())
                 g_mm = g.to(mm_dtype)
-                if want_h:
+                if grad_h is not None:
                     grad_h[start:stop] = (g_mm @ s_head[:vocab].to(mm_dtype)).to(grad_h.dtype)
-                if want_w:
+                if grad_w is not None:
                     if mm_dtype == acc_dtype:
                         grad_w[:vocab].addmm_(g_mm.T, h.to(mm_dtype))
                     else:
                         grad_w[:vocab] += g_mm.T @ h.to(mm_dtype)
-                if want_b:
+                if grad_b is not None:
                     grad_b[:vocab] += g.sum(0).to(acc_dtype)
                 del g, g_mm
 

@@ -234,9 +234,10 @@ def estimate_memory(
         student_params=student.num_params,
     ))
     uses_teacher = teacher is not None and (share.teacher_weights_resident or share.teacher_weights_at_start)
-    teacher_weights = _weight_bytes(teacher, teacher_quantization, teacher_dtype_bytes) if uses_teacher else 0
+    teacher_weights = _weight_bytes(teacher, teacher_quantization, teacher_dtype_bytes) if uses_teacher and teacher is not None else 0
     student_weights = _weight_bytes(student, student_quantization, student_dtype_bytes)
 
+    gradients: float
     if lora_enabled:
         trainable = student.lora_params(lora_r)
         gradients = trainable * 4

@@ -545,9 +545,10 @@ def load_model(cfg: ModelConfig | StudentConfig, role: str, for_training: bool =
         raise ModelError(
             f"{source.display}: could not load the {role} model ({_first_line(exc)}); {_load_hint(source, role, use_safetensors)}"
         ) from None
-    check_token_ids(tokenizer, model.get_input_embeddings().num_embeddings, source, role)
+    embeddings: Any = model.get_input_embeddings()
+    check_token_ids(tokenizer, int(embeddings.num_embeddings), source, role)
     if quant is None:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]
     elif cfg.quantization == "4bit" and device.type == "cpu":
         _avoid_packed_cpu_kernel(model)
 

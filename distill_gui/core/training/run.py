@@ -22,7 +22,7 @@ from typing import Any
 
 from distill_gui.core import checkpoints as ckpt
 from distill_gui.core import methods
-from distill_gui.core.config import RunConfig
+from distill_gui.core.config import ModelConfig, RunConfig
 from distill_gui.core.errors import one_line
 from distill_gui.core.events import Event, EventCallback, LogMessage, RunCreated, RunFailed, RunFinished, RunStopped
 from distill_gui.core.memory import format_bytes
@@ -38,7 +38,7 @@ def preflight(config: RunConfig) -> None:
     """Cheap checks before anything loads: models can be found and are safe to load, data exists."""
     from distill_gui.core.models import check_safety, resolve_source
 
-    roles = [("student", config.student)]
+    roles: list[tuple[str, ModelConfig]] = [("student", config.student)]
     if methods.loads_teacher(config):
         roles.append(("teacher", config.teacher))
     for role, model_cfg in roles:
@@ -111,7 +111,7 @@ def train(
             assert run is not None
             hold.enter_context(run.lock())  # a second writer is refused before anything loads
             reporter.record_into(run)
-        setup = RunSetup(config=config, run=run, emit=emit, control=control, method=method, procs=procs)  # type: ignore[arg-type]
+        setup = RunSetup(config=config, run=run, emit=emit, control=control, method=method, procs=procs)
         prepared = _load(setup, reporter)
         if not resume:
             created = RunDir.create(runs_root or default_runs_root(), config) if procs.is_main else None

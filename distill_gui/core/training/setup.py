@@ -71,7 +71,7 @@ class RunSetup:
         student = self._answer_probes(model, self.tokenizer)
         if self.teacher is not None and self.teacher_answers is None:
             self.answer_probes_with_teacher()
-        teacher = self.teacher_answers or [None] * len(student)
+        teacher: list[str | None] = list(self.teacher_answers) if self.teacher_answers else [None] * len(student)
         samples = tuple(
             Sample(prompt=p, student=s, teacher=t, reference=r)
             for p, s, t, r in zip(self.probe_prompts, student, teacher, self.probe_references)
@@ -127,6 +127,7 @@ def training_arguments(config: RunConfig, run: RunDir, device: Any, has_eval: bo
     t = config.training
     eval_every = t.eval_steps if has_eval else 0
     precision = autocast_precision(t.precision, device)
+    memory: dict[str, Any] = {"activation_checkpointing": True} if t.gradient_checkpointing else {}
     return TrainingArguments(
         output_dir=str(incoming),
         max_steps=t.max_steps if t.max_steps > 0 else -1,
@@ -149,7 +150,7 @@ def training_arguments(config: RunConfig, run: RunDir, device: Any, has_eval: bo
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
         save_total_limit=None,  # rotation is ours: only complete checkpoints count
-        **({"activation_checkpointing": True} if t.gradient_checkpointing else {}),
+        **memory,
         report_to=report_to_argument(t.report_to, run.path),
         disable_tqdm=True,
         dataloader_num_workers=0,

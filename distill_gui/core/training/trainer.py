@@ -58,7 +58,7 @@ def make_trainer_class() -> type:
             self.tokens_seen = 0
 
         # ---- Token counting over the optimizer step
-        def get_batch_samples(self, epoch_iterator, num_batches, device):  # type: ignore[override]
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
             batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
             count = sum(int(trained_positions(batch["labels"]).sum()) for batch in batch_samples if "labels" in batch)
             total = torch.tensor(count, device=device, dtype=torch.long)
