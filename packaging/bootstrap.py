@@ -238,7 +238,7 @@ def make_shortcuts(app: Path, payload: Path, log: Log) -> list[str]:
         f"Exec={launcher} app %F\nIcon={APP}\nTerminal=false\nCategories=Development;Science;\n"
         "StartupWMClass=distill-gui\n", encoding="utf-8")
     log.say(f"Made {launcher}, {desktop} and the icon")
-    if not str(launcher.parent) in os.environ.get("PATH", "").split(os.pathsep):
+    if str(launcher.parent) not in os.environ.get("PATH", "").split(os.pathsep):
         log.say(f"Note: {launcher.parent} is not on your PATH; the menu entry works, or run {launcher}")
     return [str(launcher), str(icon), str(desktop)]
 

@@ -63,12 +63,13 @@ def main() -> None:
     precision = "bf16" if "bf16" in sys.argv[3:] else "fp32"
     out.mkdir(parents=True, exist_ok=True)
     teacher, student, data = build(out)
+    import datasets  # noqa: F401  (imported before the baseline: not the run's memory)
+    import transformers.trainer  # noqa: F401
+
     from distill_gui.core.config import config_from_dict
     from distill_gui.core.memory import estimate_for_config
     from distill_gui.core.models import describe_model
     from distill_gui.core.training import train
-    import datasets  # noqa: F401  (imported before the baseline: not the run's memory)
-    import transformers.trainer  # noqa: F401
 
     config = config_from_dict({
         "teacher": {"path": str(teacher), "device": "cpu", "dtype": "fp32"},

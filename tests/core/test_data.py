@@ -6,8 +6,8 @@ import csv
 import json
 
 import pytest
-
 import tiny_models
+
 from distill_gui.core.config import DataConfig
 from distill_gui.core.data import (
     DataCollator,

@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 import pytest
-
 import tiny_models
+
 from distill_gui.core import chat_templates
 from distill_gui.core.chat_templates import BrokenChatTemplate, check_chat_template, render_chat_template
 from distill_gui.core.config import ModelConfig

@@ -13,7 +13,7 @@ import pytest
 
 from distill_gui.core import checkpoints as ckpt
 from distill_gui.core.config import ConfigError, RunConfig
-from distill_gui.core.events import EvalLogged, RunStarted, SamplesGenerated, Sample, StepLogged
+from distill_gui.core.events import EvalLogged, RunStarted, Sample, SamplesGenerated, StepLogged
 from distill_gui.core.process_identity import ProcessIdentity
 from distill_gui.core.runs import RunDir, RunLockedError, RunOwnerError, RunRecorder, list_runs
 

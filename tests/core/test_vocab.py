@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 import tiny_models
+
 from distill_gui.core.vocab import IncompatibleTokenizers, check_compatibility, require_kd_compatible
 
 

@@ -45,9 +45,9 @@ def test_student_configs_use_the_same_budget(tmp_path):
 
 @pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path, capsys):
-    from distill_gui.cli_demo import add_parser
-
     import argparse
+
+    from distill_gui.cli_demo import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())

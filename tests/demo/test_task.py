@@ -6,7 +6,16 @@ import random
 import re
 
 from distill_gui.core.verify import answers_match, extract_answer
-from distill_gui.demo.task import MAX_VALUE, PROMPT_TEMPLATE, iter_problems, make_problem, make_splits, read_jsonl, render_prompt, write_jsonl
+from distill_gui.demo.task import (
+    MAX_VALUE,
+    PROMPT_TEMPLATE,
+    iter_problems,
+    make_problem,
+    make_splits,
+    read_jsonl,
+    render_prompt,
+    write_jsonl,
+)
 
 _EQUATION = re.compile(r"^(\d+) ([-+*/]) (\d+) = (\d+)\.$")
 
@@ -76,7 +85,8 @@ def test_steps_cover_all_operations():
 
 def test_prompt_matches_the_data_loader(tiny_tokenizer):
     """The demo renders prompts exactly as core.data renders a question/answer row without a chat template."""
-    from distill_gui.core.data import Example, render_prompt as data_render_prompt
+    from distill_gui.core.data import Example
+    from distill_gui.core.data import render_prompt as data_render_prompt
 
     tiny_tokenizer_plain = tiny_tokenizer.__class__(tokenizer_object=tiny_tokenizer.backend_tokenizer)
     question = "Mia has 3 apples. How many apples does Mia have now?"

@@ -46,9 +46,8 @@ def runs_root(tmp_path, monkeypatch):
 @pytest.fixture
 def make_window(qtbot, settings, runs_root):
     """Build main windows on the private settings and runs folder; closes them (stopping runs) at the end."""
-    from distill_gui.gui.app import _parse, create_window
-
     from distill_gui.core.config import RunConfig, dump_config
+    from distill_gui.gui.app import _parse, create_window
 
     # Open on an empty configuration, as after a previous session, not on the demo pair.
     settings.set_last_config_yaml(dump_config(RunConfig()))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from distill_gui.core import torch_builds
-from distill_gui.core.torch_builds import Hardware, choose, detect, matches_driver
+from distill_gui.core.torch_builds import choose, detect, matches_driver
 
 RECORDED = Path(__file__).with_name("nvidia_smi")
 

@@ -4,7 +4,6 @@ no run folder left behind."""
 from __future__ import annotations
 
 import pytest
-
 from harness import cli, one_line_error
 
 GOOD = {"student": "student: {path: student}", "data": "data: {train: train.jsonl}", "method": "method: {kind: sft}"}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import checkpoint_writer
 from harness import REPO, iterations
+
 from distill_gui.core import checkpoints as ckpt
 
 

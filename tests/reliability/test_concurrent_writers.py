@@ -9,6 +9,7 @@ import sys
 import time
 
 from harness import REPO, iterations
+
 from distill_gui.core.config import RunConfig
 from distill_gui.core.runs import RunDir
 

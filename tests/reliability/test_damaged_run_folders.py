@@ -9,11 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
 from harness import cli, one_line_error
+
 from distill_gui.core import checkpoints as ckpt
 from distill_gui.core.config import RunConfig
 from distill_gui.core.events import CheckpointSaved, EvalLogged, LogMessage, RunStarted, RunStopped, Sample, SamplesGenerated, StepLogged

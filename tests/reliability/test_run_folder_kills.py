@@ -14,6 +14,7 @@ from pathlib import Path
 
 import run_writer
 from harness import REPO, iterations
+
 from distill_gui.core.config import RunConfig
 from distill_gui.core.runs import RunDir, read_status_file
 
