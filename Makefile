@@ -43,6 +43,8 @@ installers: setup
 
 lint: setup
 	$(BIN)/lint-imports
+	$(BIN)/ruff check distill_gui tests benchmarks docs packaging
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info
