@@ -194,14 +194,10 @@ class ArenaPage(QWidget):
         layout.addWidget(QLabel(f"Ratings (Bradley–Terry on the Elo scale; votes in {self.store.path}):"))
         layout.addWidget(self.ratings)
 
-        # ---- Worker
-        self.worker = ArenaWorker(device)
-        self.thread: QThread | None = start_in_thread(self.worker, self, "arena-worker")
-        self.sig_draw.connect(self.worker.draw)
-        self.sig_ask.connect(self.worker.answer)
-        self.worker.sig_drawn.connect(self.on_drawn)
-        self.worker.sig_answered.connect(self.on_answered)
-        self.worker.sig_failed.connect(self.on_failed)
+        # ---- Worker (started on first use: an unused arena costs no thread)
+        self.device = device
+        self.worker: ArenaWorker | None = None
+        self.thread: QThread | None = None
         self.set_models([])
         self.refresh_ratings()
 
@@ -230,6 +226,7 @@ class ArenaPage(QWidget):
         if not self._data:
             self.state_label.setText("Choose an eval file on the Compare page to draw prompts from.")
             return False
+        self._ensure_worker()
         self._request += 1
         self.state_label.setText("Drawing a prompt…")
         self.sig_draw.emit(self._request, self._data)
@@ -258,6 +255,7 @@ class ArenaPage(QWidget):
             edit.setPlainText("")
         self.ask_button.setEnabled(False)
         self.state_label.setText("Both models are answering (the first answer of a model loads it)…")
+        self._ensure_worker()
         self.sig_ask.emit(self._request, example, self._pair[0], self._pair[1], self.max_new_tokens.value(), self.temperature.value())
         return True
 
@@ -281,6 +279,7 @@ class ArenaPage(QWidget):
         if self.thread is not None:
             stop_thread(self.thread)
             self.thread = None
+            self.worker = None
 
     # ---- Slots
     @Slot(int, object)
@@ -339,6 +338,17 @@ class ArenaPage(QWidget):
         return True
 
     # ---- Internals
+    def _ensure_worker(self) -> None:
+        if self.thread is not None:
+            return
+        self.worker = ArenaWorker(self.device)
+        self.sig_draw.connect(self.worker.draw)
+        self.sig_ask.connect(self.worker.answer)
+        self.worker.sig_drawn.connect(self.on_drawn)
+        self.worker.sig_answered.connect(self.on_answered)
+        self.worker.sig_failed.connect(self.on_failed)
+        self.thread = start_in_thread(self.worker, self, "arena-worker")
+
     def _set_votable(self, on: bool) -> None:
         for button in self.vote_buttons.values():
             button.setEnabled(on)
