@@ -134,6 +134,16 @@ class RunsPage(QWidget):
         self.export_button.setToolTip("Export this run's student: Hugging Face folder, GGUF file or Ollama import")
         self.export_button.clicked.connect(self.on_export_clicked)
         buttons.addWidget(self.export_button)
+        from distill_gui.gui.tensorboard_launcher import TensorBoardLauncher
+
+        self.tensorboard = TensorBoardLauncher(self)
+        self.tensorboard_button = QPushButton("TensorBoard")
+        self.tensorboard_button.setObjectName("tensorboard_run")
+        self.tensorboard_button.setToolTip("Open TensorBoard on this run (runs with training.report_to: [tensorboard])")
+        self.tensorboard_button.setVisible(TensorBoardLauncher.available())
+        self.tensorboard_button.clicked.connect(self.on_tensorboard_clicked)
+        self.tensorboard.sig_failed.connect(self.on_tensorboard_failed)
+        buttons.addWidget(self.tensorboard_button)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -257,6 +267,16 @@ class RunsPage(QWidget):
             from distill_gui.gui.export_dialog import open_export_dialog
 
             open_export_dialog(str(run.path), self)
+
+    @Slot()
+    def on_tensorboard_clicked(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.tensorboard.open(str(run.path))
+
+    @Slot(str, str)
+    def on_tensorboard_failed(self, _run_path: str, reason: str) -> None:
+        self.detail.setText(reason)
 
     @Slot()
     def on_folder_clicked(self) -> None:

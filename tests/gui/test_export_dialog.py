@@ -46,6 +46,7 @@ def test_the_runs_page_export_button_opens_the_dialog_for_the_selected_run(qtbot
     (dialog,) = page.findChildren(ExportDialog)
     assert dialog.isVisible() and dialog.source == str(run)
     dialog.close()
+    page.shutdown()  # the lister thread ends before the page goes
 
 
 def test_the_models_page_shows_licences_and_a_teachers_terms(qtbot, tmp_path, settings):
@@ -65,3 +66,25 @@ def test_the_models_page_shows_licences_and_a_teachers_terms(qtbot, tmp_path, se
     (student / "README.md").write_text("---\nlicense: apache-2.0\n---\n", encoding="utf-8")
     page.student.show_licence(str(student))
     assert page.student.licence.text() == "Licence: Apache License 2.0 (from README.md front matter)"
+
+
+def test_tensorboard_opens_on_a_run_folder_with_logs(qtbot, tmp_path):
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    from distill_gui.gui.tensorboard_launcher import TensorBoardLauncher
+
+    launcher = TensorBoardLauncher(open_browser=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    with qtbot.waitSignal(launcher.sig_failed, timeout=5000) as failed:
+        assert not launcher.open(str(run))
+    assert "report_to" in failed.args[1]
+    with SummaryWriter(str(run / "tensorboard")) as writer:
+        writer.add_scalar("train/loss", 1.0, 1)
+    try:
+        with qtbot.waitSignal(launcher.sig_opened, timeout=120_000) as opened:
+            assert launcher.open(str(run))
+        assert opened.args[0] == str(run) and opened.args[1].startswith("http://localhost:")
+    finally:
+        launcher.close_all()
