@@ -90,6 +90,14 @@ class StudentConfig(ModelConfig):
 
 
 @dataclass
+class MixSource:
+    """One source of ``data.mix``: a data file (or folder, or hub id) and its relative weight."""
+
+    path: str = _doc("", "Data file, saved `datasets` folder or hub id (read like data.train).")
+    weight: float = _doc(1.0, "Relative weight: the source's share of the mixed training rows is weight / sum of weights.", min=0.0)
+
+
+@dataclass
 class DataConfig:
     """Training data: a file, a folder saved by `datasets`, or a hub id."""
 
@@ -106,6 +114,12 @@ class DataConfig:
     chat_template: str = _choice("auto", CHAT_TEMPLATE_CHOICES, "Use the tokenizer's chat template (auto: when it has one).")
     system_prompt: str | None = _doc(None, "System message added to chat-formatted prompts.")
     seed: int = _doc(0, "Seed for the train/eval split.")
+    mix: list[MixSource] = _doc(
+        doc="Training sources mixed by weight, e.g. [{path: synthetic.jsonl, weight: 0.3}, {path: real.jsonl, weight: 0.7}]; "
+        "the mix has as many rows as its sources together, each source filling its share (repeated when it is smaller). "
+        "data.train, when also set, is one more source with weight 1.",
+        factory=list,
+    )
 
 
 def _method_config_class() -> type:
@@ -197,8 +211,13 @@ class RunConfig:
         method.validate(self)
         if not self.student.path:
             raise ConfigError("student.path: no student model is set")
-        if not self.data.train:
+        if not self.data.train and not self.data.mix:
             raise ConfigError("data.train: no training data is set")
+        for index, source in enumerate(self.data.mix):
+            if not source.path:
+                raise ConfigError(f"data.mix[{index}].path: no data is set; give a data file, or remove the entry")
+        if self.data.mix and not any(source.weight > 0 for source in self.data.mix):
+            raise ConfigError("data.mix: every weight is 0; give at least one source a weight above 0")
 
 
 # ---- (de)serialisation -----------------------------------------------------------------------
@@ -381,6 +400,8 @@ def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
         model.tokenizer = _resolve_path(model.tokenizer, base)
     config.data.train = _resolve_path(config.data.train, base) or ""
     config.data.eval = _resolve_path(config.data.eval, base)
+    for source in config.data.mix:
+        source.path = _resolve_path(source.path, base) or ""
     from distill_gui.core import methods
 
     for method in methods.all_methods():
