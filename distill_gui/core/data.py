@@ -818,6 +818,10 @@ def prepare_data(cfg, tokenizer) -> PreparedData:
     were skipped (rows dropped at tokenization count as skipped).
     """
     if not cfg.train:
+        if getattr(cfg, "mix", None):  # the mix is the whole training set (core.data_mix)
+            from distill_gui.core.data_mix import prepare_mixed
+
+            return prepare_mixed(cfg, tokenizer, None)
         raise DataError("data.train: no training data is set")
     examples, report = load_examples(cfg.train, cfg.format, cfg.columns)
     examples, features = _tokenize_all(examples, report, cfg, tokenizer)
@@ -836,7 +840,7 @@ def prepare_data(cfg, tokenizer) -> PreparedData:
         eval_features = [features[i] for i in eval_idx]
         if eval_idx:
             report.notes.append(f"{len(eval_idx)} of {len(examples)} rows held out for evaluation (seed {cfg.seed})")
-    return PreparedData(
+    prepared = PreparedData(
         train=_features_dataset(train_features),
         eval=_features_dataset(eval_features) if eval_features else None,
         train_examples=train_examples,
@@ -845,6 +849,11 @@ def prepare_data(cfg, tokenizer) -> PreparedData:
         eval_report=eval_report,
         format=report.format,
     )
+    if getattr(cfg, "mix", None):  # data.mix: more sources, mixed with data.train by weight (core.data_mix)
+        from distill_gui.core.data_mix import prepare_mixed
+
+        return prepare_mixed(cfg, tokenizer, prepared)
+    return prepared
 
 
 # ---- Batching --------------------------------------------------------------------------------------
