@@ -44,12 +44,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--chat-template", choices=CHAT_TEMPLATE_CHOICES, default="auto")
     p.add_argument("--system-prompt", default=None)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    from distill_gui.cli_synthetic import add_synthetic_arguments
+
+    add_synthetic_arguments(p)
     p.set_defaults(func=cmd_generate_data)
     return p
 
 
 def cmd_generate_data(args) -> int:
     """Run the generation; exit code 0 when every prompt is done, 1 when stopped early."""
+    if getattr(args, "synthetic", 0):  # new questions from the seed rows (distill_gui.cli_synthetic)
+        from distill_gui.cli_synthetic import run_synthetic
+
+        return run_synthetic(args)
     import dataclasses
     import signal
     import threading
