@@ -197,9 +197,42 @@ class RunConfig:
     data: DataConfig = _doc(doc="Training and evaluation data.", factory=DataConfig)
     method: MethodConfig = _doc(doc="Distillation method.", factory=MethodConfig)
     training: TrainingConfig = _doc(doc="Training settings.", factory=TrainingConfig)
+    stages: list[dict[str, Any]] = _doc(
+        doc="A recipe: stages run in order, each this config with the stage's keys over it (e.g. {name: rl, method: "
+        "{kind: rlvr}}); each stage's student is the previous stage's result. Empty: one run.",
+        factory=list,
+    )
+
+    def stage_config(self, index: int) -> "RunConfig":
+        """Stage ``index`` as a config of its own: this config with the stage's keys over it, without stages.
+
+        Its student is this config's for the first stage; the caller sets the previous stage's result for the others.
+        """
+        stage = self.stages[index]
+        if not isinstance(stage, dict):
+            raise ConfigError(f"stages[{index}]: expected a mapping of config keys (name, method, training, ...), got {stage!r}")
+        stage = dict(stage)
+        label = str(stage.pop("name", "") or f"stage{index + 1}")
+        if "stages" in stage:
+            raise ConfigError(f"stages[{index}] ({label}): a stage cannot hold stages of its own")
+        merged = _deep_merge(config_to_dict(self), stage)
+        merged["stages"] = []
+        merged["name"] = f"{index + 1:02d}-{label}"
+        try:
+            return config_from_dict(merged)
+        except ConfigError as exc:
+            raise ConfigError(f"stages[{index}] ({label}): {exc}") from None
 
     def validate_for_run(self) -> None:
         """Check the things a run cannot start without (called before training, not on every edit)."""
+        for index in range(len(self.stages)):
+            stage = self.stage_config(index)
+            if index > 0:
+                stage.student.path = stage.student.path or "(the previous stage's result)"
+            try:
+                stage.validate_for_run()
+            except ConfigError as exc:
+                raise ConfigError(f"stages[{index}] ({stage.name}): {exc}") from None
         from distill_gui.core import methods
 
         method = methods.method_for(self)
@@ -373,6 +406,17 @@ def config_from_dict(data: dict | None, cls: type = RunConfig) -> Any:
     if cls is RunConfig:
         data = migrate(data)
     return _from_dict(cls, data)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s keys on top, sections merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def config_to_dict(config: Any) -> dict:

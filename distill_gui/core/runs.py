@@ -425,8 +425,17 @@ class RunDir:
         return ckpt.latest_checkpoint(self.checkpoints_dir)
 
     def final_model(self) -> Path | None:
-        """The trained student, if the run finished."""
-        return self.final_dir if ckpt.is_complete(self.final_dir) else None
+        """The trained student, if the run finished (for a run of stages: its last stage's)."""
+        if ckpt.is_complete(self.final_dir):
+            return self.final_dir
+        stages = self.path / "stages"
+        if stages.is_dir() and read_status_file(self.status_path)[0].get("state") == "finished":
+            last = sorted((RunDir(p) for p in stages.iterdir() if (p / "config.yaml").is_file()), key=lambda r: r.name)
+            for run in reversed(last):
+                final = run.final_model()
+                if final is not None:
+                    return final
+        return None
 
     def can_resume(self) -> bool:
         """Not finished and has its config: resume continues from the last checkpoint, or starts over at step 0."""

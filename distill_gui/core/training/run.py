@@ -92,6 +92,10 @@ def train(
     ``ModelError``); errors while training end the run with a :class:`RunFailed` event and ``state``
     failed or diverged. A full disk stops the run (resumable) with a message saying how much room it needs.
     """
+    if (run.load_config() if resume and run is not None else config).stages:
+        from distill_gui.core.training.stages import train_stages
+
+        return train_stages(config, runs_root=runs_root, run=run, on_event=on_event, control=control, resume=resume)
     control = control or RunControl()
     procs = current_processes()
     if resume:
