@@ -93,7 +93,9 @@ class KD(Method):
     summary = (
         "<b>Soft-label KD</b> trains the student to match the teacher's whole next-token distribution "
         "(forward KL, reverse KL or generalized JSD with β), mixed with the ordinary cross-entropy on the data "
-        "by α. Teacher and student must share a tokenizer."
+        "by α. Teacher and student must share a tokenizer. With <i>on_policy</i> λ &gt; 0 it is <b>on-policy KD</b> "
+        "(GKD): for a share λ of the batches the student writes the completions itself and the teacher scores every "
+        "token it wrote (plotted as <i>KD on student samples</i>)."
     )
     Config = KDConfig
     teacher = TEACHER_LOGITS
@@ -157,11 +159,10 @@ class KD(Method):
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
         import torch
 
-        from distill_gui.core.methods.kd_on_policy import ON_POLICY_KEY
-
         from distill_gui.core.heads import output_head
         from distill_gui.core.hidden_states import decoder_of, final_hidden
         from distill_gui.core.losses import kd_loss_from_cache, kd_loss_from_hidden
+        from distill_gui.core.methods.kd_on_policy import ON_POLICY_KEY
 
         kd = self.section(ctx.config)
         _, student_hidden = final_hidden(model, inputs["input_ids"], inputs["attention_mask"])

@@ -103,8 +103,8 @@ def on_policy_batch(
 
 def context_limit(*models: Any) -> int | None:
     """The shortest ``max_position_embeddings`` of ``models`` (None when none declares one)."""
-    limits = [getattr(getattr(m, "config", None), "max_position_embeddings", None) for m in models if m is not None]
-    limits = [int(x) for x in limits if isinstance(x, int) and x > 0]
+    declared = [getattr(getattr(m, "config", None), "max_position_embeddings", None) for m in models if m is not None]
+    limits = [x for x in declared if isinstance(x, int) and x > 0]
     return min(limits) if limits else None
 
 
@@ -136,7 +136,9 @@ def make_on_policy_trainer_class() -> type:
     from distill_gui.core.methods.base import trained_positions
     from distill_gui.core.training.trainer import make_trainer_class
 
-    class OnPolicyKDTrainer(make_trainer_class()):
+    base: Any = make_trainer_class()
+
+    class OnPolicyKDTrainer(base):
         """Replaces a share λ of the micro-batches by the student's own completions before the step's tokens are counted."""
 
         def __init__(self, *args: Any, **kwargs: Any):
@@ -149,7 +151,7 @@ def make_on_policy_trainer_class() -> type:
             self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
             self.max_positions = context_limit(setup.student, setup.teacher)
 
-        def get_batch_samples(self, epoch_iterator, num_batches, device):  # type: ignore[override]
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
             batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
             step, seed = self.state.global_step, self.args.seed
             batch_samples = [
