@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from distill_gui.core.compare import CompareSettings, CompareStarted, CompareFinished, ModelFailed, ModelProgress, ModelScored, ModelStarted
+from distill_gui.core.compare import CompareFinished, CompareSettings, CompareStarted, ModelFailed, ModelProgress, ModelScored, ModelStarted
 from distill_gui.core.compare_report import filter_questions, format_params, format_size, list_comparisons, load_questions, load_results
 from distill_gui.core.model_refs import short_name
 from distill_gui.core.runs import list_runs
@@ -711,6 +711,10 @@ class ComparePage(QWidget):
                 if key == "status" and row.get("error"):
                     item.setToolTip(str(row["error"]))
                 self.table.setItem(r, c, item)
+        sampled = any(self._rows[label].get("pass_at_k") is not None for label in self._order)
+        for c, (key, _) in enumerate(COLUMNS):
+            if key in ("pass_at_k", "majority_accuracy"):
+                self.table.setColumnHidden(c, not sampled)
         self.table.setSortingEnabled(True)
 
     def _update_status(self, label: str) -> None:
