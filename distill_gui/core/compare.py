@@ -626,7 +626,7 @@ def compare(
     if not refs:
         raise CompareError(unresolved[0][1])
     try:
-        ordered, ref_model = _order(refs, reference)
+        ordered, _ = _order(refs, reference)
     except ModelRefError as exc:
         raise CompareError(f"--reference: {exc}") from None
     ordered = unique_labels(ordered)
