@@ -357,3 +357,26 @@ def test_resume_after_the_last_step_checkpoint_writes_final_without_a_step(tiny_
     assert not any(isinstance(e, StepLogged) for e in events), "no optimizer step after the budget was spent"
     for key, value in weights(last).items():
         torch.testing.assert_close(weights(run.final_model())[key], value)
+
+
+def test_training_eval_perplexity_is_token_weighted_like_eval(tiny_pair, tiny_data, tmp_path):
+    """The run's end-of-training perplexity equals `distill-gui eval`'s on the same rows (both per token)."""
+    import json as _json
+
+    from distill_gui.core.data import load_examples
+    from distill_gui.core.evaluation import EvalSettings, perplexity
+    from distill_gui.core.models import load_model
+
+    eval_file = tmp_path / "eval.jsonl"
+    rows = [{"prompt": f"Question: What is {a} plus {b}? Answer:", "completion": " " + " ".join([f"{a} + {b} = {a + b}."] * (1 + 5 * (a % 2)))}
+            for a, b in ((1, 2), (2, 3), (3, 4), (4, 5), (5, 6))]
+    eval_file.write_text("\n".join(_json.dumps(r) for r in rows) + "\n")
+    config = make_config(tiny_pair, tiny_data, max_steps=2, save_steps=0, batch_size=2)
+    config.data.eval = str(eval_file)
+    config.method.kind = "sft"
+    outcome = train(config, runs_root=tmp_path / "runs")
+    logged = [m for m in outcome.run.metrics() if m["event"] == "EvalLogged"][-1]["metrics"]
+    loaded = load_model(config_from_dict({"student": {"path": str(outcome.final_path)}}).student, "student")
+    examples, _ = load_examples(str(eval_file))
+    measured = perplexity(loaded.model, loaded.tokenizer, examples, EvalSettings(batch_size=2, max_length=config.data.max_length))
+    assert logged["perplexity"] == pytest.approx(measured, rel=1e-3)
