@@ -94,6 +94,22 @@ def test_settings_validate_with_the_field_and_what_to_do(tiny_pair, tiny_data, t
     assert not runs.exists() or not any(runs.iterdir()), "a refused run leaves no folder"
 
 
+def test_memory_counts_the_sampled_answers_kv_cache_or_the_training_step():
+    from distill_gui.core import methods
+    from distill_gui.core.methods.base import MemoryInputs
+
+    sizes = MemoryInputs(positions=8 * 512, student_vocab=32000, student_hidden=2048, student_dtype_bytes=2, student_layers=24)
+
+    def share(**section):
+        config = sd_config("s", "d", section)
+        return methods.get("self_distill").memory(config, sizes).logits
+
+    assert share(generation_batch_size=128) > share(generation_batch_size=64) > 0
+    assert share(max_new_tokens=1024, generation_batch_size=256) > share(max_new_tokens=256, generation_batch_size=256)
+    tiny = share(generation_batch_size=1, max_new_tokens=1)
+    assert tiny == 8 * 512 * 32000 * 4 * 3  # a plain cross-entropy step is then the larger
+
+
 # ---- Runs
 
 
