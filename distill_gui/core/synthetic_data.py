@@ -213,12 +213,13 @@ def _fewshot_prompt(seeds: Sequence[str], rng: random.Random, shots: int) -> str
 
 def _first_question(text: str) -> str:
     """The new question in a teacher's text: up to a blank line, the next 'Question:' or an 'Answer:'."""
-    text = re.split(r"\n\s*\n|\bQuestion:|\bAnswer:", text.strip(), maxsplit=1)[0]
-    return text.strip()
+    text = re.sub(r"^\s*(?:new\s+)?question\s*:", "", text.strip(), flags=re.IGNORECASE)
+    return re.split(r"\n\s*\n|\bQuestion:|\bAnswer:", text.strip(), maxsplit=1)[0].strip()
 
 
 def make_questions(model, tokenizer, seeds: Sequence[str], config: SyntheticConfig) -> tuple[list[NewQuestion], int]:
     """``config.count`` new distinct questions (fewer when the tries run out) and how many tries it took."""
+    from distill_gui.core.data import Example, render_prompt
     from distill_gui.core.generation import GenerationSettings, generate
 
     rng = random.Random(f"synthetic-{config.seed}")
@@ -234,7 +235,9 @@ def make_questions(model, tokenizer, seeds: Sequence[str], config: SyntheticConf
             for _ in range(want):
                 prompts.append(_fewshot_prompt(seeds, rng, config.shots))
                 sources.append(rng.randrange(len(seeds)))
-            texts = generate(model, tokenizer, prompts, settings, seed=config.seed * 7919 + tries)
+            rendered = [render_prompt(Example(prompt=p, completion=""), tokenizer, config.chat_template, config.system_prompt)
+                        for p in prompts]
+            texts = generate(model, tokenizer, rendered, settings, seed=config.seed * 7919 + tries)
             batch = [NewQuestion(_first_question(t[0]), s) for t, s in zip(texts, sources)]
         else:
             batch = GENERATORS[config.generator](seeds, rng, want)

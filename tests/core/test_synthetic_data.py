@@ -67,6 +67,14 @@ def test_numbers_are_resampled_with_their_digit_counts_and_duplicates_are_droppe
     assert len(questions) == 15 and len({q.text for q in questions}) == 15 and tries >= 15
 
 
+def test_the_new_question_is_taken_from_the_teachers_text():
+    from distill_gui.core.synthetic_data import _first_question
+
+    assert _first_question("Question: What is 3 plus 4?\nAnswer: 7") == "What is 3 plus 4?"
+    assert _first_question(" How many cats?\n\nQuestion: another") == "How many cats?"
+    assert _first_question("Answer: 5") == ""  # no question: dropped like a duplicate
+
+
 def test_a_generator_that_makes_only_duplicates_is_refused_before_labelling(tiny_tokenizer):
     config = SyntheticConfig(count=5, generator="numbers", batch_size=4)
     with pytest.raises(SyntheticDataError, match="every one repeats a seed question.*questions with whole numbers"):
