@@ -14,7 +14,8 @@
    ``data.train`` or a ``data.mix`` entry.
 
 The job is resumable: the questions are written once to ``<out>.questions.jsonl`` and every labelled batch
-is appended to ``<out>.labels.jsonl``; running the same command again continues with the next batch.
+is appended to ``<out>.labels.jsonl``; running the same command again continues with the next batch. The
+settings are kept in ``<out>.synthetic.json``; continuing with other settings is refused.
 """
 
 from __future__ import annotations
@@ -297,6 +298,33 @@ def _labels_path(out: Path) -> Path:
     return out.with_name(out.name + ".labels.jsonl")
 
 
+SETTINGS_KEYS = ("count", "generator", "shots", "question_temperature", "question_max_tokens", "samples", "temperature",
+                 "max_new_tokens", "threshold", "labels", "checker", "max_tries", "data_format", "columns", "chat_template",
+                 "system_prompt", "seed")
+"""The settings that change what a job makes: a job is continued only with the same ones."""
+
+
+def _check_settings(out: Path, config: SyntheticConfig) -> None:
+    """Record the settings beside a new job; refuse to continue a job made with other settings."""
+    import json
+
+    path = out.with_name(out.name + ".synthetic.json")
+    settings = {k: getattr(config, k) for k in SETTINGS_KEYS}
+    started = _questions_path(out).is_file() or _labels_path(out).is_file()
+    if started and path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            old = {}
+        changed = [k for k in SETTINGS_KEYS if k in old and old[k] != settings[k]]
+        if changed:
+            raise SyntheticDataError(
+                f"{out}: this job was started with other settings ({', '.join(f'{k}: {old[k]!r}' for k in changed)}); "
+                f"use another --out, or delete {_questions_path(out).name} and {_labels_path(out).name} to start over")
+        return
+    atomic_files.write_json(path, settings)
+
+
 def make_synthetic_data(
     model,
     tokenizer,
@@ -314,6 +342,7 @@ def make_synthetic_data(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     seeds = read_seeds(seeds_path, config)
+    _check_settings(out, config)
     questions_file = _questions_path(out)
     saved = jsonl.read_lines(questions_file).records
     if saved:

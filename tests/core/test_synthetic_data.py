@@ -117,6 +117,9 @@ def test_synthetic_data_is_made_labelled_written_and_resumed(tiny_pair, tmp_path
     labels = (tmp_path / "synthetic.jsonl.labels.jsonl").read_text()
     again = make_synthetic_data(loaded.model, loaded.tokenizer, seeds, out, config)
     assert again.labelled == 6 and (tmp_path / "synthetic.jsonl.labels.jsonl").read_text() == labels
+    with pytest.raises(SyntheticDataError, match="started with other settings \\(count: 6\\); use another --out"):
+        make_synthetic_data(loaded.model, loaded.tokenizer, seeds, out, SyntheticConfig(
+            count=8, generator="numbers", samples=3, temperature=1.0, max_new_tokens=4, threshold=0.0, batch_size=4))
     # A generator that knows the answers: labelled by the verifier.
     verified = make_synthetic_data(loaded.model, loaded.tokenizer, seeds, tmp_path / "sums.jsonl",
                                    SyntheticConfig(count=4, generator="test_sums", samples=2, temperature=1.0, max_new_tokens=4))
