@@ -262,7 +262,8 @@ def test_lora_rlvr_from_the_cli(tiny_pair, tiny_data, tmp_path, capsys):
     config.write_text(
         f"student: {{path: {tiny_pair[1]}, lora: {{enabled: true, r: 4, alpha: 8}}}}\n"
         f"data: {{train: {tiny_data}}}\n"
-        "method: {kind: rlvr, rlvr: {group_size: 2, max_completion_length: 6, beta: 0.1, format_weight: 0.5, checker: rlvr_test_even_length}}\n"
+        "method: {kind: rlvr, rlvr: {group_size: 2, max_completion_length: 6, beta: 0.1, format_weight: 0.5, checker: rlvr_test_even_length, "
+        "sampler: trl}}\n"
         "training: {max_steps: 3, batch_size: 4, learning_rate: 1.0e-2, save_steps: 2, precision: fp32}\n"
     )
     code = main(["train", str(config), "--runs-dir", str(tmp_path / "runs")])

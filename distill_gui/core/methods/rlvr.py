@@ -20,6 +20,7 @@ questions; that product must be a multiple of ``group_size``.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from distill_gui.core.data import Example
 
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
+SAMPLERS = ("distill", "trl")
 
 LOGPROB_CHUNK = 32768
 """Positions TRL's fused log-prob head projects onto the vocabulary at a time (trl.trainer.utils)."""
@@ -95,6 +97,11 @@ class RLVRConfig:
     num_iterations: int = option(
         1, "Optimizer passes over each batch of sampled answers (μ); above 1 reuses the samples and the clip applies.",
         min=1, max=8,
+    )
+    sampler: str = choice(
+        "distill", SAMPLERS,
+        "What samples the answers: distill is distill-gui's KV-cache sampler, in which a finished answer leaves the "
+        "batch; trl is TRL's (transformers' generate, which runs every row to the longest answer).",
     )
 
 
@@ -240,6 +247,39 @@ def _grpo_config(args: Any, section: RLVRConfig, has_eval: bool) -> Any:
     return GRPOConfig(**values)
 
 
+class KVCacheRollout:
+    """Samples GRPO's answers with :func:`distill_gui.core.generation.sample_token_ids` (TRL's ``rollout_func``).
+
+    The prompts arrive already repeated ``group_size`` times; each is tokenized as TRL does and continued at
+    the method's temperature from the whole distribution (TRL's default top-p 1 and no top-k) up to
+    ``max_completion_length`` tokens, stopping at the ids TRL stops at; a finished answer leaves the batch.
+    """
+
+    def __init__(self, tokenizer: Any, max_new_tokens: int, temperature: float):
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+
+    def __call__(self, prompts: list, trainer: Any) -> dict:
+        from distill_gui.core.generation import sample_token_ids
+
+        prompt_ids = self.tokenizer(text=list(prompts))["input_ids"]
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        completion_ids = sample_token_ids(model, prompt_ids, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                                          stop_ids=trainer.eos_token_ids, pad_id=pad)
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+
+
+def _takes_rollout_func() -> bool:
+    """TRL's GRPOTrainer still has its (experimental) ``rollout_func`` hook, with the return keys used here."""
+    import inspect
+
+    from trl import GRPOTrainer
+
+    return "rollout_func" in inspect.signature(GRPOTrainer.__init__).parameters
+
+
 def _use_base_as_reference(trainer: Any) -> None:
     """With LoRA, let the base model (adapters off) be the reference policy instead of TRL's "ref" copy.
 
@@ -368,10 +408,17 @@ class RLVR(Method):
             f"rlvr: {len(train)} questions, {section.group_size} answers each; "
             f"{grpo_args.generation_batch_size // section.group_size} questions per optimizer step"
         )
-        trainer = make_grpo_trainer_class()(
-            model=setup.student, reward_funcs=rewards, args=grpo_args, train_dataset=train, eval_dataset=evaluate,
-            processing_class=setup.tokenizer, callbacks=callbacks,
-        )
+        rollout = None
+        if section.sampler == "distill" and _takes_rollout_func():
+            rollout = KVCacheRollout(setup.tokenizer, section.max_completion_length, section.temperature)
+        elif section.sampler == "distill":
+            warn("rlvr: this TRL's GRPOTrainer takes no rollout_func; sampling with TRL's generation instead")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="You are using 'rollout_func'")  # TRL marks the hook experimental
+            trainer = make_grpo_trainer_class()(
+                model=setup.student, reward_funcs=rewards, args=grpo_args, train_dataset=train, eval_dataset=evaluate,
+                processing_class=setup.tokenizer, callbacks=callbacks, rollout_func=rollout,
+            )
         rewards[0].in_training = lambda: bool(trainer.model.training)  # evaluation rounds do not count towards the warning
         _use_base_as_reference(trainer)
         return trainer
