@@ -171,7 +171,7 @@ def _ce_sum(student_hidden: torch.Tensor, student_head: OutputHead, vocab: int, 
         return F.cross_entropy(student_head.logits(h, vocab), y, reduction="sum")
 
     for start in range(0, keep.numel(), chunk_size):
-        idx = keep[start:start + chunk_size]
+        idx = keep[start : start + chunk_size]
         total = total + checkpoint(piece, student_hidden[idx], labels[idx], use_reentrant=False)
     return total
 
@@ -233,7 +233,7 @@ def cross_kd_loss_from_hidden(
             # Only the rows the chunk reads enter the checkpoint, renumbered.
             needed = torch.cat([s_idx.base, s_idx.extra_pos])
             rows, where = torch.unique(needed, return_inverse=True)
-            local = GroupIndex(where[: s_idx.base.numel()], s_idx.extra_group, where[s_idx.base.numel():], s_idx.extra_token)
+            local = GroupIndex(where[: s_idx.base.numel()], s_idx.extra_group, where[s_idx.base.numel() :], s_idx.extra_token)
             kd_sum = kd_sum + checkpoint(chunk_divergence, student_hidden[rows], local, t_idx, use_reentrant=False)
     with torch.set_grad_enabled(torch.is_grad_enabled() and alpha < 1):
         ce_sum = _ce_sum(student_hidden, s_head, student_vocab or s_head.weight.shape[0], labels, chunk_size)

@@ -144,14 +144,18 @@ def teacher_prefix(teacher_tokenizer: Any) -> list[int]:
     """The ids the teacher's tokenizer puts before a text by itself (a BOS token), so the first token has context."""
     plain = teacher_tokenizer("a", add_special_tokens=False)["input_ids"]
     full = teacher_tokenizer("a", add_special_tokens=True)["input_ids"]
-    if len(full) > len(plain) and full[-len(plain):] == plain:
+    if len(full) > len(plain) and full[-len(plain) :] == plain:
         return list(full[: len(full) - len(plain)])
     return []
 
 
 def align_row(
-    student_tokenizer: Any, teacher_tokenizer: Any, input_ids: Sequence[int], labels: Sequence[int],
-    prefix: Sequence[int] = (), skip_ids: frozenset[int] = frozenset(),
+    student_tokenizer: Any,
+    teacher_tokenizer: Any,
+    input_ids: Sequence[int],
+    labels: Sequence[int],
+    prefix: Sequence[int] = (),
+    skip_ids: frozenset[int] = frozenset(),
 ) -> RowAlignment:
     """Align one row: the student's ``input_ids`` (``labels`` -100 where not trained) against the teacher's
     tokenization of the same text, after the teacher's ``prefix`` ids. Groups holding a student token in
@@ -165,9 +169,13 @@ def align_row(
         t_spans = TokenSpans(t_spans.text, ((0, 0),) * len(prefix) + t_spans.spans, (False,) * len(prefix) + t_spans.cut_after)
     trained = [i >= 1 and labels[i] != -100 for i in range(len(ids))]
     groups = tuple(
-        g for g in align(s_spans, t_spans)
-        if g.s_start >= 1 and g.t_start >= 1 and g.t_end > g.t_start
-        and all(trained[g.s_start:g.s_end]) and not any(ids[k] in skip_ids for k in range(g.s_start, g.s_end))
+        g
+        for g in align(s_spans, t_spans)
+        if g.s_start >= 1
+        and g.t_start >= 1
+        and g.t_end > g.t_start
+        and all(trained[g.s_start : g.s_end])
+        and not any(ids[k] in skip_ids for k in range(g.s_start, g.s_end))
     )
     return RowAlignment(tuple(prefix + t_ids), groups, sum(trained))
 
@@ -191,7 +199,8 @@ def shared_tokens(teacher_tokenizer: Any, student_tokenizer: Any, teacher_rows: 
     """The exactly shared tokens of two vocabularies (ids below each model's logit rows), by teacher id."""
     s_vocab = student_tokenizer.get_vocab()
     pairs = sorted(
-        (t_id, s_vocab[tok]) for tok, t_id in teacher_tokenizer.get_vocab().items()
+        (t_id, s_vocab[tok])
+        for tok, t_id in teacher_tokenizer.get_vocab().items()
         if tok in s_vocab and t_id < teacher_rows and s_vocab[tok] < student_rows
     )
     return SharedTokens(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))

@@ -6,8 +6,9 @@ token, so both must number their tokens the same way. Three verdicts:
 - ``identical``: the same token-to-id mapping and the same embedding size in both models;
 - ``padded``: the same mapping, but one model's embedding matrix has extra unused rows (Qwen's
   151,936 vs 152,064); logits are cut to the shared real vocabulary before the loss;
-- ``different``: the tokenizers number tokens differently; only hard-label SFT on text the teacher
-  wrote (``method.kind: sft``) can move knowledge across.
+- ``different``: the tokenizers number tokens differently; cross-tokenizer KD (``method.kind: cross_kd``,
+  which lines up the two tokenizations by the text they cover) or hard-label SFT on text the teacher
+  wrote (``method.kind: sft``) move knowledge across.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ PROBE_TEXTS = (
     "Ünïcödé, emoji 🙂 and 中文 text; URLs https://example.org/a?b=1.",
 )
 _SPECIAL_ROLES = ("bos_token", "eos_token", "unk_token", "pad_token")
+CROSS_TOKENIZER_ADVICE = (
+    "Use method.kind: cross_kd (cross-tokenizer KD: the two tokenizations are lined up by the text they cover, "
+    "alignment gold or uld), or method.kind: sft to fine-tune the student (hard labels) on text the teacher wrote."
+)
 
 
 class IncompatibleTokenizers(UserError, ValueError):
@@ -96,11 +101,11 @@ def check_compatibility(
         message = (
             f"The tokenizers differ: {len(differing):,} of {len(t_vocab.keys() | s_vocab.keys()):,} tokens are missing "
             f"from one of them or have another id (e.g. {_sample(differing)}); teacher {t_len:,} tokens, student "
-            f"{s_len:,}. Soft-label KD compares the two models token by token, so it cannot be used. Use "
-            "method.kind: sft to fine-tune the student (hard labels) on text the teacher wrote."
+            f"{s_len:,}. Soft-label KD compares the two models token by token, so it cannot be used. {CROSS_TOKENIZER_ADVICE}"
         )
-        return TokenizerCompatibility("different", None, message, differing_tokens=len(differing),
-                                      sample_differences=tuple(differing[:5]), **common)
+        return TokenizerCompatibility(
+            "different", None, message, differing_tokens=len(differing), sample_differences=tuple(differing[:5]), **common
+        )
 
     for text in PROBE_TEXTS:
         t_ids = teacher_tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -109,8 +114,7 @@ def check_compatibility(
             message = (
                 "The tokenizers share a vocabulary but split text differently (another pre-tokenizer or "
                 f"normalizer): {text!r} becomes {len(t_ids)} teacher tokens and {len(s_ids)} student tokens. "
-                "Soft-label KD needs both models to see the same tokens, so it cannot be used. Use "
-                "method.kind: sft to fine-tune the student (hard labels) on text the teacher wrote."
+                f"Soft-label KD needs both models to see the same tokens, so it cannot be used. {CROSS_TOKENIZER_ADVICE}"
             )
             return TokenizerCompatibility("different", None, message, sample_differences=(text,), **common)
 

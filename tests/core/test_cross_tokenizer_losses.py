@@ -65,8 +65,14 @@ def test_chunked_loss_matches_the_reference_values_and_gradients(tokenizers, ali
     ref = cross_kd_loss_reference(
         [s_hidden[i, : len(ids)] @ s_head.T for i, (ids, _) in enumerate(rows)],
         [t_hidden[i, : len(r.teacher_ids)] @ t_head.T for i, r in enumerate(aligned)],
-        [ids for ids, _ in rows], [r.teacher_ids for r in aligned], [r.groups for r in aligned], [lab for _, lab in rows],
-        alignment=alignment, shared=shared, temperature=temperature, alpha=alpha,
+        [ids for ids, _ in rows],
+        [r.teacher_ids for r in aligned],
+        [r.groups for r in aligned],
+        [lab for _, lab in rows],
+        alignment=alignment,
+        shared=shared,
+        temperature=temperature,
+        alpha=alpha,
     )
     ref_grads = torch.autograd.grad(ref.total, (s_hidden, s_head))
 
@@ -76,8 +82,18 @@ def test_chunked_loss_matches_the_reference_values_and_gradients(tokenizers, ali
     s_index = GroupIndex.build([(ids, [(g.s_start, g.s_end) for g in r.groups]) for (ids, _), r in zip(rows, aligned)], length)
     t_index = GroupIndex.build([(r.teacher_ids, [(g.t_start, g.t_end) for g in r.groups]) for r in aligned], t_len)
     got = cross_kd_loss_from_hidden(
-        s_hidden.reshape(-1, hs), s_head, t_hidden.reshape(-1, ht), t_head, labels.reshape(-1), s_index, t_index,
-        alignment=alignment, columns=GoldColumns.build(shared, vt, vs), temperature=temperature, alpha=alpha, chunk_size=3,
+        s_hidden.reshape(-1, hs),
+        s_head,
+        t_hidden.reshape(-1, ht),
+        t_head,
+        labels.reshape(-1),
+        s_index,
+        t_index,
+        alignment=alignment,
+        columns=GoldColumns.build(shared, vt, vs),
+        temperature=temperature,
+        alpha=alpha,
+        chunk_size=3,
     )
     got_grads = torch.autograd.grad(got.total, (s_hidden, s_head))
     assert got.kd.item() == pytest.approx(ref.kd.item(), rel=1e-9, abs=1e-12)
@@ -105,8 +121,18 @@ def test_gold_on_a_shared_tokenizer_equals_forward_kl_kd():
     shifted[:, :-1] = labels[:, 1:]
     shared = SharedTokens(tuple(range(vocab)), tuple(range(vocab)))
     gold = cross_kd_loss_from_hidden(
-        s_hidden, s_head, t_hidden, t_head, shifted.reshape(-1), s_index, t_index,
-        alignment="gold", columns=GoldColumns.build(shared, vocab, vocab), temperature=1.5, alpha=0.6, chunk_size=4,
+        s_hidden,
+        s_head,
+        t_hidden,
+        t_head,
+        shifted.reshape(-1),
+        s_index,
+        t_index,
+        alignment="gold",
+        columns=GoldColumns.build(shared, vocab, vocab),
+        temperature=1.5,
+        alpha=0.6,
+        chunk_size=4,
     )
     kd = kd_loss_from_logits(s_hidden @ s_head.T, t_hidden @ t_head.T, shifted.reshape(-1), loss="forward_kl", temperature=1.5, alpha=0.6)
     assert gold.kd.item() == pytest.approx(kd.kd.item(), rel=1e-10)

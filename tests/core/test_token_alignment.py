@@ -22,7 +22,7 @@ def pair():
 
 
 def _pieces(side: TokenSpans, start: int, end: int) -> str:
-    return side.text[side.spans[start][0]:side.spans[end - 1][1]]
+    return side.text[side.spans[start][0] : side.spans[end - 1][1]]
 
 
 def test_hand_made_spans_align_on_common_cuts():
@@ -42,12 +42,15 @@ def test_a_character_split_over_byte_tokens_is_never_cut():
     assert [(g.s_start, g.s_end, g.t_start, g.t_end) for g in groups] == [(0, 1, 0, 1), (1, 3, 1, 2), (3, 4, 2, 3)]
 
 
-@pytest.mark.parametrize("text", [
-    "Question: What is 12 plus 7? Answer: 19",
-    "Ünïcödé 🙂 中文 text",
-    "two  spaces\tand\nnew lines  ",
-    "<|user|>Hello!</s><|assistant|>Hi</s>",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Question: What is 12 plus 7? Answer: 19",
+        "Ünïcödé 🙂 中文 text",
+        "two  spaces\tand\nnew lines  ",
+        "<|user|>Hello!</s><|assistant|>Hi</s>",
+    ],
+)
 def test_real_tokenizers_groups_cover_the_same_text(pair, text):
     a, b = pair
     ids = a(text, add_special_tokens=False)["input_ids"]
@@ -60,7 +63,7 @@ def test_real_tokenizers_groups_cover_the_same_text(pair, text):
     for prev, nxt in zip(groups, groups[1:]):
         assert prev.s_end == nxt.s_start and prev.t_end == nxt.t_start
     for g in groups:  # both sides decode to the same text
-        assert a.decode(ids[g.s_start:g.s_end]) == b.decode(t_ids[g.t_start:g.t_end])
+        assert a.decode(ids[g.s_start : g.s_end]) == b.decode(t_ids[g.t_start : g.t_end])
     # different tokenizers: somewhere a group holds more than one token on one side
     if text.startswith("Question"):
         assert any(g.s_end - g.s_start != g.t_end - g.t_start for g in groups)
@@ -89,7 +92,10 @@ def test_ids_tokenized_in_parts_fall_back_to_decoding_prefixes(pair):
 
 def test_align_row_keeps_only_trained_groups_with_context(pair):
     a, b = pair
-    prompt, completion = a("Question: 12 plus 7?", add_special_tokens=False)["input_ids"], a(" Answer: 19</s>", add_special_tokens=False)["input_ids"]
+    prompt, completion = (
+        a("Question: 12 plus 7?", add_special_tokens=False)["input_ids"],
+        a(" Answer: 19</s>", add_special_tokens=False)["input_ids"],
+    )
     ids = prompt + completion
     labels = [-100] * len(prompt) + completion
     row = align_row(a, b, ids, labels, skip_ids=frozenset(a.all_special_ids))
