@@ -152,21 +152,22 @@ def export_model(spec: str, kind: str, quant: str | None = None, out: str | Path
     if kind not in KINDS:
         raise ExportError(f"--to {kind}: choose one of {', '.join(KINDS)}")
     if kind == "hf" and quant not in (None, "f16"):
-        raise ExportError(f"--quant {quant}: applies to gguf and ollama exports; an hf export keeps full-precision safetensors")
-    if kind != "hf":
-        quant = quant or "f16"
+        raise ExportError(f"--quant {quant}: is for gguf and ollama exports; an hf export writes safetensors in the model's dtype (or f16)")
+    gguf_quant = quant or "f16"  # gguf and ollama
     report("check", f"checking {spec}", 0.0)
     source = resolve_export_source(spec)
-    target = Path(out).expanduser().resolve() if out else default_out(source, kind, quant)
+    target = Path(out).expanduser().resolve() if out else default_out(source, kind, gguf_quant)
     _check_target(target, force)
     if kind != "hf":
         model_folder = _local_folder(source.ref.path)
         tokenizer_folder = Path(source.ref.tokenizer) if source.ref.tokenizer else model_folder
-        export_gguf.check_gguf_support(model_folder, tokenizer_folder, quant)
+        export_gguf.check_gguf_support(model_folder, tokenizer_folder, gguf_quant)
     for note in source.notes:
         report("check", note, 0.02)
     staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
+    if kind != "hf":
+        quant = gguf_quant
     result = ExportResult(folder=str(target), kind=kind, quant=quant, notes=list(source.notes))
     try:
         # 2. The merged model
@@ -207,6 +208,7 @@ def _write(source: ExportSource, kind: str, quant: str | None, model, tokenizer,
         result.command = f"python -c \"from transformers import pipeline; print(pipeline('text-generation', '{target}')('Hello')[0]['generated_text'])\""
         usage = [result.command]
     else:
+        quant = quant or "f16"
         merged_folder = staging / ".merged-hf"
         report("write", "writing the merged model for the converter", 0.2)
         export_hf.write_hf_folder(model, tokenizer, merged_folder, "fp32")

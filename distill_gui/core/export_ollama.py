@@ -78,7 +78,7 @@ def chat_turns(tokenizer: Any) -> ChatTurns | None:
 def go_template(turns: ChatTurns, bos_token: str | None) -> str:
     """The Ollama (Go) template writing what ``turns`` describes; a leading BOS is left to the runtime."""
     head = turns.head[len(bos_token):] if bos_token and turns.head.startswith(bos_token) else turns.head
-    branches = []
+    branches: list[str] = []
     for role in ("system", "user", "assistant"):
         if role in turns.around:
             before, after = turns.around[role]

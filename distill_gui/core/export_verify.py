@@ -81,7 +81,7 @@ def _encode(tokenizer: Any, prompt: str) -> list[int]:
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids = []
+    ids: list[int] = []
     for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
         if value is not None:
             ids.extend(value if isinstance(value, (list, tuple)) else [value])

@@ -106,7 +106,7 @@ def gather(source: ExportSource) -> CardFacts:
                 data.append((role, path, count_rows(path)))
         method = config.method.kind
         section = getattr(config.method, method, None)
-        method_settings = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else {}
+        method_settings = dataclasses.asdict(section) if dataclasses.is_dataclass(section) and not isinstance(section, type) else {}
         training = {k: v for k, v in dataclasses.asdict(config.training).items()
                     if k in ("max_steps", "num_epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
                              "lr_scheduler", "warmup_steps", "weight_decay", "precision", "seed")}
