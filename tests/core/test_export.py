@@ -288,3 +288,43 @@ def test_the_model_card_records_data_settings_curve_recovery_and_the_teachers_li
     assert "answer accuracy: 50.0%" in card and "recovery (accuracy relative to the reference): 62.5%" in card
     assert "Teacher: Llama 3.1 Community License (from README.md front matter)" in card
     assert '"Llama" at the start of its name' in card
+
+
+LLAMA3_LIKE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n\n{{ m['content'] | trim }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n\n{% endif %}"
+)
+CHATML_WITH_DEFAULT_SYSTEM = (
+    "{% if messages[0]['role'] != 'system' %}<|system|>\nYou are helpful.</s>\n{% endif %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+@pytest.mark.parametrize("template", [LLAMA3_LIKE, CHATML_WITH_DEFAULT_SYSTEM], ids=["bos-head", "default-system"])
+def test_go_templates_of_other_chat_template_shapes(template):
+    from distill_gui.core.export_ollama import chat_turns, go_template, render_go_like, template_is_faithful
+
+    tokenizer = tiny_models.build_tokenizer()
+    tokenizer.chat_template = template
+    turns = chat_turns(tokenizer)
+    assert turns is not None and template_is_faithful(tokenizer, turns)
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "2+2?"}]
+    expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    rendered = render_go_like(turns, tokenizer.bos_token, messages)
+    assert rendered == (expected[len("<s>"):] if template is LLAMA3_LIKE else expected)  # llama.cpp adds the BOS itself
+    assert "<s>" not in go_template(turns, tokenizer.bos_token)
+
+
+def test_a_bpe_pre_tokenizer_llama_cpp_does_not_know_is_refused_before_anything_loads(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # no byte-level step: llama.cpp has no such BPE pre-tokenizer
+    tok.train_from_iterator(tiny_models.CORPUS, trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>", "<s>", "</s>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>")
+    source = tiny_models.save_pair_member(tmp_path / "ws", tokenizer, tiny_models.build_llama(tokenizer))
+    with pytest.raises(ExportError, match="BPE pre-tokenizer is not one llama.cpp knows"):
+        export_model(str(source), "gguf", out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
