@@ -53,11 +53,20 @@ class ModelConfig:
         "auto", ATTENTIONS,
         "Attention kernel: auto is transformers' default (sdpa); eager is faster for tiny models on a CPU under bf16.",
     )
+    url: str = _doc(
+        "",
+        "Teacher only: an OpenAI-compatible server (Ollama, LM Studio, llama.cpp, vLLM, SGLang) that serves the teacher, "
+        "e.g. http://localhost:11434/v1. Used where the teacher only writes text (generate-data); logit KD needs `path`.",
+    )
+    api_key_env: str = _doc("", "Teacher only: the environment variable holding the server's API key (empty: no key).")
+    model: str = _doc("", "Teacher only: the model name on the server at `url` (empty: the server's first model).")
 
     def __post_init__(self) -> None:
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ConfigError(f"device: {dev!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+        if self.url and not self.url.strip().startswith(("http://", "https://")):
+            raise ConfigError(f"url: {self.url!r} is not an http:// or https:// URL (e.g. http://localhost:11434/v1)")
 
 
 @dataclass
