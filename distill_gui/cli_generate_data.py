@@ -6,6 +6,9 @@ Example (rejection sampling, 4 samples per GSM8K question, keep the ones whose a
         --num-samples 4 --temperature 0.8 --top-p 0.95
 
 Interrupt it at any time and run the same command again: it continues where it stopped.
+
+A teacher served over an OpenAI-compatible API (Ollama, LM Studio, llama.cpp, vLLM, SGLang) writes the
+traces with ``--teacher-url http://localhost:8080/v1 --teacher-model NAME --concurrency 8``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="teacher-written traces, verified against reference answers, as a training data file (resumable)",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("--teacher", required=True, help="teacher model folder (or hub id in the local cache)")
+    p.add_argument("--teacher", default="", help="teacher model folder (or hub id in the local cache); or use --teacher-url")
+    p.add_argument("--teacher-url", default="", help="a served teacher: an OpenAI-compatible server, e.g. http://localhost:11434/v1")
+    p.add_argument("--teacher-model", default="", help="the served teacher's model name (default: the server's first model)")
+    p.add_argument("--api-key-env", default="", help="environment variable holding the served teacher's API key")
+    p.add_argument("--api", choices=("chat", "completions"), default="chat",
+                   help="chat: the prompt as one user message (the server's chat template); completions: the prompt as it is")
+    p.add_argument("--tokenizer", default="", help="with --teacher-url: a tokenizer folder whose chat template renders the prompts")
+    p.add_argument("--concurrency", type=int, default=4, help="with --teacher-url: requests in flight at once (default 4)")
+    p.add_argument("--rate-limit", type=float, default=0.0, help="with --teacher-url: at most N requests per second (0: no limit)")
+    p.add_argument("--timeout", type=float, default=120.0, help="with --teacher-url: seconds to wait for one answer (default 120)")
     p.add_argument("--data", required=True, help="prompts with reference answers (GSM8K question/answer, prompt/completion, ...)")
     p.add_argument("--out", required=True, help="dataset file to write (.jsonl); its log is <out>.generations.jsonl")
     p.add_argument("--format", default="auto", help="input data format (default: detect from the columns)")
@@ -53,6 +65,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_generate_data(args) -> int:
     """Run the generation; exit code 0 when every prompt is done, 1 when stopped early."""
+    from distill_gui.core.errors import UserError
+
+    if bool(args.teacher) == bool(args.teacher_url):
+        raise UserError("generate-data: give either --teacher (a local model) or --teacher-url (a served one)")
+    if getattr(args, "synthetic", 0) and args.teacher_url:
+        raise UserError("generate-data --synthetic labels with a local teacher; give --teacher (a served one writes plain traces)")
     if getattr(args, "synthetic", 0):  # new questions from the seed rows (distill_gui.cli_synthetic)
         from distill_gui.cli_synthetic import run_synthetic
 
@@ -83,8 +101,23 @@ def cmd_generate_data(args) -> int:
         limit=args.limit,
         seed=args.seed,
     )
-    loaded = load_model(ModelConfig(path=args.teacher, device=args.device, dtype=args.dtype), role="teacher")
-    source = load_source(args.data, loaded.tokenizer, config)
+    if args.teacher_url:
+        from distill_gui.core.served_teacher import ServedTeacher
+
+        model = ServedTeacher(args.teacher_url, model=args.teacher_model, api_key_env=args.api_key_env, api=args.api,
+                              concurrency=args.concurrency, rate_limit=args.rate_limit, timeout=args.timeout)
+        model.resolve_model()  # the server answers and has the model, before anything is written
+        tokenizer = None
+        if args.tokenizer:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        if args.api == "chat" and tokenizer is None and config.chat_template == "auto":
+            config.chat_template = "never"  # the server applies the chat template to the user message
+    else:
+        loaded = load_model(ModelConfig(path=args.teacher, device=args.device, dtype=args.dtype), role="teacher")
+        model, tokenizer = loaded.model, loaded.tokenizer
+    source = load_source(args.data, tokenizer, config)
     stop = threading.Event()
 
     def on_signal(signum, _frame):  # finish the batch in flight, keep it, then stop
@@ -100,7 +133,7 @@ def cmd_generate_data(args) -> int:
         bar.refresh()
 
     try:
-        report = generate_dataset(loaded.model, loaded.tokenizer, source, args.out, config, progress=progress, stop=stop)
+        report = generate_dataset(model, tokenizer, source, args.out, config, progress=progress, stop=stop)
     finally:
         bar.close()
         signal.signal(signal.SIGINT, previous)

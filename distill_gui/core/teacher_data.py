@@ -289,6 +289,20 @@ def report_from_log(records: dict[int, dict], prompts: int) -> TeacherDataReport
 # ---- Public API ------------------------------------------------------------------------------------
 
 
+def write_completions(model, tokenizer, prompts: list[str], settings: GenerationSettings, seed: int) -> list[list[str]]:
+    """``settings.num_samples`` completions per prompt from a local model, or from a served teacher
+    (:class:`~distill_gui.core.served_teacher.ServedTeacher`: requests in flight at once, retried on 429/5xx)."""
+    from distill_gui.core.served_teacher import ServedTeacher
+
+    if isinstance(model, ServedTeacher):
+        answers = model.complete_many(
+            prompts, samples=settings.num_samples, seed=seed, max_tokens=settings.max_new_tokens,
+            temperature=settings.temperature, top_p=settings.top_p,
+        )
+        return [[c.text for c in row] for row in answers]
+    return generate(model, tokenizer, prompts, settings, seed=seed)
+
+
 def generate_dataset(
     model,
     tokenizer,
@@ -299,6 +313,9 @@ def generate_dataset(
     stop: threading.Event | None = None,
 ) -> TeacherDataReport:
     """Complete every prompt in ``source`` not yet in the log, verify, and (re)write the dataset ``out``.
+
+    ``model`` is a local model (with its ``tokenizer``) or a :class:`~distill_gui.core.served_teacher.ServedTeacher`
+    (``tokenizer`` may then be None: new tokens are the server's count).
 
     ``progress(done, total)`` is called after each batch; setting ``stop`` ends the job after the
     current batch (the log keeps everything finished; run again to continue).
@@ -330,12 +347,16 @@ def generate_dataset(
             stopped = True
             break
         batch = pending[start : start + config.batch_size]
-        outputs = generate(model, tokenizer, [row.prompt for row in batch], settings, seed=config.seed * 1_000_003 + batch[0].index)
+        served_before = getattr(model, "completion_tokens", 0)
+        outputs = write_completions(model, tokenizer, [row.prompt for row in batch], settings, seed=config.seed * 1_000_003 + batch[0].index)
         batch_records = [judge_samples(row, texts, config) for row, texts in zip(batch, outputs)]
         _append_batch(log_path, batch_records)
         for record in batch_records:
             records[record["index"]] = record
-            new_tokens += sum(len(tokenizer(s["text"], add_special_tokens=False)["input_ids"]) for s in record["samples"])
+            if tokenizer is not None:
+                new_tokens += sum(len(tokenizer(s["text"], add_special_tokens=False)["input_ids"]) for s in record["samples"])
+        if tokenizer is None:  # a served teacher without a local tokenizer: the server's own count
+            new_tokens += getattr(model, "completion_tokens", 0) - served_before
         if progress is not None:
             progress(len(records), len(source))
     write_dataset(records, out)

@@ -1,0 +1,178 @@
+"""A real OpenAI-compatible HTTP server on loopback that serves a transformers model (for the served-teacher tests).
+
+``/v1/models``, ``/v1/completions`` and ``/v1/chat/completions`` (with ``logprobs`` / ``top_logprobs``), a
+threading ``http.server``. Knobs for the failure cases a real server shows: ``fail_next`` answers the
+next requests with an HTTP status (429, 503), ``delay`` holds every answer back, ``malformed`` answers
+with JSON that lacks ``choices``, ``api_key`` demands a bearer key.
+
+Run alone: ``python tests/openai_server.py MODEL_DIR PORT``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class ModelServer:
+    """Serves ``model``/``tokenizer`` as ``name`` on 127.0.0.1 (port 0: a free one) in a background thread."""
+
+    def __init__(self, model, tokenizer, name: str = "tiny", port: int = 0, max_batch_wait: float = 0.0):
+        import torch
+
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.fail_next: list[int] = []
+        self.delay = 0.0
+        self.malformed = False
+        self.api_key: str | None = None
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.model_lock = threading.Lock()
+        self.torch = torch
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, code: int, payload, headers: dict | None = None) -> None:
+                body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _gate(self) -> bool:
+                with server.lock:
+                    server.requests += 1
+                    fail = server.fail_next.pop(0) if server.fail_next else None
+                if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                    self._send(401, {"error": {"message": "invalid api key"}})
+                    return False
+                if fail is not None:
+                    self._send(fail, {"error": {"message": f"try again ({fail})"}}, {"Retry-After": "0"} if fail == 429 else None)
+                    return False
+                if server.delay:
+                    time.sleep(server.delay)
+                return True
+
+            def do_GET(self):
+                if not self._gate():
+                    return
+                if self.path.rstrip("/") == "/v1/models":
+                    self._send(200, {"object": "list", "data": [{"id": server.name, "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def do_POST(self):
+                if not self._gate():
+                    return
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                if body.get("model") != server.name:
+                    self._send(404, {"error": {"message": f"model '{body.get('model')}' not found"}})
+                    return
+                if self.path == "/v1/completions":
+                    prompt, chat = body["prompt"], False
+                    top = int(body.get("logprobs") or 0)
+                elif self.path == "/v1/chat/completions":
+                    prompt, chat = server.render(body["messages"]), True
+                    top = int(body.get("top_logprobs") or 0) if body.get("logprobs") else 0
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                if server.malformed:
+                    self._send(200, {"id": "x", "object": "text_completion", "result": "no choices here"})
+                    return
+                text, tokens, n_new = server.generate(
+                    prompt, int(body.get("max_tokens") or 16), float(body.get("temperature") or 0.0), body.get("seed"), top
+                )
+                if chat:
+                    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
+                    if top:
+                        choice["logprobs"] = {
+                            "content": [
+                                {"token": t, "logprob": lp, "top_logprobs": [{"token": a, "logprob": b} for a, b in alts]}
+                                for t, lp, alts in tokens
+                            ]
+                        }
+                else:
+                    choice = {"index": 0, "text": text, "finish_reason": "length"}
+                    if top:
+                        choice["logprobs"] = {
+                            "tokens": [t for t, _, _ in tokens],
+                            "token_logprobs": [lp for _, lp, _ in tokens],
+                            "top_logprobs": [dict(alts) for _, _, alts in tokens],
+                        }
+                self._send(
+                    200,
+                    {
+                        "id": "cmpl",
+                        "object": "chat.completion" if chat else "text_completion",
+                        "model": server.name,
+                        "choices": [choice],
+                        "usage": {"completion_tokens": n_new},
+                    },
+                )
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def render(self, messages: list[dict]) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n".join(m["content"] for m in messages)
+
+    def generate(self, prompt: str, max_tokens: int, temperature: float, seed, top: int):
+        torch = self.torch
+        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with self.model_lock, torch.no_grad():
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            out = self.model.generate(
+                ids,
+                max_new_tokens=max_tokens,
+                do_sample=temperature > 0,
+                temperature=temperature or None,
+                top_p=None,
+                top_k=None,
+                output_scores=True,
+                return_dict_in_generate=True,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new = out.sequences[0, ids.shape[1] :].tolist()
+        tokens = []
+        if top:
+            for step, tok in zip(out.scores, new):
+                logp = torch.log_softmax(step[0].float(), -1)
+                values, idx = logp.topk(top)
+                # as llama.cpp's server does: each token as the text it decodes to
+                alts = [(self.tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, idx)]
+                tokens.append((self.tokenizer.decode([int(tok)]), float(logp[tok]), alts))
+        return self.tokenizer.decode(new, skip_special_tokens=True), tokens, len(new)
+
+    def __enter__(self) -> "ModelServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, port = sys.argv[1], int(sys.argv[2])
+    with ModelServer(AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder), port=port) as srv:
+        print(f"serving {folder} at {srv.url}", flush=True)
+        srv.thread.join()
