@@ -73,22 +73,24 @@ def create_window(args: argparse.Namespace | None = None, settings=None):
     """Build the main window for ``args`` (config, demo, runs dir); the QApplication must exist."""
     import yaml
 
-    from distill_gui.core.config import ConfigError, config_from_dict, load_config
+    from distill_gui.core.config import ConfigError, RunConfig, config_from_dict, load_config
     from distill_gui.gui.main_window import PAGES, MainWindow
     from distill_gui.gui.settings import Settings
 
     args = args or _parse([])
     settings = settings or Settings()
-    config, note = None, ""
+    config, note, failed = None, "", False
     if args.config:
         try:
             config = load_config(args.config)
         except ConfigError as exc:
-            note = str(exc)
+            note, failed = f"Could not open {args.config}: {exc}", True
     if config is None and (args.demo or getattr(args, "self_test", False)):
         config = demo_config()
         if config is None:
             note = f"The demo pair is not in {demo_dir()}."
+    if config is None and failed:
+        config = RunConfig()  # the file asked for could not be read: nothing else opens in its place
     if config is None and not args.demo:
         text = settings.last_config_yaml()
         if text:
@@ -101,9 +103,10 @@ def create_window(args: argparse.Namespace | None = None, settings=None):
     window = MainWindow(settings=settings, config=config, runs_root=args.runs_dir)
     if config is not None and config.student.path == str(demo_student_dir()):
         window.prepare_demo_student(config.teacher.path, config.student.path)
+    window.restore_last_run()
     if note:
         window.show_message(note, error=True)
-    window.restore_last_run()
+        window.show_notice(note)
     if args.page:
         window.show_page(PAGES[[p.lower() for p in PAGES].index(args.page)])
     return window

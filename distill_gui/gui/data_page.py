@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from distill_gui.core import config as cfg
 from distill_gui.core.data import FORMAT_FIELDS
 from distill_gui.gui.fields import ConfigBinder, add_fields, make_field_widget
+from distill_gui.gui.plain_text import plain_tooltip
 
 DATA_FILTER = "Data files (*.jsonl *.ndjson *.json *.csv *.tsv *.parquet *.txt);;All files (*)"
 PREVIEW_CELL_CHARS = 300
@@ -36,7 +37,7 @@ def _cell(text: str) -> QTableWidgetItem:
     text = text or ""
     shown = text if len(text) <= PREVIEW_CELL_CHARS else text[:PREVIEW_CELL_CHARS] + "…"
     item = QTableWidgetItem(shown.replace("\n", " ⏎ "))
-    item.setToolTip(text[:4000])
+    item.setToolTip(plain_tooltip(text))
     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
     return item
 
@@ -62,6 +63,7 @@ class ColumnsEditor(QTableWidget):
         self.setHorizontalHeaderLabels(["Field", "Your column"])
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.verticalHeader().hide()
+        self.setTabKeyNavigation(False)  # Tab moves on; arrows move between cells, Enter or F2 edits
         self.setMaximumHeight(110)
         self._mapping: dict[str, str] = {}
         self.itemChanged.connect(self.on_item_changed)
@@ -170,12 +172,14 @@ class DataPage(QWidget):
                                        QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.ResizeToContents)):
             header.setSectionResizeMode(column, mode)
         self.preview.verticalHeader().hide()
+        self.preview.setTabKeyNavigation(False)  # Tab moves on; arrows move between cells
         self.bad_rows = QTableWidget(0, 3)
         self.bad_rows.setObjectName("bad_rows")
         self.bad_rows.setHorizontalHeaderLabels(["File", "Line", "Reason"])
         self.bad_rows.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.bad_rows.horizontalHeader().setStretchLastSection(True)
         self.bad_rows.verticalHeader().hide()
+        self.bad_rows.setTabKeyNavigation(False)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.preview, "Preview")
         self.tabs.addTab(self.bad_rows, "Skipped rows")

@@ -129,6 +129,7 @@ def make_field_widget(cls: type, name: str, key: str, parent: QWidget | None = N
     elif origin is list and name == "probe_prompts":
         widget = QPlainTextEdit(parent)
         widget.setPlaceholderText("One prompt a line (empty: the first prompts of the data)")
+        widget.setTabChangesFocus(True)  # Tab moves to the next field, as in every other field
         widget.setMaximumHeight(90)
     elif origin is list:
         widget = QLineEdit(parent)

@@ -3,7 +3,8 @@ step they were generated at, and a prompt box that asks both models anything (in
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, Signal, Slot
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -22,7 +23,51 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from distill_gui.core.chat_markup import has_markup, user_text
 from distill_gui.core.events import Sample, SamplesGenerated
+from distill_gui.gui.plain_text import plain_tooltip
+
+
+def visible_answer(text: str | None) -> str:
+    """An answer as a cell shows it: blanks made visible, never an empty-looking cell."""
+    if text is None:
+        return "—"
+    if not text.strip():
+        if not text:
+            return "(empty: the model stopped at once)"
+        return f"(blank: {len(text)} whitespace character{'s' if len(text) != 1 else ''} {text.encode('unicode_escape').decode()!r})"
+    return text
+
+
+def _is_submit(event: QKeyEvent) -> bool:
+    return (event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+            and bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier))
+
+
+class PromptBox(QPlainTextEdit):
+    """The question box: Ctrl+Enter asks (it takes the key before the window's Start shortcut sees it);
+    Tab moves on to the next control."""
+
+    # ---- Signals
+    sig_submitted = Signal()
+    """Ctrl+Enter was pressed in the box."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setTabChangesFocus(True)
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) and _is_submit(event):
+            event.accept()  # this widget handles the key: the window-wide shortcut does not fire
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if _is_submit(event):
+            self.sig_submitted.emit()
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
 
 class GenerationsPage(QWidget):
@@ -66,6 +111,7 @@ class GenerationsPage(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().hide()
+        self.table.setTabKeyNavigation(False)  # Tab moves on to the next control; arrows move between cells
 
         samples = QWidget()
         samples_layout = QVBoxLayout(samples)
@@ -74,7 +120,8 @@ class GenerationsPage(QWidget):
         samples_layout.addWidget(self.table)
 
         # ---- The prompt box
-        self.prompt = QPlainTextEdit()
+        self.prompt = PromptBox()
+        self.prompt.sig_submitted.connect(self.on_ask_clicked)
         self.prompt.setObjectName("ask_prompt")
         self.prompt.setPlaceholderText("Ask both models anything…")
         self.prompt.setMaximumHeight(70)
@@ -94,6 +141,7 @@ class GenerationsPage(QWidget):
         self.ask_button.clicked.connect(self.on_ask_clicked)
         self.ask_state = QLabel("")
         self.ask_state.setObjectName("ask_state")
+        self.ask_state.setTextFormat(Qt.TextFormat.PlainText)
         self.ask_state.setWordWrap(True)
         self.teacher_answer = QPlainTextEdit()
         self.teacher_answer.setObjectName("ask_teacher")
@@ -248,12 +296,17 @@ class GenerationsPage(QWidget):
         self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(samples))
         for row, sample in enumerate(samples):
-            values = [sample.prompt, sample.teacher if sample.teacher is not None else "—", sample.student]
+            values = [user_text(sample.prompt), visible_answer(sample.teacher), visible_answer(sample.student)]
+            tips = [sample.prompt if has_markup(sample.prompt) else values[0], values[1], values[2]]
             if has_reference:
                 values.append(sample.reference or "")
+                tips.append(values[-1])
             for col, text in enumerate(values):
                 item = QTableWidgetItem(text)
-                item.setToolTip(text[:4000])
+                tip = tips[col]
+                if col == 0 and tip != text:
+                    tip = "As the model saw it (with the chat template):\n\n" + tip
+                item.setToolTip(plain_tooltip(tip))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
                 self.table.setItem(row, col, item)
         latest = max(self._history) if self._history else step

@@ -6,15 +6,18 @@ import copy
 from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QMainWindow,
     QMessageBox,
     QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -28,6 +31,8 @@ from distill_gui.core.config import (
     save_config,
 )
 from distill_gui.core.events import Event
+from distill_gui.core.methods import method_for
+from distill_gui.core.methods.base import TEACHER_LOGITS
 from distill_gui.core.runs import ACTIVE_STATES, RunDir, list_runs
 from distill_gui.gui.arena_page import ArenaPage
 from distill_gui.gui.compare_page import ComparePage
@@ -75,8 +80,6 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("distill-gui")
         self.setObjectName("main_window")
         self.settings = settings or Settings()
-        if runs_root is not None:
-            self.settings.set_runs_root(runs_root)
         self.controller = RunController(self)
         self.binder = ConfigBinder(self)
         self._base = config_to_dict(RunConfig())
@@ -86,6 +89,11 @@ class MainWindow(QMainWindow):
         self.shown_run: str | None = None
         self._shown = False
         self._demo_student: tuple[str, str] | None = None
+        self._blockers: dict[str, str] = {}
+        """Known problems that would make a run fail (what, with the fix), by source: demo, teacher, student, data."""
+        self._compat = None
+        self._data_report = None
+        self._data_failed = ""
         self.close_choice: str | None = None
         """Tests set this to answer the close question without a dialog."""
 
@@ -95,8 +103,10 @@ class MainWindow(QMainWindow):
         self.method_page = MethodPage(self.binder)
         self.train_page = TrainPage(self.controller)
         self.generations_page = GenerationsPage()
-        self.runs_page = RunsPage(self.settings.runs_root())
-        self.compare_page = ComparePage(self.settings, self.settings.runs_root())
+        # A runs folder given on the command line is for this session; one chosen on the Runs page is remembered.
+        root = Path(runs_root) if runs_root is not None else self.settings.runs_root()
+        self.runs_page = RunsPage(root)
+        self.compare_page = ComparePage(self.settings, root)
         self.arena_page = ArenaPage()
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("pages")
@@ -109,10 +119,15 @@ class MainWindow(QMainWindow):
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.sidebar.setCurrentRow(0)
         central = QWidget()
-        layout = QHBoxLayout(central)
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self._make_notice_bar())
+        layout = QHBoxLayout()
         layout.addWidget(self.sidebar)
         layout.addWidget(self.stack, 1)
+        outer.addLayout(layout, 1)
         self.setCentralWidget(central)
+        self._make_keyboard_reachable()
         self.status_label = QLabel("")
         self.status_label.setObjectName("status_message")
         self.statusBar().addWidget(self.status_label, 1)
@@ -164,6 +179,7 @@ class MainWindow(QMainWindow):
         self.method_page.sig_reset_requested.connect(self.on_reset_config)
         self.method_page.traces.sig_use_traces.connect(self.on_use_traces)
         self.train_page.sig_start_requested.connect(self.start_run)
+        self.train_page.sig_resume_requested.connect(self.on_resume_shown_run)
         self.runs_page.sig_open.connect(self.open_run)
         self.runs_page.sig_resume.connect(self.resume_run)
         self.runs_page.sig_root_changed.connect(self.on_runs_root_changed)
@@ -198,7 +214,13 @@ class MainWindow(QMainWindow):
     def set_config(self, config: RunConfig) -> None:
         """Show ``config`` in every page and check its models and data in the background."""
         self._base = config_to_dict(config)
+        self._compat = None
+        self._data_report = None
+        self._data_failed = ""
+        for source in ("teacher", "student", "pair", "data"):
+            self._blockers.pop(source, None)
         self.binder.show(self._base)
+        self._update_start_blockers()
         self.method_page.update_enabled()
         self._update_generation_models(config)
         self.compare_page.set_default_data(config.data.eval)
@@ -216,6 +238,10 @@ class MainWindow(QMainWindow):
         if self.controller.is_active():
             self.show_message("A run is already training; stop it first.")
             return False
+        blocked = self.start_blocked()
+        if blocked:
+            self.show_message(f"Cannot start yet: {blocked}", error=True)
+            return False
         try:
             config = self.current_config()
             config.validate_for_run()
@@ -230,6 +256,16 @@ class MainWindow(QMainWindow):
         self.show_page("Train")
         self.show_message("Starting the run…")
         return True
+
+    def start_blocked(self) -> str:
+        """Why Start would fail now, with the fix ("" when nothing known stands in the way)."""
+        order = ("demo", "teacher", "student", "pair", "data")
+        return next((self._blockers[k] for k in order if self._blockers.get(k)), "")
+
+    def show_notice(self, text: str) -> None:
+        """A message that stays above the pages until closed (a config that could not be opened, ...)."""
+        self.notice.setText(text)
+        self.notice_bar.setVisible(bool(text))
 
     @Slot(str)
     def open_run(self, run_dir: str, show_config: bool = True) -> None:
@@ -301,6 +337,7 @@ class MainWindow(QMainWindow):
             return
         self.models_page.student.show_summary("Making the demo student (a small random-initialised model with the teacher's tokenizer)…")
         self._demo_student = (teacher, student)
+        self._set_blocker("demo", "the demo student is still being made (a minute on the first launch); Start opens when it is ready.")
         if self._shown:
             self._start_background_work()
 
@@ -312,12 +349,14 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def on_demo_student_built(self, path: str) -> None:
+        self._set_blocker("demo", "")
         self.show_message(f"Demo student ready in {path}")
         self.inspect_models()
 
     @Slot(str)
     def on_demo_student_failed(self, message: str) -> None:
         self.models_page.student.show_summary(f"Could not make the demo student: {message}", error=True)
+        self._set_blocker("demo", f"the demo student could not be made ({message}); choose another student on the Models page.")
 
     def restore_last_run(self) -> None:
         """On start: follow a run that still trains in another process, or show the last one."""
@@ -342,7 +381,15 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def on_config_edited(self, key: str) -> None:
         if key.startswith(MODEL_KEYS):
+            pair = key.startswith(("teacher.", "student."))
+            if pair:
+                self._compat = None
+                for role in ("teacher", "student", "pair"):
+                    self._blockers.pop(role, None)
+            self.models_page.checking(pair=pair)
             self.inspect_timer.start()
+        if key.startswith(("data.", "method.")):
+            self._update_start_blockers()
         if key.startswith(("teacher.path", "student.path", "student.device", "data.train", "data.format", "data.chat_template",
                            "data.system_prompt")):
             try:
@@ -408,6 +455,10 @@ class MainWindow(QMainWindow):
             return
         self._inspect_id += 1
         self.inspector.latest = self._inspect_id
+        self._compat = None
+        for role in ("teacher", "student", "pair"):
+            self._blockers.pop(role, None)
+        self._update_start_blockers()
         self.models_page.checking()
         self.sig_inspect.emit(self._inspect_id, config)
 
@@ -421,11 +472,15 @@ class MainWindow(QMainWindow):
     def on_model_failed(self, request_id: int, role: str, message: str) -> None:
         if request_id == self._inspect_id:
             self.models_page.show_failed(role, message)
+            if role in ("teacher", "student"):
+                self._set_blocker(role, f"the {role} cannot be used: {message} (fix it on the Models page).")
 
     @Slot(int, object)
     def on_compatibility(self, request_id: int, compat) -> None:
         if request_id == self._inspect_id:
             self.models_page.show_compatibility(compat)
+            self._compat = compat
+            self._update_start_blockers()
 
     @Slot(int, object)
     def on_memory(self, request_id: int, estimate) -> None:
@@ -445,10 +500,16 @@ class MainWindow(QMainWindow):
             self.data_page.show_failed(str(exc))
             return
         if not config.data.train:
+            self._data_report = None
+            self._data_failed = ""
+            self._update_start_blockers()
             self.data_page.show_empty()
             return
         self._preview_id += 1
         self.previewer.latest = self._preview_id
+        self._data_report = None
+        self._data_failed = ""
+        self._update_start_blockers()
         self.data_page.loading(config.data.train)
         self.sig_preview.emit(self._preview_id, config.data.train, config.data.format, dict(config.data.columns))
 
@@ -456,6 +517,8 @@ class MainWindow(QMainWindow):
     def on_data_loaded(self, request_id: int, examples, report, count: int) -> None:
         if request_id == self._preview_id:
             self.data_page.show_loaded(examples, report, count)
+            self._data_report = report
+            self._update_start_blockers()
             self._detected_format = report.format or "prompt_completion"
             try:
                 self._update_generation_models(self.current_config())
@@ -466,6 +529,9 @@ class MainWindow(QMainWindow):
     def on_data_failed(self, request_id: int, message: str) -> None:
         if request_id == self._preview_id:
             self.data_page.show_failed(message)
+            self._data_report = None
+            self._data_failed = f"the training data cannot be used: {message} (fix it on the Data page)."
+            self._update_start_blockers()
 
     # ---- Slots: the run
     @Slot(object)
@@ -484,7 +550,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def on_run_state_changed(self, state: str) -> None:
         active = self.controller.is_active()
-        self.start_action.setEnabled(not active)
+        self.start_action.setEnabled(not active and not self.start_blocked())
         self.stop_action.setEnabled(self.train_page.stop_button.isEnabled())
         self.pause_action.setEnabled(self.train_page.pause_button.isEnabled())
         self.status_label.setText(self.train_page.state_label.text())
@@ -493,6 +559,13 @@ class MainWindow(QMainWindow):
     def on_run_ended(self, state: str, message: str) -> None:
         self.show_message(f"Run {state}: {message}")
         self.runs_page.refresh()
+        self._offer_resume()
+
+    @Slot()
+    def on_resume_shown_run(self) -> None:
+        run_dir = self.shown_run or self.controller.run_dir
+        if run_dir:
+            self.resume_run(run_dir)
 
     @Slot(str)
     def on_runs_root_changed(self, root: str) -> None:
@@ -584,6 +657,79 @@ class MainWindow(QMainWindow):
         self.controller.sig_ended.disconnect(loop.quit)
 
     # ---- Internals
+    def _set_blocker(self, source: str, reason: str) -> None:
+        if reason:
+            self._blockers[source] = reason
+        else:
+            self._blockers.pop(source, None)
+        self.train_page.set_start_blocked(self.start_blocked())
+        self.start_action.setEnabled(not self.controller.is_active() and not self.start_blocked())
+
+    def _update_start_blockers(self) -> None:
+        """Recompute the blockers that depend on the config and the last check results."""
+        try:
+            config = self.current_config()
+        except ConfigError:
+            config = None
+        pair = ""
+        if config is not None and self._compat is not None and not self._compat.kd_compatible:
+            method = method_for(config)
+            if method.teacher == TEACHER_LOGITS:
+                pair = (f"{method.title} compares the two models token by token, but their tokenizers differ. "
+                        "Choose a student with the teacher's tokenizer on the Models page, or a method that learns from "
+                        "the teacher's text (e.g. SFT on teacher traces) on the Method page.")
+        data = self._data_failed
+        report = self._data_report
+        if config is not None and report is not None and report.bad_fraction > config.data.max_bad_fraction:
+            data = (f"{len(report.bad_rows)} of {report.total} rows of the training data are unusable "
+                    f"({report.bad_fraction:.0%}, more than “Max bad fraction” {config.data.max_bad_fraction:.0%}). "
+                    "Fix the rows listed under “Skipped rows” on the Data page, or raise “Max bad fraction”.")
+        self._blockers.pop("data", None)
+        if data:
+            self._blockers["data"] = data
+        self._set_blocker("pair", pair)
+
+    def _offer_resume(self) -> None:
+        """The Train page offers "Resume this run" for a shown run that stopped or was interrupted."""
+        run_dir = self.shown_run or self.controller.run_dir
+        try:
+            resumable = bool(run_dir) and RunDir(run_dir).can_resume()
+        except OSError:
+            resumable = False
+        self.train_page.set_resumable(resumable)
+
+    def _make_notice_bar(self) -> QWidget:
+        self.notice_bar = QFrame()
+        self.notice_bar.setObjectName("notice_bar")
+        self.notice_bar.setFrameShape(QFrame.Shape.StyledPanel)
+        self.notice = QLabel("")
+        self.notice.setObjectName("notice")
+        self.notice.setTextFormat(Qt.TextFormat.PlainText)
+        self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setToolTip("Close this message")
+        close.clicked.connect(self.on_notice_closed)
+        row = QHBoxLayout(self.notice_bar)
+        row.addWidget(self.notice, 1)
+        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.notice_bar.setVisible(False)
+        return self.notice_bar
+
+    @Slot()
+    def on_notice_closed(self) -> None:
+        self.show_notice("")
+
+    def _make_keyboard_reachable(self) -> None:
+        """Tab leaves the runs table (arrows move inside it) and Enter opens the selected run."""
+        table = self.runs_page.table
+        table.setTabKeyNavigation(False)
+        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            shortcut = QShortcut(QKeySequence(key), table)
+            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+            shortcut.activated.connect(self.runs_page.on_open_clicked)
+
     def _make_actions(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         open_action = QAction("&Open config…", self, shortcut=QKeySequence.StandardKey.Open)
@@ -647,6 +793,7 @@ class MainWindow(QMainWindow):
         self.shown_run = str(run.path)
         self.settings.set_last_run(str(run.path))
         self.setWindowTitle(f"distill-gui — {run.name}")
+        self._offer_resume()
         if not show_config:
             return
         try:

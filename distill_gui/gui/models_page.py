@@ -3,11 +3,13 @@ tokenizers allow soft-label KD, the memory the run needs, and quantization / LoR
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QFormLayout,
     QGridLayout,
@@ -16,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMenu,
+    QMessageBox,
     QPushButton,
     QScrollArea,
     QToolButton,
@@ -82,12 +85,17 @@ class ModelChooser(QGroupBox):
 
         self.summary = QLabel("No model chosen.")
         self.summary.setObjectName(f"{role}_summary")
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        add_fields(form, binder, model_cls, role, MODEL_FIELDS)
+        fields = add_fields(form, binder, model_cls, role, MODEL_FIELDS)
+        self.trust_box: QCheckBox = fields[f"{role}.trust_remote_code"]
+        self.trust_box.clicked.connect(self.on_trust_clicked)
+        self.confirm_remote_code = self.ask_remote_code
+        """Asks whether to run the model's Python files (role, files) -> bool; tests replace it."""
 
         layout = QVBoxLayout(self)
         layout.addLayout(path_row)
@@ -134,7 +142,29 @@ class ModelChooser(QGroupBox):
             lines.append(notice)
         self.licence.setText("\n".join(lines))
 
+    def ask_remote_code(self, role: str, files: list[str]) -> bool:
+        """Ask before the model's own Python code may run (it runs in the checking and training processes)."""
+        listed = "\n".join(files[:20]) if files else "(none found yet: a hub model's files are named once downloaded)"
+        answer = QMessageBox.warning(
+            self, "Run the model's own code?",
+            f"With “Trust remote code” the {role} model's Python files run on this computer each time the model is "
+            f"checked or loaded (in a separate process, never in this window):\n\n{listed}\n\n"
+            "Allow this only for a source you trust.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
     # ---- Slots
+    @Slot(bool)
+    def on_trust_clicked(self, checked: bool) -> None:
+        """Ticking "Trust remote code" asks first, naming the files; a "no" leaves it unticked."""
+        if not checked:
+            return
+        from distill_gui.core.remote_code import remote_code_files
+
+        self.trust_box.setChecked(False)  # unticked while the question is open: nothing checks the model with it
+        if self.confirm_remote_code(self.role, remote_code_files(self.path_edit.text().strip())):
+            self.trust_box.setChecked(True)
+
     @Slot()
     def on_choose_folder(self) -> None:
         start = self.path_edit.text() or str(Path.home())
@@ -193,10 +223,13 @@ class ModelsPage(QWidget):
 
         self.compatibility = QLabel("Choose a teacher and a student to compare their tokenizers.")
         self.compatibility.setObjectName("compatibility")
+        self.compatibility.setTextFormat(Qt.TextFormat.RichText)
         self.compatibility.setWordWrap(True)
         self.compatibility.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.memory = QLabel("The memory estimate appears once the student is known.")
         self.memory.setObjectName("memory_estimate")
+        self.memory.setTextFormat(Qt.TextFormat.RichText)
+        self._failed: dict[str, str] = {}
         self.memory.setWordWrap(True)
         self.memory.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.check_state = QLabel("")
@@ -238,8 +271,14 @@ class ModelsPage(QWidget):
         return self.teacher if role == "teacher" else self.student
 
     # ---- Results of the background check
-    def checking(self) -> None:
+    def checking(self, pair: bool = True) -> None:
+        """A check started: the previous verdicts are cleared at once (``pair``: the models themselves changed)."""
         self.check_state.setText("Checking the models…")
+        self._failed.clear()
+        if pair:
+            self.compatibility.setText("<i>checking…</i>")
+        self.memory.setText("<i>checking…</i>")
+        self.memory.setToolTip("")
 
     def show_described(self, role: str, info) -> None:
         self.chooser(role).show_summary(info.summary())
@@ -247,15 +286,16 @@ class ModelsPage(QWidget):
 
     def show_failed(self, role: str, message: str) -> None:
         if role in ("teacher", "student"):
+            self._failed[role] = message
             self.chooser(role).show_summary(message, error=True)
         elif role == "pair":
-            self.compatibility.setText(message)
+            self.compatibility.setText(html.escape(message))
         else:
-            self.memory.setText(message)
+            self.memory.setText(html.escape(message))
 
     def show_compatibility(self, compat) -> None:
         verdicts = {"identical": "✔ Identical", "padded": "✔ Compatible (padded)", "different": "✘ Different"}
-        self.compatibility.setText(f"<b>{verdicts.get(compat.verdict, compat.verdict)}</b> — {compat.message}")
+        self.compatibility.setText(f"<b>{verdicts.get(compat.verdict, compat.verdict)}</b> — {html.escape(compat.message)}")
 
     def show_memory(self, estimate) -> None:
         text = "<br>".join(line.replace(" ", "&nbsp;") for line in estimate.lines())
@@ -263,7 +303,18 @@ class ModelsPage(QWidget):
         self.memory.setToolTip(estimate.summary())
 
     def show_not_comparable(self, reason: str) -> None:
-        self.compatibility.setText(reason)
+        self.compatibility.setText(html.escape(reason))
+        self.memory.setText(html.escape(reason))
 
     def done(self) -> None:
+        """The check ended: a verdict still "checking…" says why there is none."""
         self.check_state.setText("")
+        failed = [role for role in ("teacher", "student") if role in self._failed]
+        why = (f"the {' and the '.join(failed)} could not be read (see {'their' if len(failed) > 1 else 'its'} box above)"
+               if failed else "")
+        if "checking…" in self.compatibility.text():
+            both = self.teacher.path_edit.text().strip() and self.student.path_edit.text().strip()
+            self.compatibility.setText(f"No verdict: {why}." if why else
+                                       "Choose a teacher and a student to compare their tokenizers." if not both else "No verdict.")
+        if "checking…" in self.memory.text():
+            self.memory.setText(f"No estimate: {why}." if why else "The memory estimate appears once the student is known.")

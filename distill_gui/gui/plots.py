@@ -60,6 +60,14 @@ STEP_FIELDS = ("loss", "learning_rate", "grad_norm", "tokens_per_s")
 """StepLogged's own numeric fields that are plotted (method metrics come from its ``metrics`` mapping)."""
 
 
+class StepAxis(pg.AxisItem):
+    """The x axis of steps: ticks at whole steps only (a three-step run reads 1, 2, 3, not 1.5)."""
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph's name
+        levels = [(spacing, offset) for spacing, offset in super().tickSpacing(minVal, maxVal, size) if spacing >= 1]
+        return levels or [(1.0, 0.0)]
+
+
 class MetricsPlots(QWidget):
     """One plot per metric group (loss, learning rate, grad norm, tokens/s, and any group a method declares).
 
@@ -77,6 +85,8 @@ class MetricsPlots(QWidget):
         self.plots: dict[str, pg.PlotItem] = {}
         self.specs: dict[str, MetricSpec] = {}
         self._dirty: set[str] = set()
+        self._pinned: set[str] = set()
+        """Plot groups whose x range is held around a single point (auto range again from the second)."""
         self._turn = 0
         self._known = _known_specs()
         self.graphics = pg.GraphicsLayoutWidget(self)
@@ -127,18 +137,19 @@ class MetricsPlots(QWidget):
                 self._add("eval_loss", step, metrics.get("eval_loss", metrics.get("loss")))
 
     def clear(self) -> None:
+        """Forget every point; the next run's axes start from its own data."""
         for key, buffer in self.buffers.items():
             buffer.clear()
             self._dirty.add(key)
         self.refresh()
         for plot in self.plots.values():
             plot.enableAutoRange()
+        self._pinned.clear()
 
     def refresh(self) -> None:
         """Push every changed buffer into its curve (cheap when nothing changed)."""
         for key in self._dirty:
-            buffer = self.buffers[key]
-            self.curves[key].setData(buffer.x, buffer.y)
+            self._draw(key)
         self._dirty.clear()
 
     def refresh_next(self) -> None:
@@ -153,8 +164,7 @@ class MetricsPlots(QWidget):
             keys = [key for key in self._dirty if self.specs[key].group == groups[index]]
             if keys:
                 for key in keys:
-                    buffer = self.buffers[key]
-                    self.curves[key].setData(buffer.x, buffer.y)
+                    self._draw(key)
                     self._dirty.discard(key)
                 self._turn = (index + 1) % len(groups)
                 return
@@ -204,7 +214,7 @@ class MetricsPlots(QWidget):
         plot = self.plots.get(group)
         if plot is None:
             index = len(self.plots)
-            plot = self.graphics.addPlot(row=index // 2, col=index % 2, title=group)
+            plot = self.graphics.addPlot(row=index // 2, col=index % 2, title=group, axisItems={"bottom": StepAxis("bottom")})
             plot.setDownsampling(auto=True, mode="peak")
             plot.setClipToView(True)
             plot.setLabel("bottom", "step")
@@ -214,7 +224,8 @@ class MetricsPlots(QWidget):
     def _add_curve(self, spec: MetricSpec) -> None:
         plot = self._plot_for(spec.group)
         if plot.legend is None and any(s.group == spec.group for s in self.specs.values()):
-            plot.addLegend(offset=(-10, 10))
+            # Top right, see-through and small, so it never hides the curves' start (top left of a loss curve).
+            plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(128, 128, 128, 40), labelTextSize="8pt")
             for key, other in self.specs.items():  # the first curve, made before there was a legend
                 if other.group == spec.group:
                     plot.legend.addItem(self.curves[key], other.label)
@@ -229,6 +240,17 @@ class MetricsPlots(QWidget):
         self.specs[spec.key] = spec
         if len(self.specs) > len(STANDARD_METRICS):
             self.apply_palette()
+
+    def _draw(self, key: str) -> None:
+        buffer = self.buffers[key]
+        self.curves[key].setData(buffer.x, buffer.y)
+        group = self.specs[key].group
+        if len(buffer.x) == 1:  # one point: a readable window around it, not a range of zero width
+            self.plots[group].setXRange(buffer.x[0] - 1, buffer.x[0] + 1, padding=0)
+            self._pinned.add(group)
+        elif len(buffer.x) > 1 and group in self._pinned:
+            self._pinned.discard(group)
+            self.plots[group].enableAutoRange(axis="x")
 
     def _add(self, key: str, step, value) -> None:
         if not _finite(value):

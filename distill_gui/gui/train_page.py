@@ -22,6 +22,8 @@ from distill_gui.core.events import (
     LogMessage,
     RunFailed,
     RunFinished,
+    RunPaused,
+    RunResumed,
     RunStarted,
     RunStopped,
     StepLogged,
@@ -32,6 +34,8 @@ from distill_gui.gui.supervisor import RunController
 
 REFRESH_MS = 50  # each tick redraws one of the four plots, so each plot updates ~5 times a second
 MAX_LOG_LINES = 5000
+ETA_WINDOW = 20  # steps whose pace gives the ETA (pauses and the first step's start-up left out)
+START_TOOLTIP = "Start training with the current settings (Ctrl+Return)"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -55,16 +59,32 @@ class TrainPage(QWidget):
     """The user pressed Start (the window builds the config and starts the run)."""
     sig_compare_requested = Signal()
     """The user asked to compare the finished run's student with its teacher."""
+    sig_resume_requested = Signal()
+    """The user asked to continue the shown (stopped or interrupted) run from its latest checkpoint."""
 
     def __init__(self, controller: RunController, parent: QWidget | None = None):
         super().__init__(parent)
         self.controller = controller
         self._pending_log: list[str] = []
         self._last_step: StepLogged | None = None
+        self._paused_at: int | None = None
+        self._pace: list[tuple[float, int]] = []
+        self._start_blocked = ""
+        self._resumable = False
 
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("start")
-        self.start_button.setToolTip("Start training with the current settings (Ctrl+Return)")
+        self.start_button.setToolTip(START_TOOLTIP)
+        self.resume_button = QPushButton("Resume this run")
+        self.resume_button.setObjectName("resume_shown_run")
+        self.resume_button.setToolTip("Continue the shown run from its latest checkpoint")
+        self.resume_button.setVisible(False)
+        self.start_reason = QLabel("")
+        self.start_reason.setObjectName("start_reason")
+        self.start_reason.setTextFormat(Qt.TextFormat.PlainText)
+        self.start_reason.setWordWrap(True)
+        self.start_reason.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.start_reason.setVisible(False)
         self.pause_button = QPushButton("Pause")
         self.pause_button.setObjectName("pause")
         self.pause_button.setToolTip("Pause between steps / continue (Ctrl+P)")
@@ -73,11 +93,12 @@ class TrainPage(QWidget):
         self.stop_button.setToolTip("Save a checkpoint and stop; the run can be resumed later (Ctrl+.)")
         self.state_label = QLabel("No run yet. Choose models and data, then press Start.")
         self.state_label.setObjectName("run_state")
+        self.state_label.setTextFormat(Qt.TextFormat.PlainText)
         self.state_label.setWordWrap(True)
         self.state_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         buttons = QHBoxLayout()
-        for button in (self.start_button, self.pause_button, self.stop_button):
+        for button in (self.start_button, self.resume_button, self.pause_button, self.stop_button):
             buttons.addWidget(button)
         buttons.addWidget(self.state_label, 1)
         self.compare_button = QPushButton("Compare with teacher")
@@ -110,10 +131,12 @@ class TrainPage(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
+        layout.addWidget(self.start_reason)
         layout.addWidget(self.progress)
         layout.addWidget(splitter, 1)
 
         self.start_button.clicked.connect(self.sig_start_requested)
+        self.resume_button.clicked.connect(self.sig_resume_requested)
         self.pause_button.clicked.connect(self.on_pause_clicked)
         self.stop_button.clicked.connect(self.on_stop_clicked)
         controller.sig_event.connect(self.on_event)
@@ -134,9 +157,27 @@ class TrainPage(QWidget):
         self.log.clear()
         self._pending_log.clear()
         self._last_step = None
+        self._paused_at = None
+        self._pace.clear()
+        self.set_resumable(False)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("not started")
+
+    def set_start_blocked(self, reason: str) -> None:
+        """Why Start cannot be pressed now, with the fix ("" when it can)."""
+        self._start_blocked = reason
+        self.start_reason.setText(reason)
+        self.start_reason.setVisible(bool(reason))
+        self._update_start()
+
+    def start_blocked(self) -> str:
+        return self._start_blocked
+
+    def set_resumable(self, resumable: bool) -> None:
+        """Offer "Resume this run" beside Start for a shown run that stopped or was interrupted."""
+        self._resumable = resumable
+        self._update_start()
 
     def show_run_from_disk(self, metrics: list[dict], log_text: str, status: dict) -> None:
         """Rebuild the view of a run from its folder (metrics records, train.log text, status)."""
@@ -181,12 +222,23 @@ class TrainPage(QWidget):
         if isinstance(event, StepLogged):
             self.plots.add_event(event)
             self._last_step = event
+            self._pace.append((event.time, event.step))
+            del self._pace[:-ETA_WINDOW]
             return  # per-step lines would flood the log; the plots and progress show them
+        if isinstance(event, (RunStarted, RunPaused, RunResumed)):
+            self._pace.clear()  # the pace after a start or a pause is measured afresh
+        if isinstance(event, RunPaused):
+            self._paused_at = event.step
+            self._last_step = None
+            self._set_progress(event.step, max(self.controller.total_steps, event.step, self.progress.maximum()), None)
+        elif isinstance(event, RunResumed):
+            self._paused_at = None
         self.plots.add_event(event)
         if isinstance(event, RunStarted):
             self._set_progress(event.start_step, event.total_steps, None)
         if isinstance(event, (RunFinished, RunStopped, RunFailed)):
             self._last_step = None
+            self._paused_at = None
             self._set_progress(event.step, max(self.controller.total_steps, event.step), None)
         text = describe_event(event)
         if isinstance(event, LogMessage) or text:
@@ -199,7 +251,7 @@ class TrainPage(QWidget):
     @Slot(str)
     def on_state_changed(self, state: str) -> None:
         active = self.controller.is_active()
-        self.start_button.setEnabled(not active)
+        self._update_start()
         if active:
             self.compare_button.setVisible(False)
         self.pause_button.setEnabled(state in (RunController.RUNNING, RunController.PAUSED))
@@ -222,13 +274,31 @@ class TrainPage(QWidget):
         self.state_label.setText(f"Run {state}: {message}")
         self.compare_button.setVisible(state == RunController.FINISHED)
 
+    def _update_start(self) -> None:
+        active = self.controller.is_active()
+        self.start_button.setEnabled(not active and not self._start_blocked)
+        self.start_button.setToolTip(f"Cannot start yet: {self._start_blocked}" if self._start_blocked else START_TOOLTIP)
+        self.resume_button.setVisible(self._resumable and not active)
+        self.resume_button.setEnabled(self._resumable and not active)
+
+    def _eta(self, event: StepLogged) -> float | None:
+        """Seconds left at the pace of the last steps since the latest start or pause (the run's own ETA
+        until three steps are seen)."""
+        if len(self._pace) >= 3:
+            (t0, s0), (t1, s1) = self._pace[0], self._pace[-1]
+            if s1 > s0 and t1 > t0:
+                return (t1 - t0) / (s1 - s0) * max(event.total_steps - event.step, 0)
+        return event.eta_s
+
     # ---- Internals
     def _set_progress(self, step: int, total: int, event: StepLogged | None) -> None:
         total = max(total, 1)
         self.progress.setRange(0, total)
         self.progress.setValue(min(step, total))
         text = f"step {step} / {total}"
-        if event is not None:
-            text += f"  ·  ETA {format_duration(event.eta_s)}  ·  {event.tokens_per_s:,.0f} tokens/s  ·  loss {event.loss:.4f}"
+        if self._paused_at is not None:
+            text += "  ·  paused"
+        elif event is not None:
+            text += f"  ·  ETA {format_duration(self._eta(event))}  ·  {event.tokens_per_s:,.0f} tokens/s  ·  loss {event.loss:.4f}"
         self.progress.setFormat(text)
         self.progress.setToolTip(time.strftime("updated %H:%M:%S"))

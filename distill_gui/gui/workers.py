@@ -98,7 +98,8 @@ class ModelInspector(QObject):
                 self.sig_compatibility.emit(request_id, compat)
             except Exception as exc:  # noqa: BLE001
                 self.sig_failed.emit(request_id, "pair", _short_error(exc))
-        if "student" in infos:
+        # Without the teacher's facts an estimate would leave its weights out: none is better than a wrong "fits".
+        if "student" in infos and (not config.teacher.path or "teacher" in infos):
             try:
                 from distill_gui.core.memory import estimate_for_config
 

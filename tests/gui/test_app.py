@@ -189,6 +189,7 @@ def test_shortcuts_start_and_stop(make_window, qtbot, tmp_path, monkeypatch):
 def test_crash_of_the_child_is_shown_and_the_app_keeps_working(make_window, qtbot, tmp_path, monkeypatch, knob, kind, words):
     monkeypatch.setenv(knob, "4")
     window = make_window(fake=True)
+    window.inspect_timer.timeout.disconnect(window.inspect_models)  # the fake models are not models: Start would wait on them
     window.set_config(fake_config(tmp_path, steps=50))
     with qtbot.waitSignal(window.controller.sig_ended, timeout=20000) as ended:
         window.start_run()

@@ -1,0 +1,340 @@
+"""What a new user meets around training (issue 16): shortcuts that respect focus, verdicts that never
+outlive their pair, Start that says why it waits, keyboard reach, model text shown as text, honest
+progress, and the runs folder given once staying a one-off."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextDocument
+from PySide6.QtWidgets import QApplication, QCheckBox, QLineEdit
+from test_app import fake_config
+
+from distill_gui.core import config as cfg
+from distill_gui.core.events import RunPaused, RunStarted, Sample, SamplesGenerated, StepLogged
+from distill_gui.core.vocab import TokenizerCompatibility
+
+pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("propagateSizeHints")]
+
+
+def shown_text(text: str, auto_rich: bool = True) -> str:
+    """What Qt draws for ``text`` in a label or tooltip that guesses rich text (Qt.mightBeRichText)."""
+    from PySide6.QtGui import Qt as QtGui
+
+    if auto_rich and QtGui.mightBeRichText(text):
+        doc = QTextDocument()
+        doc.setHtml(text)
+        return doc.toPlainText()
+    return text
+
+
+def label_shows(label, needle: str) -> bool:
+    if label.textFormat() == Qt.TextFormat.PlainText:
+        return needle in label.text()
+    if label.textFormat() == Qt.TextFormat.RichText:
+        doc = QTextDocument()
+        doc.setHtml(label.text())
+        return needle in doc.toPlainText()
+    return needle in shown_text(label.text())
+
+
+def set_text(widget, text: str) -> None:
+    """Type into a line edit the way a user does (textEdited fires)."""
+    widget.setText(text)
+    widget.textEdited.emit(text)
+
+
+def step(n: int, total: int = 10, eta: float = 60.0) -> StepLogged:
+    return StepLogged(step=n, total_steps=total, loss=1.0 / n, learning_rate=1e-3, tokens_per_s=100.0, eta_s=eta)
+
+
+# ---- Defect 1: Ctrl+Enter in the Ask box asks; it never starts a run
+def test_ctrl_enter_in_the_ask_box_asks_and_starts_no_run(make_window, qtbot, tmp_path):
+    window = make_window(fake=True)
+    window.set_config(fake_config(tmp_path, steps=300))
+    page = window.generations_page
+    window.show_page("Generations")
+    page.prompt.setPlainText("What is 2 + 3?")
+    page.prompt.setFocus()
+    qtbot.waitUntil(page.prompt.hasFocus, timeout=5000)
+    with qtbot.waitSignal(page.sig_ask, timeout=5000) as asked:
+        qtbot.keyClick(page.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert asked.args[0]["prompt"] == "What is 2 + 3?"
+    QApplication.processEvents()
+    assert window.controller.state == "idle" and window.controller.run_dir is None
+    # Elsewhere the window-wide shortcut still starts the run.
+    window.show_page("Train")
+    window.train_page.start_button.setFocus()
+    qtbot.keyClick(window.train_page.start_button, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window.controller.state != "idle", timeout=10000)
+
+
+# ---- Defect 3: a changed or failed model clears the pair's verdicts at once
+def test_pair_verdicts_clear_when_a_model_changes_or_fails(make_window, qtbot, tmp_path):
+    window = make_window()
+    page = window.models_page
+    window.on_compatibility(window._inspect_id, TokenizerCompatibility(
+        verdict="identical", shared_vocab_size=400, message="400 tokens", teacher_vocab_size=400, student_vocab_size=400,
+        teacher_tokenizer_size=400, student_tokenizer_size=400))
+    assert "Identical" in page.compatibility.text()
+    page.memory.setText("Total 1 GB — fits")
+    set_text(window.findChild(QLineEdit, "teacher.path"), str(tmp_path / "no-such-teacher"))
+    set_text(window.findChild(QLineEdit, "student.path"), str(tmp_path / "no-such-student"))
+    # At once, before any answer: the old verdicts are gone.
+    assert "Identical" not in page.compatibility.text() and "checking" in page.compatibility.text().lower()
+    assert "fits" not in page.memory.text() and "checking" in page.memory.text().lower()
+    # The failure shows in their place.
+    qtbot.waitUntil(lambda: "no-such-teacher" in page.teacher.summary.text(), timeout=60_000)
+    qtbot.waitUntil(lambda: "checking" not in page.compatibility.text().lower(), timeout=60_000)
+    assert "teacher" in page.compatibility.text().lower() and "could not" in page.compatibility.text().lower()
+    assert "could not" in page.memory.text().lower()
+
+
+# ---- Defect 4: Start waits while the demo student is being made
+def test_start_waits_for_the_demo_student(make_window, qtbot, tmp_path):
+    window = make_window(fake=True)
+    config = fake_config(tmp_path)
+    student = tmp_path / "demo-student"
+    config.student.path = str(student)
+    window.set_config(config)
+    window._shown = False  # the builder is not started: the student stays missing while we look
+    window.prepare_demo_student(config.teacher.path, str(student))
+    button = window.train_page.start_button
+    assert not button.isEnabled()
+    assert "demo student" in button.toolTip().lower()
+    assert "demo student" in window.train_page.start_reason.text().lower()
+    assert not window.start_run()
+    assert window.controller.state == "idle"
+    student.mkdir()
+    (student / "config.json").write_text("{}", encoding="utf-8")
+    window.on_demo_student_built(str(student))
+    assert button.isEnabled() and window.train_page.start_reason.text() == ""
+
+
+# ---- Defect 5: a config given on the command line that cannot be read is said, and nothing else is opened
+def test_a_bad_config_argument_is_reported_and_the_last_config_is_not_opened(make_window, settings, tmp_path):
+    previous = cfg.RunConfig(name="previous-session")
+    settings.set_last_config_yaml(cfg.dump_config(previous))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  max_steps: lots\n", encoding="utf-8")
+    from distill_gui.gui.app import _parse, create_window
+
+    window = create_window(_parse(["--runs-dir", str(tmp_path / "runs"), str(bad)]), settings=settings)
+    window.close_choice = window.CLOSE_STOP
+    try:
+        assert window.current_config().name != "previous-session"
+        assert window.notice.isVisible() or not window.notice.isHidden()
+        assert "bad.yaml" in window.notice.text() and "max_steps" in window.notice.text()
+    finally:
+        window.close()
+
+
+# ---- Defect 6: Tab leaves tables and text boxes; Enter opens a run
+@pytest.mark.parametrize("name", ["columns", "preview", "bad_rows", "generations", "training.probe_prompts", "ask_prompt", "runs"])
+def test_tab_moves_focus_out_of_tables_and_text_boxes(make_window, qtbot, name):
+    window = make_window()
+    widget = {"columns": window.data_page.columns, "preview": window.data_page.preview, "bad_rows": window.data_page.bad_rows,
+              "generations": window.generations_page.table, "runs": window.runs_page.table,
+              "ask_prompt": window.generations_page.prompt}.get(name) or window.findChild(object, name)
+    page = next(p for p in window.pages() if p.isAncestorOf(widget))
+    window.stack.setCurrentWidget(page)
+    if name in ("preview", "bad_rows"):
+        window.data_page.tabs.setCurrentWidget(widget)
+    if name == "columns":
+        window.data_page.columns.show_fields(["prompt", "completion"])
+    if hasattr(widget, "setRowCount") and widget.rowCount() == 0 and name != "columns":
+        widget.setRowCount(2)
+    widget.setFocus()
+    qtbot.waitUntil(widget.hasFocus, timeout=5000)
+    if hasattr(widget, "setCurrentCell"):
+        widget.setCurrentCell(0, 0)
+    qtbot.keyClick(widget, Qt.Key.Key_Tab)
+    assert not widget.hasFocus(), f"Tab stays in {name}"
+    if hasattr(widget, "toPlainText"):
+        assert "\t" not in widget.toPlainText()
+
+
+def test_enter_on_the_runs_table_opens_the_run(make_window, qtbot, tmp_path):
+    window = make_window(fake=True)
+    window.set_config(fake_config(tmp_path, steps=3))
+    with qtbot.waitSignal(window.controller.sig_ended, timeout=20000):
+        window.start_run()
+    run_dir = window.controller.run_dir
+    window.train_page.clear()
+    window.shown_run = None
+    window.show_page("Runs")
+    table = window.runs_page.table
+    qtbot.waitUntil(lambda: window.runs_page.select_run(run_dir), timeout=10000)
+    table.setFocus()
+    qtbot.keyClick(table, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.shown_run == run_dir, timeout=5000)
+    assert window.stack.currentWidget() is window.train_page
+
+
+# ---- Defect 7: known problems are stopped before Start, with the fix
+def test_start_is_refused_for_kd_with_different_tokenizers(make_window, tmp_path):
+    window = make_window(fake=True)
+    config = fake_config(tmp_path)
+    config.method.kind = "kd"
+    window.set_config(config)
+    window.on_compatibility(window._inspect_id, TokenizerCompatibility(
+        verdict="different", shared_vocab_size=None, message="49,152 vs 400 tokens", teacher_vocab_size=49152,
+        student_vocab_size=400, teacher_tokenizer_size=49152, student_tokenizer_size=400))
+    button = window.train_page.start_button
+    assert not button.isEnabled()
+    reason = window.train_page.start_reason.text()
+    assert "tokenizer" in reason.lower() and "Method" in reason  # names the fix: another method, on the Method page
+    assert not window.start_run()
+    assert window.controller.state == "idle"
+    # A method that does not compare logits clears it (the same pair's verdict still stands).
+    config.method.kind = "sft"
+    window.set_config(config)
+    window.on_compatibility(window._inspect_id, TokenizerCompatibility(
+        verdict="different", shared_vocab_size=None, message="49,152 vs 400 tokens", teacher_vocab_size=49152,
+        student_vocab_size=400, teacher_tokenizer_size=49152, student_tokenizer_size=400))
+    assert button.isEnabled() and window.train_page.start_reason.text() == ""
+
+
+def test_start_is_refused_when_a_model_cannot_be_read(make_window, tmp_path):
+    window = make_window(fake=True)
+    window.set_config(fake_config(tmp_path))
+    window.on_model_failed(window._inspect_id, "teacher", "m: has only pickle weights (pytorch_model.bin); set Allow pickle")
+    assert not window.train_page.start_button.isEnabled()
+    assert "pickle" in window.train_page.start_reason.text()
+    assert not window.start_run()
+
+
+def test_start_is_refused_when_too_many_rows_are_bad(make_window, qtbot, tmp_path):
+    window = make_window(fake=True)
+    config = fake_config(tmp_path)
+    data = tmp_path / "mostly-bad.jsonl"
+    data.write_text("\n".join([json.dumps({"prompt": "p", "completion": "c"})] + ["{not json"] * 4) + "\n", encoding="utf-8")
+    config.data.train = str(data)
+    window.set_config(config)
+    qtbot.waitUntil(lambda: "bad" in window.train_page.start_reason.text().lower()
+                    or "unusable" in window.train_page.start_reason.text().lower(), timeout=30000)
+    assert not window.train_page.start_button.isEnabled()
+    assert "Data" in window.train_page.start_reason.text()
+
+
+# ---- Defect 8: trusting remote code asks first, naming the files
+def test_trust_remote_code_asks_first_naming_the_python_files(make_window, tmp_path):
+    window = make_window()
+    model = tmp_path / "custom"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "custom", "auto_map": {}}), encoding="utf-8")
+    (model / "modeling_custom.py").write_text("raise SystemExit('ran')\n", encoding="utf-8")
+    set_text(window.findChild(QLineEdit, "teacher.path"), str(model))
+    asked = []
+    window.models_page.teacher.confirm_remote_code = lambda role, files: asked.append((role, files)) or False
+    box = window.findChild(QCheckBox, "teacher.trust_remote_code")
+    box.click()
+    assert asked and asked[0][0] == "teacher" and any("modeling_custom.py" in f for f in asked[0][1])
+    assert not box.isChecked() and not window.current_config().teacher.trust_remote_code
+    window.models_page.teacher.confirm_remote_code = lambda role, files: True
+    box.click()
+    assert box.isChecked() and window.current_config().teacher.trust_remote_code
+
+
+# ---- Defect 9: model-provided text is shown as text
+def test_special_tokens_are_shown_literally(make_window):
+    window = make_window()
+    page = window.generations_page
+    prompt = "<s>Say hi<|im_end|>"
+    page.on_event(SamplesGenerated(step=5, samples=(Sample(prompt=prompt, student="<pad><s>hi", teacher="<b>hello</b>"),)))
+    for col, text in ((1, "<b>hello</b>"), (2, "<pad><s>hi")):
+        item = page.table.item(0, col)
+        assert text in item.text()
+        assert text in shown_text(item.toolTip())
+    # The prompt column shows the user's words; the template's markup is in the tooltip, as text.
+    assert page.table.item(0, 0).text() == "Say hi"
+    assert prompt in shown_text(page.table.item(0, 0).toolTip())
+    page.on_event(SamplesGenerated(step=6, samples=(Sample(prompt="<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+                                                          student="4"),)))
+    assert page.table.item(0, 0).text() == "What is 2+2?"
+    page.on_answered(prompt, "<s>a", "b")
+    assert label_shows(page.ask_state, prompt)
+    window.models_page.show_failed("pair", "eos_token: '<s>' vs '<|im_end|>'")
+    assert label_shows(window.models_page.compatibility, "'<s>' vs '<|im_end|>'")
+    window.models_page.show_compatibility(TokenizerCompatibility(
+        verdict="different", shared_vocab_size=None, message="bos <s> vs <|im_start|>", teacher_vocab_size=1,
+        student_vocab_size=1, teacher_tokenizer_size=1, student_tokenizer_size=1))
+    assert label_shows(window.models_page.compatibility, "bos <s> vs <|im_start|>")
+
+
+# ---- Defect 10: progress and plots say what happened
+def test_progress_follows_pause_and_eta_is_not_frozen_while_paused(make_window):
+    window = make_window()
+    train = window.train_page
+    train.on_event(RunStarted(run_dir="r", total_steps=10, start_step=0))
+    train.on_event(step(6))
+    train.refresh()
+    train.on_event(RunPaused(step=7))
+    train.refresh()
+    assert "step 7 / 10" in train.progress.text()
+    assert "paused" in train.progress.text().lower() and "ETA" not in train.progress.text()
+
+
+def test_a_new_run_gets_fresh_axes_and_whole_step_ticks(make_window, qtbot):
+    window = make_window()
+    plots = window.train_page.plots
+    for n in range(1, 500):
+        plots.add_event(step(n, total=500))
+    plots.refresh()
+    plots.clear()
+    plots.add_event(step(1, total=3))
+    plots.refresh()
+    view = plots.plots["Loss"].getViewBox()
+    qtbot.waitUntil(lambda: view.viewRange()[0][1] < 50, timeout=5000)  # not the old run's 500 steps
+    (x0, x1), _ = view.viewRange()
+    assert x0 < 1 < x1
+    axis = plots.plots["Loss"].getAxis("bottom")
+    ticks = axis.tickValues(x0, x1, 400)
+    assert all(float(v).is_integer() for _, values in ticks for v in values)
+
+
+# ---- Defect 11
+def test_runs_dir_given_once_is_not_remembered(qtbot, settings, runs_root, tmp_path):
+    from distill_gui.gui.app import _parse, create_window
+
+    before = settings.runs_root()
+    once = tmp_path / "elsewhere"
+    window = create_window(_parse(["--runs-dir", str(once)]), settings=settings)
+    qtbot.addWidget(window)
+    assert window.runs_root() == once
+    window.close()
+    assert settings.runs_root() == before != once
+    again = create_window(_parse([]), settings=settings)
+    qtbot.addWidget(again)
+    assert again.runs_root() == before
+    again.close()
+
+
+def test_blank_answers_are_visible(make_window):
+    window = make_window()
+    page = window.generations_page
+    page.on_event(SamplesGenerated(step=1, samples=(Sample(prompt="p", student="   ", teacher="\n"),)))
+    assert page.table.item(0, 2).text().strip() != "" and "blank" in page.table.item(0, 2).text()
+    assert page.table.item(0, 1).text().strip() != ""
+
+
+def test_after_stop_the_train_page_offers_resume(make_window, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_S", "0.05")
+    window = make_window(fake=True)
+    window.set_config(fake_config(tmp_path, steps=200))
+    window.start_run()
+    qtbot.waitUntil(lambda: window.controller.step >= 2, timeout=20000)
+    with qtbot.waitSignal(window.controller.sig_ended, timeout=20000):
+        window.controller.stop()
+    resume = window.train_page.resume_button
+    qtbot.waitUntil(resume.isVisible, timeout=5000)
+    assert resume.isEnabled()
+    with qtbot.waitSignal(window.controller.sig_state_changed, timeout=20000):
+        qtbot.mouseClick(resume, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.is_active(), timeout=10000)
+    assert Path(window.controller.run_dir) == Path(window.shown_run)
+    with qtbot.waitSignal(window.controller.sig_ended, timeout=20000):
+        window.controller.stop()
