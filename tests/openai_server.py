@@ -3,7 +3,9 @@
 ``/v1/models``, ``/v1/completions`` and ``/v1/chat/completions`` (with ``logprobs`` / ``top_logprobs``), a
 threading ``http.server``. Knobs for the failure cases a real server shows: ``fail_next`` answers the
 next requests with an HTTP status (429, 503), ``delay`` holds every answer back, ``malformed`` answers
-with JSON that lacks ``choices``, ``api_key`` demands a bearer key.
+with JSON that lacks ``choices``, ``api_key`` demands a bearer key. With ``max_batch_wait`` > 0 requests
+arriving within that many seconds of each other are generated as one batch (as vLLM, SGLang and
+llama.cpp's parallel slots batch concurrent requests), with distill-gui's batched generation.
 
 Run alone: ``python tests/openai_server.py MODEL_DIR PORT``.
 """
@@ -11,8 +13,10 @@ Run alone: ``python tests/openai_server.py MODEL_DIR PORT``.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
+from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -31,6 +35,9 @@ class ModelServer:
         self.lock = threading.Lock()
         self.model_lock = threading.Lock()
         self.torch = torch
+        self.max_batch_wait = max_batch_wait
+        self.queue: queue.Queue = queue.Queue()
+        self.batches: list[int] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -88,7 +95,7 @@ class ModelServer:
                 if server.malformed:
                     self._send(200, {"id": "x", "object": "text_completion", "result": "no choices here"})
                     return
-                text, tokens, n_new = server.generate(
+                text, tokens, n_new = server.answer(
                     prompt, int(body.get("max_tokens") or 16), float(body.get("temperature") or 0.0), body.get("seed"), top
                 )
                 if chat:
@@ -125,6 +132,51 @@ class ModelServer:
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    def answer(self, prompt: str, max_tokens: int, temperature: float, seed, top: int):
+        """(text, top log-probs per token, new tokens): batched with concurrent requests when batching is on."""
+        if not self.max_batch_wait or top:
+            return self.generate(prompt, max_tokens, temperature, seed, top)
+        done: Future = Future()
+        self.queue.put((prompt, max_tokens, temperature, done))
+        return done.result()
+
+    def _batcher(self) -> None:
+        from distill_gui.core.generation import GenerationSettings, generate
+
+        while True:
+            first = self.queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.max_batch_wait
+            while len(batch) < 32:
+                try:
+                    item = self.queue.get(timeout=max(deadline - time.monotonic(), 0))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self.queue.put(None)
+                    break
+                batch.append(item)
+            groups: dict[tuple, list] = {}
+            for item in batch:
+                groups.setdefault((item[1], item[2]), []).append(item)
+            for (max_tokens, temperature), items in groups.items():
+                try:
+                    with self.model_lock:
+                        texts = generate(
+                            self.model,
+                            self.tokenizer,
+                            [i[0] for i in items],
+                            GenerationSettings(max_new_tokens=max_tokens, temperature=temperature, batch_size=len(items)),
+                        )
+                    self.batches.append(len(items))
+                    for item, answers in zip(items, texts):
+                        item[3].set_result((answers[0], [], len(self.tokenizer(answers[0], add_special_tokens=False)["input_ids"])))
+                except Exception as exc:  # the requests in the batch fail with it
+                    for item in items:
+                        item[3].set_exception(exc)
+
     def render(self, messages: list[dict]) -> str:
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -160,11 +212,16 @@ class ModelServer:
 
     def __enter__(self) -> "ModelServer":
         self.thread.start()
+        if self.max_batch_wait:
+            self.batch_thread = threading.Thread(target=self._batcher, daemon=True)
+            self.batch_thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        if self.max_batch_wait:
+            self.queue.put(None)
 
 
 if __name__ == "__main__":
