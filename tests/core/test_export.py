@@ -27,7 +27,8 @@ def lora_run(tmp_path_factory, tiny_tokenizer, tiny_data):
     config = config_from_dict({
         "name": "lora-export", "student": {"path": str(student), "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0}},
         "data": {"train": str(tiny_data)}, "method": {"kind": "sft"},
-        "training": {"max_steps": 2, "batch_size": 4, "learning_rate": 5e-2, "save_steps": 1, "precision": "fp32", "sample_steps": 2},
+        "training": {"max_steps": 2, "batch_size": 4, "learning_rate": 5e-2, "save_steps": 1, "precision": "fp32", "sample_steps": 2,
+                     "max_new_tokens": 16},
     })
     outcome = train(config, runs_root=root / "runs")
     assert outcome.state == "finished"
