@@ -41,6 +41,7 @@ from distill_gui.gui.fields import ConfigBinder
 from distill_gui.gui.generations_page import GenerationsPage
 from distill_gui.gui.method_page import MethodPage
 from distill_gui.gui.models_page import ModelsPage
+from distill_gui.gui.pair_check_process import PairCheckProcess
 from distill_gui.gui.runs_page import RunsPage
 from distill_gui.gui.settings import Settings
 from distill_gui.gui.supervisor import RunController
@@ -49,7 +50,6 @@ from distill_gui.gui.workers import (
     AskWorker,
     DataPreviewer,
     DemoStudentBuilder,
-    ModelInspector,
     start_in_thread,
     stop_thread,
 )
@@ -67,7 +67,7 @@ class MainWindow(QMainWindow):
 
     # ---- Signals
     sig_inspect = Signal(int, object)
-    """Ask the model inspector to describe the pair of a config (request id, RunConfig)."""
+    """Ask the pair check (a child process) to describe the pair of a config (request id, RunConfig)."""
     sig_preview = Signal(int, str, str, object)
     """Ask the data previewer to parse a file (request id, path, format, columns)."""
     sig_build_demo_student = Signal(str, str)
@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         self.shown_run: str | None = None
         self._shown = False
         self._demo_student: tuple[str, str] | None = None
+        self._demo_building = False
         self._blockers: dict[str, str] = {}
         """Known problems that would make a run fail (what, with the fix), by source: demo, teacher, student, data."""
         self._compat = None
@@ -135,15 +136,13 @@ class MainWindow(QMainWindow):
         self._make_actions()
 
         # ---- Workers
-        self.inspector = ModelInspector()
-        self.inspector_thread = start_in_thread(self.inspector, self, "model-inspector")
+        self.inspector = PairCheckProcess(self)
         self.previewer = DataPreviewer()
         self.previewer_thread = start_in_thread(self.previewer, self, "data-previewer")
         self.asker = AskWorker()
         self.asker_thread = start_in_thread(self.asker, self, "ask-worker")
         self.demo_builder = DemoStudentBuilder()
-        self.demo_builder.moveToThread(self.inspector_thread)  # before any inspection of the pair
-        self.inspector_thread.finished.connect(self.demo_builder.deleteLater)
+        self.demo_thread = start_in_thread(self.demo_builder, self, "demo-student-builder")
         self.sig_build_demo_student.connect(self.demo_builder.build)
         self.demo_builder.sig_built.connect(self.on_demo_student_built)
         self.demo_builder.sig_failed.connect(self.on_demo_student_failed)
@@ -337,6 +336,7 @@ class MainWindow(QMainWindow):
             return
         self.models_page.student.show_summary("Making the demo student (a small random-initialised model with the teacher's tokenizer)…")
         self._demo_student = (teacher, student)
+        self._demo_building = True
         self._set_blocker("demo", "the demo student is still being made (a minute on the first launch); Start opens when it is ready.")
         if self._shown:
             self._start_background_work()
@@ -349,12 +349,14 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def on_demo_student_built(self, path: str) -> None:
+        self._demo_building = False
         self._set_blocker("demo", "")
         self.show_message(f"Demo student ready in {path}")
         self.inspect_models()
 
     @Slot(str)
     def on_demo_student_failed(self, message: str) -> None:
+        self._demo_building = False
         self.models_page.student.show_summary(f"Could not make the demo student: {message}", error=True)
         self._set_blocker("demo", f"the demo student could not be made ({message}); choose another student on the Models page.")
 
@@ -453,6 +455,8 @@ class MainWindow(QMainWindow):
             return
         if not config.student.path and not config.teacher.path:
             return
+        if self._demo_building:
+            return  # checked once the demo student exists (on_demo_student_built)
         self._inspect_id += 1
         self.inspector.latest = self._inspect_id
         self._compat = None
@@ -633,7 +637,8 @@ class MainWindow(QMainWindow):
         self.method_page.traces.stop_and_wait()
         self.inspector.latest = -1
         self.previewer.latest = -1
-        for thread in (self.inspector_thread, self.previewer_thread, self.asker_thread):
+        self.inspector.shutdown()
+        for thread in (self.demo_thread, self.previewer_thread, self.asker_thread):
             stop_thread(thread)
         self.compare_page.shutdown()
         self.arena_page.shutdown()

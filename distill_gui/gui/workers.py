@@ -1,4 +1,5 @@
-"""Background workers (QObjects living in their own QThread) for the slow, library-heavy jobs.
+"""Background workers (QObjects living in their own QThread) for jobs that stay in the app's process
+(the pair check runs in a child process: gui/pair_check_process.py).
 
 Each imports torch / transformers / datasets lazily inside its slot, so none of them is loaded before
 the window shows. Requests carry an id; a newer request makes an older one's results stale (the
@@ -10,8 +11,6 @@ from __future__ import annotations
 import copy
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
-
-from distill_gui.core.config import ModelConfig, RunConfig
 
 PREVIEW_ROWS = 500
 
@@ -38,92 +37,6 @@ def _short_error(exc: BaseException) -> str:
     from distill_gui.core.errors import describe
 
     return describe(exc)
-
-
-def _model_key(cfg: ModelConfig) -> tuple:
-    return (cfg.path, cfg.gguf_file, cfg.tokenizer, cfg.revision, cfg.trust_remote_code, cfg.allow_pickle)
-
-
-class ModelInspector(QObject):
-    """Describes the teacher and student, checks their tokenizers and estimates memory."""
-
-    # ---- Signals
-    sig_described = Signal(int, str, object)
-    """(request id, role, ModelInfo) for a model that could be read."""
-    sig_failed = Signal(int, str, str)
-    """(request id, role, message) for a model that could not be read."""
-    sig_compatibility = Signal(int, object)
-    """(request id, TokenizerCompatibility) for the pair."""
-    sig_memory = Signal(int, object)
-    """(request id, MemoryEstimate) for the whole run."""
-    sig_done = Signal(int)
-    """The request is complete."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.latest = 0
-        self._infos: dict[tuple, object] = {}
-        self._tokenizers: dict[tuple, object] = {}
-
-    @Slot(int, object)
-    def inspect(self, request_id: int, config: RunConfig) -> None:
-        if request_id != self.latest:
-            return
-        infos: dict[str, object] = {}
-        roles = [("student", config.student)]
-        if config.teacher.path:  # shown whenever one is set; the method says whether it is needed
-            roles.insert(0, ("teacher", config.teacher))
-        for role, model_cfg in roles:
-            if not model_cfg.path:
-                continue
-            if request_id != self.latest:
-                return
-            try:
-                infos[role] = self._describe(model_cfg, role)
-                self.sig_described.emit(request_id, role, infos[role])
-            except Exception as exc:  # noqa: BLE001 - any failure is shown to the user as text
-                self.sig_failed.emit(request_id, role, _short_error(exc))
-        if request_id != self.latest:
-            return
-        if "teacher" in infos and "student" in infos:
-            try:
-                from distill_gui.core.vocab import check_compatibility
-
-                compat = check_compatibility(
-                    self._tokenizer(config.teacher, "teacher"),
-                    self._tokenizer(config.student, "student"),
-                    infos["teacher"].vocab_size,
-                    infos["student"].vocab_size,
-                )
-                self.sig_compatibility.emit(request_id, compat)
-            except Exception as exc:  # noqa: BLE001
-                self.sig_failed.emit(request_id, "pair", _short_error(exc))
-        # Without the teacher's facts an estimate would leave its weights out: none is better than a wrong "fits".
-        if "student" in infos and (not config.teacher.path or "teacher" in infos):
-            try:
-                from distill_gui.core.memory import estimate_for_config
-
-                estimate = estimate_for_config(config, infos.get("teacher"), infos["student"])
-                self.sig_memory.emit(request_id, estimate)
-            except Exception as exc:  # noqa: BLE001
-                self.sig_failed.emit(request_id, "memory", _short_error(exc))
-        self.sig_done.emit(request_id)
-
-    def _describe(self, cfg: ModelConfig, role: str):
-        key = _model_key(cfg)
-        if key not in self._infos:
-            from distill_gui.core.models import describe_model
-
-            self._infos[key] = describe_model(cfg, role)
-        return self._infos[key]
-
-    def _tokenizer(self, cfg: ModelConfig, role: str):
-        key = _model_key(cfg)
-        if key not in self._tokenizers:
-            from distill_gui.core.models import load_tokenizer
-
-            self._tokenizers[key] = load_tokenizer(cfg, role)
-        return self._tokenizers[key]
 
 
 class DataPreviewer(QObject):

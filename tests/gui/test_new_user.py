@@ -338,3 +338,29 @@ def test_after_stop_the_train_page_offers_resume(make_window, qtbot, tmp_path, m
     assert Path(window.controller.run_dir) == Path(window.shown_run)
     with qtbot.waitSignal(window.controller.sig_ended, timeout=20000):
         window.controller.stop()
+
+
+# ---- Defects 2 and 8: the pair check (and any model's own code) runs in a child process, never in the app
+def test_the_pair_check_runs_a_models_code_in_a_child_process(make_window, qtbot, tmp_path):
+    import os
+
+    window = make_window()
+    model = tmp_path / "custom"
+    model.mkdir()
+    marker = tmp_path / "ran-in-pid"
+    (model / "config.json").write_text(json.dumps({
+        "model_type": "custom-marker", "auto_map": {"AutoConfig": "configuration_marker.MarkerConfig"}}), encoding="utf-8")
+    (model / "configuration_marker.py").write_text(
+        "import os\n"
+        f"open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+        "from transformers import PretrainedConfig\n"
+        "class MarkerConfig(PretrainedConfig):\n    model_type = 'custom-marker'\n", encoding="utf-8")
+    (model / "model.safetensors").write_bytes(b"")
+    window.models_page.teacher.confirm_remote_code = lambda role, files: True
+    set_text(window.findChild(QLineEdit, "teacher.path"), str(model))
+    window.findChild(QCheckBox, "teacher.trust_remote_code").click()
+    qtbot.waitUntil(marker.exists, timeout=120_000)
+    assert int(marker.read_text()) not in (os.getpid(), 0)
+    assert int(marker.read_text()) == window.inspector.pid()
+    # Its failure (the model cannot be built) is shown on the page, in words.
+    qtbot.waitUntil(lambda: "custom" in window.models_page.teacher.summary.text(), timeout=60_000)
