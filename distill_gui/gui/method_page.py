@@ -30,7 +30,7 @@ from distill_gui.gui.traces_panel import TracesPanel
 TRAINING_LEFT = ["max_steps", "num_epochs", "batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
                  "warmup_steps", "lr_scheduler", "max_grad_norm", "precision", "gradient_checkpointing", "seed"]
 TRAINING_RIGHT = ["logging_steps", "eval_steps", "save_steps", "save_total_limit", "sample_steps", "num_probe_prompts",
-                  "max_new_tokens", "probe_prompts"]
+                  "max_new_tokens", "probe_prompts", "report_to"]
 
 
 class MethodPage(QWidget):
