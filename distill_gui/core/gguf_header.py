@@ -120,3 +120,32 @@ def check_gguf_header(path: str | Path) -> None:
         raise ModelError(f"{path}: damaged GGUF file: {exc}") from None
     except OSError as exc:
         raise ModelError(f"{path}: cannot read the GGUF file ({exc.strerror or exc})") from None
+
+
+def gguf_metadata(path: str | Path, keys: tuple[str, ...]) -> dict[str, object]:
+    """The values of metadata ``keys`` (strings and numbers) from a GGUF file's header, read without
+    touching its tensors; {} for a file that is not a readable GGUF file."""
+    wanted, found = set(keys), {}
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if bytes(data[:4]) != MAGIC:
+                return {}
+            reader = _Reader(data)
+            reader.pos = 4
+            if int(reader.take("I")) not in VERSIONS:
+                return {}
+            reader.count("the tensor count")
+            for _ in range(reader.count("the metadata count")):
+                key = reader.string("a metadata key")
+                kind = int(reader.take("I"))
+                if key in wanted and kind == _STRING:
+                    found[key] = reader.string(key)
+                elif key in wanted and kind in _SCALARS:
+                    found[key] = reader.take(_SCALARS[kind])
+                else:
+                    reader.skip_value(kind, key)
+                if len(found) == len(wanted):
+                    break
+    except (OSError, ValueError, _Damaged):
+        return {}
+    return found
