@@ -211,6 +211,19 @@ def test_a_run_from_an_sft_run_folder_trains_with_the_verifier_and_reports_its_m
     assert len(recorded) == 4 and "accuracy" in recorded[-1]["metrics"]
 
 
+@pytest.mark.slow
+def test_grpo_raises_the_share_of_answers_the_verifier_accepts(tiny_pair, tiny_data, tmp_path):
+    """A learnable reward (the answer writes a digit; about 1 in 5 do at first): accuracy climbs to nearly all."""
+    register_checker("rlvr_test_has_digit", lambda predicted, reference: any(c.isdigit() for c in predicted))
+    config = rl_config(tiny_pair[1], tiny_data, {"group_size": 8, "max_completion_length": 4, "beta": 0.0, "checker": "rlvr_test_has_digit"},
+                       max_steps=20, batch_size=16, lr_scheduler="constant")
+    accuracy = []
+    outcome = train(config, runs_root=tmp_path, on_event=lambda e: accuracy.append(e.metrics["accuracy"]) if isinstance(e, StepLogged) else None)
+    assert outcome.state == "finished" and len(accuracy) == 20
+    first, last = sum(accuracy[:5]) / 5, sum(accuracy[-5:]) / 5
+    assert first < 0.4 and last > first + 0.3, accuracy
+
+
 def test_a_student_that_never_answers_right_is_told_to_train_on_traces_first(tiny_pair, tiny_data, tmp_path):
     events = []
     config = rl_config(tiny_pair[1], tiny_data, {"checker": "numeric"}, max_steps=3)
