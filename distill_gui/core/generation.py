@@ -4,7 +4,7 @@ waiting prompts take their places (continuous batching)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence, cast
+from typing import Any, Callable, Sequence, cast
 
 
 @dataclass(frozen=True)
@@ -140,14 +140,14 @@ def complete_token_ids(
 ) -> list[list[int]]:
     """Continue every token-id prompt, at most ``batch_size`` rows at a time (continuous batching).
 
-    Prompts wait in a queue, longest first. A batch of rows is prefilled with left padding and decoded
-    one token per forward with the KV cache; a row that writes a stop token (kept in its answer) or reaches
-    ``max_new_tokens`` leaves the batch, its cache rows dropped. When the batch has shrunk to half and
-    prompts are waiting, the live rows and the waiting prompts are prefilled together into a fresh cache
-    (the live rows' prompt and tokens so far recomputed in that one forward), so the batch stays full and
-    the number of forwards tracks the total tokens / ``batch_size`` rather than the longest answer per
-    batch. Only public model calls are used (``forward`` with a new ``DynamicCache``), so any causal LM,
-    PEFT-wrapped or quantized, runs. ``progress(done, total)`` counts finished rows. The model's training
+    Prompts wait in a queue, longest first. Rows are prefilled with left padding and decoded one token
+    per forward with the KV cache; a row that writes a stop token (kept in its answer) or reaches
+    ``max_new_tokens`` leaves the batch, its cache rows dropped. Once a quarter of the batch is free,
+    waiting prompts are prefilled in one forward of their own and their cache rows joined to the batch's
+    (the shorter side padded on the left, masked), so the batch stays full and the number of forwards
+    tracks the total tokens / ``batch_size`` rather than the longest answer of each batch. A model whose
+    cache is not plain per-layer key/value tensors (sliding-window or hybrid layers) takes new prompts
+    only when its batch has emptied. ``progress(done, total)`` counts finished rows. The model's training
     mode is restored afterwards; no gradient is recorded.
     """
     import torch
@@ -165,97 +165,150 @@ def complete_token_ids(
     # Finished rows are found by looking at the drawn tokens: free on a CPU, a host sync on an
     # accelerator, where it is done every few steps (a finished row's extra tokens are cut off afterwards).
     check_every = 1 if device.type == "cpu" else 4
-    waiting = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    waiting.reverse()  # pop() from the end takes the longest first
-    live: list[int] = []
-    finished = 0
+    waiting = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # pop() takes the longest first
+    admit_at = max(1, batch_size // 4)
+    drawn: list[tuple[torch.Tensor, torch.Tensor]] = []  # (prompt index of each row, token) per draw
+    batch: _Batch | None = None
+    since_check = steps_left = 0
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            while live or waiting:
-                while waiting and len(live) < batch_size:
-                    live.append(waiting.pop())
-                live = _decode_batch(
-                    model,
-                    prompts,
-                    answers,
-                    live,
-                    bool(waiting),
-                    batch_size,
-                    max_new_tokens,
-                    temperature,
-                    top_p,
-                    stop,
-                    pad_id,
-                    generator,
-                    vocab_size,
-                    check_every,
-                )
-                done_now = len(prompts) - len(waiting) - len(live)
-                if progress is not None and done_now != finished:
-                    progress(done_now, len(prompts))
-                finished = done_now
+            while True:
+                if batch is not None and (since_check >= check_every or steps_left <= 0):
+                    since_check = 0
+                    batch.drop_finished()  # finished rows leave the batch
+                    if progress is not None and batch.finished:
+                        progress(len(prompts) - len(waiting) - batch.size, len(prompts))
+                    if batch.size == 0:
+                        batch = None
+                free = batch_size - (batch.size if batch is not None else 0)
+                if waiting and (batch is None or (free >= admit_at and batch.can_join)):
+                    new = [waiting.pop() for _ in range(min(free, len(waiting)))]
+                    joined = _Batch.prefill(model, [prompts[i] for i in new], new, pad_id, max_new_tokens, stop)
+                    drawn.append(joined.draw(temperature, generator, top_p, vocab_size))
+                    batch = joined if batch is None else batch.join(joined)
+                    steps_left = max(steps_left, max_new_tokens - 1)
+                    since_check += 1
+                    continue
+                if batch is None:
+                    break
+                batch.forward(model)
+                drawn.append(batch.draw(temperature, generator, top_p, vocab_size))
+                steps_left -= 1
+                since_check += 1
     finally:
         if was_training:
             model.train()
+    stop_set = set(stop.tolist())
+    open_rows = set(range(len(prompts)))
+    for rows, tokens in drawn:
+        for row, value in zip(rows.tolist(), tokens.tolist()):
+            if row in open_rows:
+                answers[row].append(value)
+                if value in stop_set or len(answers[row]) >= max_new_tokens:
+                    open_rows.discard(row)
     return answers
 
 
-def _decode_batch(
-    model, prompts, answers, live, refill, batch_size, max_new_tokens, temperature, top_p, stop, pad_id, generator, vocab_size, check_every
-) -> list[int]:
-    """Prefill ``live`` rows (prompt + answer so far) into a fresh cache and decode until every row has
-    finished or, when ``refill``, the batch has shrunk to half; appends to ``answers`` and returns the
-    rows still unfinished."""
-    import torch
-    from transformers import DynamicCache
+class _Batch:
+    """The rows being decoded: their prompt indices, KV cache, attention mask, next positions, last logits,
+    tokens left and whether each is still going (no stop token written, budget left)."""
 
-    device = stop.device
-    contexts = [list(prompts[i]) + answers[i] for i in live]
-    width = max(len(c) for c in contexts)
-    input_ids = torch.tensor([[pad_id] * (width - len(c)) + c for c in contexts], dtype=torch.long, device=device)
-    mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], dtype=torch.long, device=device)
-    positions = (mask.cumsum(-1) - 1).clamp_min_(0)
-    budget = torch.tensor([max_new_tokens - len(answers[i]) for i in live], dtype=torch.long, device=device)
-    rows = torch.arange(len(live), device=device)  # which entry of ``live`` each batch row is
-    steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, tokens) per step
-    cache = {_cache_argument(model): DynamicCache(config=model.config)}
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **cache)
-    next_position = positions[:, -1:] + 1
-    going = torch.ones(len(live), dtype=torch.bool, device=device)
-    step = 0
-    while True:
-        token = _draw(out.logits[:, -1, :vocab_size], temperature, generator, top_p)
-        steps.append((rows, token))
-        step += 1
-        budget = budget - 1
-        going &= budget > 0
-        if stop.numel():
-            going &= ~torch.isin(token, stop)
-        if step % check_every == 0 or step >= max_new_tokens:
-            if not bool(going.all()):
-                keep = going.nonzero().squeeze(1)
-                if keep.numel() == 0:
-                    break
-                rows, token, mask, next_position, budget = rows[keep], token[keep], mask[keep], next_position[keep], budget[keep]
-                going = going[keep]
-                if refill and keep.numel() <= batch_size // 2:
-                    break
-                next(iter(cache.values())).reorder_cache(cast(torch.LongTensor, keep))  # finished rows leave the batch
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position, use_cache=True, **cache)
-        next_position = next_position + 1
-    stop_set = set(stop.tolist())
-    open_rows: set[int] = set(range(len(live)))
-    for step_rows, tokens in steps:
-        for row, value in zip(step_rows.tolist(), tokens.tolist()):
-            if row in open_rows:
-                answer = answers[live[row]]
-                answer.append(value)
-                if value in stop_set or len(answer) >= max_new_tokens:
-                    open_rows.discard(row)
-    return [live[row] for row in sorted(open_rows)]
+    def __init__(self, cache, cache_key, rows, mask, next_position, logits, budget, stop) -> None:
+        import torch
+
+        self.cache, self.cache_key, self.rows, self.mask = cache, cache_key, rows, mask
+        self.next_position, self.logits, self.budget, self.stop = next_position, logits, budget, stop
+        self.going = torch.ones(rows.shape[0], dtype=torch.bool, device=rows.device)
+        self.token = rows.new_zeros(rows.shape[0])
+        self.finished = False
+
+    @property
+    def size(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def can_join(self) -> bool:
+        """Whether other rows' cache can be joined to this one: every layer plain key/value tensors."""
+        from transformers.cache_utils import DynamicLayer
+
+        layers = getattr(self.cache, "layers", None) or []
+        return bool(layers) and all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers)
+
+    @classmethod
+    def prefill(cls, model, contexts, rows, pad_id: int, max_new_tokens: int, stop) -> "_Batch":
+        import torch
+        from transformers import DynamicCache
+
+        device = stop.device
+        width = max(len(c) for c in contexts)
+        ids = torch.tensor([[pad_id] * (width - len(c)) + list(c) for c in contexts], dtype=torch.long, device=device)
+        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], dtype=torch.long, device=device)
+        positions = (mask.cumsum(-1) - 1).clamp_min_(0)
+        key = _cache_argument(model)
+        cache = DynamicCache(config=model.config)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **{key: cache})
+        budget = torch.full((len(contexts),), max_new_tokens, dtype=torch.long, device=device)
+        rows_t = torch.tensor(rows, dtype=torch.long, device=device)
+        return cls(cache, key, rows_t, mask, positions[:, -1:] + 1, out.logits[:, -1], budget, stop)
+
+    def draw(self, temperature: float, generator, top_p: float, vocab_size: int | None):
+        """Draw each row's next token from the last logits; returns (rows, tokens) to record."""
+        import torch
+
+        self.token = _draw(self.logits[:, :vocab_size], temperature, generator, top_p)
+        self.budget = self.budget - 1
+        self.going &= self.budget > 0
+        if self.stop.numel():
+            self.going &= ~torch.isin(self.token, self.stop)
+        return self.rows, self.token
+
+    def forward(self, model) -> None:
+        """Feed the drawn tokens: one position more for every row."""
+        import torch
+
+        self.mask = torch.cat([self.mask, self.mask.new_ones(self.size, 1)], dim=1)
+        out = model(
+            input_ids=self.token[:, None],
+            attention_mask=self.mask,
+            position_ids=self.next_position,
+            use_cache=True,
+            **{self.cache_key: self.cache},
+        )
+        self.next_position = self.next_position + 1
+        self.logits = out.logits[:, -1]
+
+    def drop_finished(self) -> None:
+        """Keep only the rows still going (a host sync); ``finished`` tells whether any left."""
+        self.finished = not bool(self.going.all())
+        if not self.finished:
+            return
+        keep = self.going.nonzero().squeeze(1)
+        self._select(keep)
+        if keep.numel():
+            self.cache.reorder_cache(cast(Any, keep))
+
+    def _select(self, keep) -> None:
+        for name in ("rows", "mask", "next_position", "logits", "budget", "going", "token"):
+            setattr(self, name, getattr(self, name)[keep])
+
+    def join(self, other: "_Batch") -> "_Batch":
+        """This batch with ``other``'s rows added; the shorter cache and mask are padded on the left."""
+        import torch
+        import torch.nn.functional as F
+
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            for name in ("keys", "values"):
+                a, b = getattr(mine, name), getattr(theirs, name)
+                a = F.pad(a, (0, 0, width - a.shape[-2], 0))
+                b = F.pad(b, (0, 0, width - b.shape[-2], 0))
+                setattr(mine, name, torch.cat([a, b], dim=0))
+        self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)), F.pad(other.mask, (width - other.mask.shape[1], 0))])
+        for name in ("rows", "next_position", "logits", "budget", "going", "token"):
+            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
+        return self
 
 
 def _cache_argument(model) -> str:
