@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from distill_gui.core.gguf_size import gguf_teacher_note
+
 if TYPE_CHECKING:
     from distill_gui.core.config import RunConfig
     from distill_gui.core.models import ModelInfo
@@ -125,6 +127,8 @@ class MemoryEstimate:
     """The teacher is loaded only before training (e.g. to build a cache) and freed: not in the training peak."""
     teacher_pass: int = 0
     """Activations of the teacher's pass before training (with ``teacher_freed``)."""
+    note: str = ""
+    """A sentence shown under the estimate (a GGUF teacher's de-quantized size: :mod:`distill_gui.core.gguf_size`)."""
 
     @property
     def training_peak(self) -> int:
@@ -167,13 +171,13 @@ class MemoryEstimate:
         out = [f"{name:<17} {format_bytes(size):>10}" for name, size in self.shown_parts()]
         available = format_bytes(self.available) if self.available > 0 else "unknown"
         out.append(f"{'Total':<17} {'~' + format_bytes(self.total):>10}  of {available} {self.available_label} — {self.verdict()}")
-        return out
+        return out + ([self.note] if self.note else [])
 
     def summary(self) -> str:
         """One sentence: "Teacher weights 1.2 GB, ..., total ~3.4 GB of 22.1 GB available — fits"."""
         parts = ", ".join(f"{name if i == 0 else name.lower()} {format_bytes(size)}" for i, (name, size) in enumerate(self.shown_parts()))
         available = format_bytes(self.available) if self.available > 0 else "unknown memory"
-        return f"{parts}, total ~{format_bytes(self.total)} of {available} {self.available_label} — {self.verdict()}"
+        return f"{parts}, total ~{format_bytes(self.total)} of {available} {self.available_label} — {self.verdict()}" + (f". {self.note}" if self.note else "")
 
 
 def estimate_memory(
@@ -275,6 +279,7 @@ def estimate_memory(
         available_label=label,
         teacher_freed=freed,
         teacher_pass=teacher_pass,
+        note=gguf_teacher_note(teacher.source, teacher.num_params, teacher_dtype_bytes, int(available)) if uses_teacher and teacher is not None else "",
     )
 
 
