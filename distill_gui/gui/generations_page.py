@@ -76,6 +76,8 @@ class GenerationsPage(QWidget):
     # ---- Signals
     sig_ask = Signal(object)
     """A request for the ask worker: {prompt, teacher, student, device, chat_template, max_new_tokens}."""
+    sig_cancel_ask = Signal()
+    """The user cancelled the question being answered."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -139,6 +141,11 @@ class GenerationsPage(QWidget):
         self.ask_button.setObjectName("ask")
         self.ask_button.setToolTip("Generate an answer from the teacher and the student (Ctrl+Enter in the prompt)")
         self.ask_button.clicked.connect(self.on_ask_clicked)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancel_ask")
+        self.cancel_button.setToolTip("Stop loading or answering (the models load again on the next question)")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.sig_cancel_ask)
         self.ask_state = QLabel("")
         self.ask_state.setObjectName("ask_state")
         self.ask_state.setTextFormat(Qt.TextFormat.PlainText)
@@ -157,6 +164,7 @@ class GenerationsPage(QWidget):
         ask_row.addWidget(self.prompt, 1)
         ask_row.addLayout(options)
         ask_row.addWidget(self.ask_button)
+        ask_row.addWidget(self.cancel_button)
         answers = QHBoxLayout()
         for title, box in (("Teacher", self.teacher_answer), ("Student", self.student_answer)):
             column = QVBoxLayout()
@@ -253,6 +261,7 @@ class GenerationsPage(QWidget):
             self.ask_state.setText("Choose a teacher and a student on the Models page first.")
             return
         self.ask_button.setEnabled(False)
+        self.cancel_button.setVisible(True)
         self.ask_state.setText("Asking… (the first question loads the models)")
         self.sig_ask.emit({
             "prompt": prompt,
@@ -280,11 +289,13 @@ class GenerationsPage(QWidget):
                 box.setPlainText(answer)
         self.ask_state.setText(f"Answers to: {prompt[:120]}")
         self.ask_button.setEnabled(True)
+        self.cancel_button.setVisible(False)
 
     @Slot(str)
     def on_ask_failed(self, message: str) -> None:
         self.ask_state.setText(f"No answer: {message}")
         self.ask_button.setEnabled(True)
+        self.cancel_button.setVisible(False)
 
     # ---- Internals
     def _show(self, step: int) -> None:

@@ -8,8 +8,6 @@ worker checks ``latest`` between phases, the page drops stale results).
 
 from __future__ import annotations
 
-import copy
-
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 PREVIEW_ROWS = 500
@@ -64,41 +62,6 @@ class DataPreviewer(QObject):
             self.sig_failed.emit(request_id, _short_error(exc))
             return
         self.sig_loaded.emit(request_id, examples[:PREVIEW_ROWS], report, len(examples))
-
-
-class AskWorker(QObject):
-    """Asks the teacher and the student the same prompt (core.side_by_side: models load on first use
-    and stay loaded; prompts rendered the way the training data is)."""
-
-    # ---- Signals
-    sig_status = Signal(str)
-    """What the worker is doing (loading models, generating)."""
-    sig_answered = Signal(str, object, object)
-    """(prompt, teacher answer or None, student answer or None)."""
-    sig_failed = Signal(str)
-    """A message saying why there is no answer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        from distill_gui.core.side_by_side import SideBySide
-
-        self.pair = SideBySide(status=self.sig_status.emit)
-
-    @Slot(object)
-    def ask(self, request: dict) -> None:
-        from distill_gui.core.side_by_side import PromptStyle
-
-        request = copy.deepcopy(request)
-        self.pair.paths = {"teacher": request.get("teacher") or None, "student": request.get("student") or None}
-        self.pair.device = request.get("device", "auto")
-        style = PromptStyle(chat_template=request.get("chat_template", "auto"), system_prompt=request.get("system_prompt"),
-                            data_format=request.get("data_format") or "prompt_completion")
-        try:
-            answer = self.pair.answer([request["prompt"]], int(request.get("max_new_tokens", 64)), style=style)[0]
-        except Exception as exc:  # noqa: BLE001 - shown to the user as text
-            self.sig_failed.emit(_short_error(exc))
-            return
-        self.sig_answered.emit(request["prompt"], answer.teacher, answer.student)
 
 
 class DemoStudentBuilder(QObject):
