@@ -35,6 +35,7 @@ from distill_gui.core.methods import method_for
 from distill_gui.core.methods.base import TEACHER_LOGITS
 from distill_gui.core.runs import ACTIVE_STATES, RunDir, list_runs
 from distill_gui.gui.arena_page import ArenaPage
+from distill_gui.gui.ask_process import AskProcess
 from distill_gui.gui.compare_page import ComparePage
 from distill_gui.gui.data_page import DataPage
 from distill_gui.gui.fields import ConfigBinder
@@ -47,7 +48,6 @@ from distill_gui.gui.settings import Settings
 from distill_gui.gui.supervisor import RunController
 from distill_gui.gui.train_page import TrainPage
 from distill_gui.gui.workers import (
-    AskWorker,
     DataPreviewer,
     DemoStudentBuilder,
     start_in_thread,
@@ -90,6 +90,7 @@ class MainWindow(QMainWindow):
         self._shown = False
         self._demo_student: tuple[str, str] | None = None
         self._demo_building = False
+        self._closing = False
         self._blockers: dict[str, str] = {}
         """Known problems that would make a run fail (what, with the fix), by source: demo, teacher, student, data."""
         self._compat = None
@@ -107,6 +108,7 @@ class MainWindow(QMainWindow):
         # A runs folder given on the command line is for this session; one chosen on the Runs page is remembered.
         root = Path(runs_root) if runs_root is not None else self.settings.runs_root()
         self.runs_page = RunsPage(root)
+        self.models_page.set_runs_root(str(root))
         self.compare_page = ComparePage(self.settings, root)
         self.arena_page = ArenaPage()
         self.sidebar = QListWidget()
@@ -139,8 +141,7 @@ class MainWindow(QMainWindow):
         self.inspector = PairCheckProcess(self)
         self.previewer = DataPreviewer()
         self.previewer_thread = start_in_thread(self.previewer, self, "data-previewer")
-        self.asker = AskWorker()
-        self.asker_thread = start_in_thread(self.asker, self, "ask-worker")
+        self.asker = AskProcess(self)
         self.demo_builder = DemoStudentBuilder()
         self.demo_thread = start_in_thread(self.demo_builder, self, "demo-student-builder")
         self.sig_build_demo_student.connect(self.demo_builder.build)
@@ -156,6 +157,7 @@ class MainWindow(QMainWindow):
         self.previewer.sig_loaded.connect(self.on_data_loaded)
         self.previewer.sig_failed.connect(self.on_data_failed)
         self.generations_page.sig_ask.connect(self.asker.ask)
+        self.generations_page.sig_cancel_ask.connect(self.asker.cancel)
         self.asker.sig_status.connect(self.generations_page.on_ask_status)
         self.asker.sig_answered.connect(self.generations_page.on_answered)
         self.asker.sig_failed.connect(self.generations_page.on_ask_failed)
@@ -455,8 +457,8 @@ class MainWindow(QMainWindow):
             return
         if not config.student.path and not config.teacher.path:
             return
-        if self._demo_building:
-            return  # checked once the demo student exists (on_demo_student_built)
+        if self._demo_building or self._closing:
+            return  # the demo pair is checked once its student exists (on_demo_student_built)
         self._inspect_id += 1
         self.inspector.latest = self._inspect_id
         self._compat = None
@@ -574,6 +576,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def on_runs_root_changed(self, root: str) -> None:
         self.settings.set_runs_root(root)
+        self.models_page.set_runs_root(root)
         self.compare_page.set_runs_root(root)
 
     @Slot()
@@ -635,10 +638,14 @@ class MainWindow(QMainWindow):
         self.settings.set_geometry(self.saveGeometry())
         self.settings.sync()
         self.method_page.traces.stop_and_wait()
+        self._closing = True
+        self.inspect_timer.stop()
+        self.preview_timer.stop()
         self.inspector.latest = -1
         self.previewer.latest = -1
         self.inspector.shutdown()
-        for thread in (self.demo_thread, self.previewer_thread, self.asker_thread):
+        self.asker.shutdown()
+        for thread in (self.demo_thread, self.previewer_thread):
             stop_thread(thread)
         self.compare_page.shutdown()
         self.arena_page.shutdown()

@@ -69,6 +69,13 @@ class ModelChooser(QGroupBox):
         folder_button.setToolTip(f"Choose the {role}'s Hugging Face model folder")
         gguf_button = QPushButton("GGUF…")
         gguf_button.setToolTip(f"Choose a .gguf file for the {role}")
+        browse_button = QPushButton("Browse models…")
+        browse_button.setObjectName(f"{role}_browse_models")
+        browse_button.setToolTip("Models already on this machine: Hugging Face cache, Ollama, LM Studio, recent folders, "
+                                 "this app's runs — searchable")
+        browse_button.clicked.connect(self.on_browse_models)
+        self.runs_root = ""
+        """This app's runs folder (the picker lists their trained students)."""
         self.recent_button = QToolButton()
         self.recent_button.setText("Recent")
         self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -79,6 +86,7 @@ class ModelChooser(QGroupBox):
 
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(browse_button)
         path_row.addWidget(folder_button)
         path_row.addWidget(gguf_button)
         path_row.addWidget(self.recent_button)
@@ -93,6 +101,7 @@ class ModelChooser(QGroupBox):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         fields = add_fields(form, binder, model_cls, role, MODEL_FIELDS)
         self.trust_box: QCheckBox = fields[f"{role}.trust_remote_code"]
+        self.gguf_edit: QLineEdit = fields[f"{role}.gguf_file"]
         self.trust_box.clicked.connect(self.on_trust_clicked)
         self.confirm_remote_code = self.ask_remote_code
         """Asks whether to run the model's Python files (role, files) -> bool; tests replace it."""
@@ -153,7 +162,28 @@ class ModelChooser(QGroupBox):
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
+    def set_model(self, path: str, gguf_file: str = "") -> None:
+        """Put a model found by the picker in the fields: a folder, a .gguf file, or a folder and its GGUF
+        file when the file's name does not end in .gguf (Ollama's blobs)."""
+        if gguf_file and gguf_file.lower().endswith(".gguf"):
+            path, gguf_file = str(Path(path) / gguf_file), ""
+        self.gguf_edit.setText(gguf_file)
+        self.gguf_edit.textEdited.emit(gguf_file)
+        self.set_path(path)
+
+    def open_picker(self):
+        """The model picker dialog for this role (not yet shown)."""
+        from distill_gui.gui.model_picker import ModelPicker
+
+        return ModelPicker(self.role, self.settings.recent_models(), self.runs_root, self)
+
     # ---- Slots
+    @Slot()
+    def on_browse_models(self) -> None:
+        picker = self.open_picker()
+        if picker.exec() and picker.chosen is not None:
+            self.set_model(*picker.chosen)
+
     @Slot(bool)
     def on_trust_clicked(self, checked: bool) -> None:
         """Ticking "Trust remote code" asks first, naming the files; a "no" leaves it unticked."""
@@ -266,6 +296,9 @@ class ModelsPage(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
+
+    def set_runs_root(self, root: str) -> None:
+        self.teacher.runs_root = self.student.runs_root = str(root)
 
     def chooser(self, role: str) -> ModelChooser:
         return self.teacher if role == "teacher" else self.student

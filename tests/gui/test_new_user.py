@@ -364,3 +364,55 @@ def test_the_pair_check_runs_a_models_code_in_a_child_process(make_window, qtbot
     assert int(marker.read_text()) == window.inspector.pid()
     # Its failure (the model cannot be built) is shown on the page, in words.
     qtbot.waitUntil(lambda: "custom" in window.models_page.teacher.summary.text(), timeout=60_000)
+
+
+# ---- Defect 11: the first Ask can be cancelled; Ask runs in a child process
+def test_ask_runs_in_a_child_process_and_can_be_cancelled(make_window, qtbot, tmp_path):
+    import os
+
+    window = make_window()
+    page = window.generations_page
+    page.set_models(str(tmp_path / "no-teacher"), str(tmp_path / "no-student"))
+    window.show_page("Generations")
+    page.prompt.setPlainText("What is 2 + 3?")
+    qtbot.mouseClick(page.ask_button, Qt.MouseButton.LeftButton)
+    assert not page.ask_button.isEnabled() and page.cancel_button.isVisible()
+    pid = window.asker.pid()
+    assert pid not in (None, os.getpid())
+    qtbot.mouseClick(page.cancel_button, Qt.MouseButton.LeftButton)
+    assert "cancelled" in page.ask_state.text() and page.ask_button.isEnabled() and not page.cancel_button.isVisible()
+    assert window.asker.pid() is None
+    # The next question starts a new child, which says in words why there is no answer.
+    qtbot.mouseClick(page.ask_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(page.ask_button.isEnabled, timeout=120_000)
+    assert page.ask_state.text().startswith("No answer") and "no-teacher" in page.ask_state.text()
+
+
+# ---- Model discovery: the picker lists what is on the machine; no hub id typed from memory
+def test_model_picker_lists_this_apps_runs_and_fills_the_fields(make_window, qtbot, runs_root, tmp_path):
+    final = runs_root / "20260101-000000-my-distilled" / "checkpoints" / "final"
+    final.mkdir(parents=True)
+    (final / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}), encoding="utf-8")
+    window = make_window()
+    chooser = window.models_page.teacher
+    picker = chooser.open_picker()
+    qtbot.addWidget(picker)
+    qtbot.waitUntil(lambda: picker.table.rowCount() > 0, timeout=30_000)
+    picker.search.setText("my-distilled llama")
+    assert picker.select_by_name("20260101-000000-my-distilled")
+    picker.search.setText("no-model-is-called-this")
+    assert all(picker.table.isRowHidden(r) for r in range(picker.table.rowCount()))
+    picker.search.setText("my-distilled")
+    assert picker.select_by_name("20260101-000000-my-distilled")
+    picker.on_accept()
+    assert picker.chosen == (str(final), "")
+    chooser.set_model(*picker.chosen)
+    assert window.current_config().teacher.path == str(final)
+    # An Ollama blob is a GGUF file without the .gguf name: the folder and the file name go in their fields.
+    chooser.set_model(str(tmp_path / "blobs"), "sha256-abc")
+    config = window.current_config()
+    assert (config.teacher.path, config.teacher.gguf_file) == (str(tmp_path / "blobs"), "sha256-abc")
+    # An LM Studio file is given as the file itself.
+    chooser.set_model(str(tmp_path / "lms"), "model-Q8_0.gguf")
+    config = window.current_config()
+    assert config.teacher.path == str(tmp_path / "lms" / "model-Q8_0.gguf") and not config.teacher.gguf_file
