@@ -92,6 +92,17 @@ class ModelServer:
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
+                if self.path == "/v1/completions" and body.get("echo") and top:
+                    self._send(
+                        200,
+                        {
+                            "id": "cmpl",
+                            "object": "text_completion",
+                            "model": server.name,
+                            "choices": [{"index": 0, "text": prompt, "finish_reason": "length", "logprobs": server.score(prompt, top)}],
+                        },
+                    )
+                    return
                 if server.malformed:
                     self._send(200, {"id": "x", "object": "text_completion", "result": "no choices here"})
                     return
@@ -176,6 +187,23 @@ class ModelServer:
                 except Exception as exc:  # the requests in the batch fail with it
                     for item in items:
                         item[3].set_exception(exc)
+
+    def score(self, prompt: str, top: int) -> dict:
+        """The completions API's logprobs of the prompt's own tokens (``echo``): none for the first token."""
+        torch = self.torch
+        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with self.model_lock, torch.no_grad():
+            logp = torch.log_softmax(self.model(ids).logits[0].float(), -1)
+        pieces = [self.tokenizer.decode([int(i)]) for i in ids[0]]
+        token_logprobs, tops = [None], [None]
+        for pos in range(1, ids.shape[1]):
+            values, idx = logp[pos - 1].topk(top)
+            token_logprobs.append(float(logp[pos - 1, ids[0, pos]]))
+            top_map: dict[str, float] = {}
+            for v, i in zip(values, idx):
+                top_map.setdefault(self.tokenizer.decode([int(i)]), float(v))
+            tops.append(top_map)
+        return {"tokens": pieces, "token_logprobs": token_logprobs, "top_logprobs": tops}
 
     def render(self, messages: list[dict]) -> str:
         if getattr(self.tokenizer, "chat_template", None):

@@ -293,6 +293,25 @@ class ServedTeacher:
             self.completion_tokens += completion.completion_tokens
         return completion
 
+    def score(self, text: str, top_logprobs: int) -> tuple:
+        """The server's top log-probs on every token of ``text`` itself (``/v1/completions`` with ``echo``, no new
+        tokens): ``((token, logprob, ((alternative, logprob), ...)), ...)``; the first token has no context (logprob 0)."""
+        body = {"model": self.model, "prompt": text, "max_tokens": 0, "echo": True, "logprobs": int(top_logprobs), "temperature": 0.0}
+        answer = self._request("/completions", body)
+        url = f"{self.root}/completions"
+        choices = answer.get("choices")
+        logprobs = choices[0].get("logprobs") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        if (
+            not isinstance(logprobs, dict)
+            or not isinstance(logprobs.get("tokens"), list)
+            or not isinstance(logprobs.get("top_logprobs"), list)
+        ):
+            raise ServedTeacherError(
+                f"teacher.url: {url} gave no log-probs of the prompt's tokens (echo with logprobs); this server cannot score given "
+                "text, so it cannot fill a teacher cache; it can still write text (generate-data)"
+            )
+        return _logprob_tokens(logprobs, "completions")
+
     def complete_many(
         self,
         prompts: Sequence[str],

@@ -242,6 +242,91 @@ def build_teacher_cache(
     )
 
 
+def token_pieces(tokenizer) -> dict[str, int]:
+    """Each token id by the text it decodes to, as OpenAI-compatible servers name tokens in ``top_logprobs``
+    (pieces several ids decode to, e.g. parts of one character, are left out: they cannot be told apart)."""
+    seen: dict[str, int] = {}
+    clash: set[str] = set()
+    for i in range(len(tokenizer)):
+        piece = tokenizer.decode([i])
+        if piece in seen:
+            clash.add(piece)
+        else:
+            seen[piece] = i
+    return {piece: i for piece, i in seen.items() if piece not in clash}
+
+
+def build_teacher_cache_from_served(
+    served,
+    tokenizer,
+    rows: Sequence[dict],
+    *,
+    top_k: int,
+    temperature: float,
+    fingerprint: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> TeacherCache:
+    """The teacher cache from a served teacher's ``top_logprobs`` (:meth:`ServedTeacher.score`), for a server whose
+    tokenizer is the student's ``tokenizer``.
+
+    Each row's text is scored by the server; its tokens must be the row's own ids (else the tokenizers differ
+    and logit KD is refused, naming the first difference). The server's alternatives become the top-k ids
+    (those it names by a piece of the student's vocabulary; missing ones get log-prob -1e4) and the tail bucket
+    is the probability left. The server's log-probs are at temperature 1, so ``temperature`` must be 1.
+    """
+    import math
+
+    import torch
+
+    if temperature != 1.0:
+        raise TeacherCacheError(
+            f"method.temperature: {temperature}; a served teacher's top_logprobs are at temperature 1, so a cache from it needs temperature 1"
+        )
+    if top_k < 1:
+        raise TeacherCacheError(f"method.top_k: {top_k}; a teacher cache needs top_k >= 1 (a server gives at most about 20)")
+    pieces = token_pieces(tokenizer)
+    per_row_ids, per_row_lp = [], []
+    for n, row in enumerate(rows):
+        ids, labels = [int(i) for i in row["input_ids"]], [int(v) for v in row["labels"]]
+        scored = served.score(tokenizer.decode(ids), top_k)
+        got = [pieces.get(token, -1) for token, _, _ in scored]
+        if got != ids:
+            first = next((j for j, (a, b) in enumerate(zip(got, ids)) if a != b), min(len(got), len(ids)))
+            raise TeacherCacheError(
+                f"teacher.url: the served model splits row {n} differently from the student's tokenizer (token {first}: "
+                f"{scored[first][0] if first < len(scored) else 'nothing'!r} vs {tokenizer.decode([ids[first]]) if first < len(ids) else 'nothing'!r}), "
+                "so its log-probs cannot teach the student token by token: logit KD is refused; a served teacher can still "
+                "write text for SFT (generate-data --teacher-url)"
+            )
+        top_ids, top_lp = [], []
+        for pos in range(len(ids) - 1):
+            if labels[pos + 1] == -100:
+                continue
+            alts = [(pieces[t], lp) for t, lp in scored[pos + 1][2] if t in pieces][:top_k]
+            chosen = [i for i, _ in alts]
+            lps = [lp for _, lp in alts]
+            filler = (i for i in range(len(tokenizer)) if i not in set(chosen))
+            while len(chosen) < top_k:
+                chosen.append(next(filler))
+                lps.append(-1e4)
+            mass = sum(math.exp(lp) for lp in lps)
+            top_ids.append(chosen)
+            top_lp.append(lps + [math.log(max(1.0 - mass, 1e-12))])
+        per_row_ids.append(torch.tensor(top_ids, dtype=torch.int32).reshape(-1, top_k))
+        per_row_lp.append(torch.tensor(top_lp, dtype=torch.float32).reshape(-1, top_k + 1))
+        if progress is not None:
+            progress(n + 1, len(rows))
+    counts = torch.tensor([0] + [t.shape[0] for t in per_row_ids], dtype=torch.long)
+    return TeacherCache(
+        ids=torch.cat(per_row_ids) if rows else torch.zeros((0, top_k), dtype=torch.int32),
+        log_probs=torch.cat(per_row_lp) if rows else torch.zeros((0, top_k + 1)),
+        offsets=counts.cumsum(0),
+        top_k=top_k,
+        temperature=1.0,
+        fingerprint=fingerprint,
+    )
+
+
 def load_or_build(path: str | Path, expected_fingerprint: str, build: Callable[[], TeacherCache],
                   log: Callable[[str], None] = lambda _s: None) -> tuple[TeacherCache, bool]:
     """The cache at ``path`` when it was made for the same teacher, rows and settings, else a new one

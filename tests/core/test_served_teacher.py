@@ -12,6 +12,7 @@ import time
 
 import pytest
 import tiny_models
+import torch
 from openai_server import ModelServer
 
 from distill_gui.core.generation import GenerationSettings, generate
@@ -195,3 +196,58 @@ def test_generate_data_cli_with_a_served_teacher(served, tiny_data, tmp_path):
         )
         == 2
     )
+
+
+def _rows(tokenizer, n=3):
+    rows = []
+    for i in range(n):
+        p = tokenizer(f"Question: What is {i + 2} plus 3? Answer:", add_special_tokens=False)["input_ids"]
+        c = tokenizer(f" {i + 2} + 3 = {i + 5}. #### {i + 5}", add_special_tokens=False)["input_ids"]
+        rows.append({"input_ids": p + c, "labels": [-100] * len(p) + c})
+    return rows
+
+
+def test_top_logprobs_fill_the_teacher_cache(served, tiny_tokenizer):
+    from distill_gui.core.losses import kd_loss_from_cache
+    from distill_gui.core.teacher_cache import build_teacher_cache_from_served
+
+    rows = _rows(tiny_tokenizer)
+    teacher = ServedTeacher(served.url, model="tiny", api="completions")
+    cache = build_teacher_cache_from_served(teacher, tiny_tokenizer, rows, top_k=8, temperature=1.0, fingerprint="f")
+    trained = sum(sum(v != -100 for v in r["labels"][1:]) for r in rows)
+    assert cache.rows == 3 and cache.positions == trained and tuple(cache.ids.shape) == (trained, 8)
+    # every log-prob the server named is the model's own, at the same token
+    checked = 0
+    with torch.no_grad():
+        for r, row in enumerate(rows):
+            logp = torch.log_softmax(served.model(torch.tensor([row["input_ids"]])).logits[0].float(), -1)
+            positions = [p for p in range(len(row["input_ids"]) - 1) if row["labels"][p + 1] != -100]
+            ids, lps = cache.for_rows([r])
+            for k, pos in enumerate(positions):
+                for j in range(8):
+                    if lps[k, j] > -1e3:
+                        assert lps[k, j].item() == pytest.approx(logp[pos, int(ids[k, j])].item(), abs=1e-4)
+                        checked += 1
+                assert torch.logsumexp(lps[k], 0).item() == pytest.approx(0.0, abs=1e-4)  # top-k and tail sum to 1
+    assert checked > trained * 4
+    hidden = torch.randn(trained, 32, requires_grad=True)
+    out = kd_loss_from_cache(
+        hidden,
+        torch.randn(len(tiny_tokenizer), 32),
+        cache.ids,
+        cache.log_probs,
+        torch.tensor([v for row in rows for v in row["labels"][1:] if v != -100]),
+    )
+    assert torch.isfinite(out.total)
+
+
+def test_a_served_model_with_another_tokenizer_is_refused_for_logit_kd(tiny_tokenizer):
+    from distill_gui.core.teacher_cache import TeacherCacheError, build_teacher_cache_from_served
+
+    other = tiny_models.build_tokenizer(420, digits=False)
+    with ModelServer(tiny_models.build_llama(other, seed=3), other, name="other") as server:
+        teacher = ServedTeacher(server.url, model="other", api="completions")
+        with pytest.raises(TeacherCacheError, match="splits row 0 differently .* logit KD is refused; .* still write text"):
+            build_teacher_cache_from_served(teacher, tiny_tokenizer, _rows(tiny_tokenizer, 1), top_k=4, temperature=1.0, fingerprint="f")
+        with pytest.raises(TeacherCacheError, match="temperature 1"):
+            build_teacher_cache_from_served(teacher, tiny_tokenizer, _rows(tiny_tokenizer, 1), top_k=4, temperature=2.0, fingerprint="f")
