@@ -12,6 +12,8 @@ from its step checkpoints and stops and pauses like any other. With LoRA the ref
 base model with the (new, zero-initialised) adapter switched off, no second copy; with full fine-tuning
 and ``beta > 0`` TRL loads a frozen copy of the starting model.
 
+Dropout (LoRA's included) is off during RLVR, so answers are sampled and scored by the same network.
+
 ``training.batch_size`` counts completions (not questions): each optimizer step trains on
 ``batch_size × gradient_accumulation_steps`` completions, i.e. that many divided by ``group_size``
 questions; that product must be a multiple of ``group_size``.
@@ -243,6 +245,9 @@ def _grpo_config(args: Any, section: RLVRConfig, has_eval: bool) -> Any:
         loss_type=section.loss_type,
         num_iterations=section.num_iterations,
         log_completions=False,
+        # The same policy samples and scores the answers (LoRA dropout too): otherwise the probability ratio and
+        # the KL compare two different random networks.
+        disable_dropout=True,
     )
     return GRPOConfig(**values)
 
