@@ -64,6 +64,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             for concurrency in (1, args.concurrency):
                 teacher = ServedTeacher(server.url, model="bench", api="completions", concurrency=concurrency)
+                server.batches = []
                 started = time.perf_counter()
                 report = generate_dataset(teacher, None, source, work / f"out_{round_}_{concurrency}.jsonl", config)
                 seconds = time.perf_counter() - started
