@@ -361,3 +361,23 @@ def test_a_chat_students_end_of_turn_ends_its_sampled_answers(tiny_tokenizer):
     plain = tiny_models.build_llama(tiny_tokenizer)  # its template ends a turn with EOS already
     stop_at_turn_end(plain, tiny_tokenizer, config)
     assert plain.generation_config.eos_token_id == tiny_tokenizer.eos_token_id
+
+
+def test_a_mix_needs_reference_answers_in_one_source_only(tiny_pair, tiny_data, tmp_path):
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text("\n".join(json.dumps({"prompt": f"Say hi {i}", "completion": "Hello there, friend"}) for i in range(8)) + "\n")
+    config = rl_config(tiny_pair[1], chat)
+    config.data.mix = [_mix_source(tiny_data)]
+    config.validate_for_run()  # the mixed-in source has references: rows without them are left out
+    config.data.mix = [_mix_source(chat)]
+    with pytest.raises(ConfigError, match=r"data.train: rlvr on data without reference answers: no row of .*chat.jsonl or the other data.mix sources"):
+        config.validate_for_run()
+    config.data.train, config.data.eval = str(tiny_data), str(chat)
+    with pytest.raises(ConfigError, match=r"data.eval: rlvr on data without reference answers"):
+        config.validate_for_run()
+
+
+def _mix_source(path):
+    from distill_gui.core.config import MixSource
+
+    return MixSource(path=str(path), weight=1.0)

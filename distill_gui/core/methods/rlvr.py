@@ -138,19 +138,31 @@ QUICK_CHECK_BYTES = 20 << 20
 as a run starts); larger files, folders and hub ids are checked once the run has loaded them."""
 
 
-def _check_local_data(key: str, path: str | None, config: "RunConfig") -> None:
-    """Refuse local data without a single reference answer (cheap: the rows are read, not tokenized)."""
+def _has_references(path: str, config: "RunConfig") -> bool | None:
+    """Whether a data file has a row with a reference answer; None when it is not checked here."""
     from distill_gui.core.data import DataError, load_examples
 
-    file = Path(path).expanduser() if path else None
-    if file is None or not file.is_file() or file.stat().st_size > QUICK_CHECK_BYTES:
-        return
+    file = Path(path).expanduser()
+    if not file.is_file() or file.stat().st_size > QUICK_CHECK_BYTES:
+        return None
     try:
         examples, _ = load_examples(path, config.data.format, config.data.columns)
     except DataError:
-        return  # the data loader reports it with every bad line
-    if not any(reference_of(e) for e in examples):
-        raise _no_references_error(key, path)
+        return None  # the data loader reports it with every bad line
+    return any(reference_of(e) for e in examples)
+
+
+def _check_local_data(config: "RunConfig") -> None:
+    """Refuse training (or eval) data in which no row has a reference answer (the rows are read, not tokenized)."""
+    sources = ([("data.train", config.data.train)] if config.data.train else []) + [
+        (f"data.mix[{i}].path", source.path) for i, source in enumerate(getattr(config.data, "mix", None) or []) if source.path
+    ]
+    found = [_has_references(path, config) for _, path in sources]
+    if sources and all(f is False for f in found):
+        key, path = sources[0]
+        raise _no_references_error(key, path if len(sources) == 1 else f"{path} or the other data.mix sources")
+    if config.data.eval and _has_references(config.data.eval, config) is False:
+        raise _no_references_error("data.eval", config.data.eval)
 
 
 # ---- The prompts GRPO samples from
@@ -389,8 +401,7 @@ class RLVR(Method):
                 "method.rlvr.beta: the KL penalty needs a copy of the starting model, which cannot be loaded from a GGUF "
                 "file; set beta to 0, enable student.lora (the base model is then the reference), or convert the model"
             )
-        _check_local_data("data.train", config.data.train, config)
-        _check_local_data("data.eval", config.data.eval, config)
+        _check_local_data(config)
 
     # ---- Training
     def build_trainer(self, setup: Any, prepared: Any, args: Any, callbacks: list) -> Any:
