@@ -6,8 +6,8 @@ import json
 import threading
 
 import pytest
-
 import tiny_models
+
 from distill_gui.core import checkpoints as ckpt
 from distill_gui.core.compare import (
     CompareError,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 import tiny_models
+
 from distill_gui.resources import demo_dir
 
 pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("propagateSizeHints")]
