@@ -1,5 +1,5 @@
 # make run   - set up .venv (torch first) and open the app
-# make test  - set up .venv and run the tests
+# make test  - set up .venv and run the tests (make test-long: the checks of minutes each)
 # make installers - build the Linux, Windows and macOS installers into build/installers (packaging/)
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test setup clean lint bench installers
+.PHONY: run test test-long setup clean lint bench installers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,11 @@ run: setup
 	$(BIN)/distill-gui $(or $(ARGS),app --demo)
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not long" $(PYTEST_ARGS)
+
+# The checks of minutes each (installers, measured memory, multi-process and live-run signals).
+test-long: setup
+	$(BIN)/python -m pytest -m long $(PYTEST_ARGS)
 
 installers: setup
 	# makensis builds the Windows installer: Debian's nsis package

@@ -17,6 +17,25 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pytest  # noqa: E402
 import tiny_models  # noqa: E402
 
+# Checks that take minutes each (subprocess trainings, installs, measured memory): marked ``long``.
+# `make test` runs everything else; `make test-long` runs these, and CI runs them after the rest
+# while they fit in its time (.ci/run).
+LONG_TESTS = (
+    "tests/packaging/test_installers.py",
+    "tests/core/test_memory_measured.py",
+    "tests/core/test_grad_accumulation.py::test_two_processes_of_batch_4_train_like_one_of_batch_8",
+    "tests/core/test_compare.py::test_accuracy_and_perplexity_equal_eval_exactly",
+    "tests/core/test_compare.py::test_sampling_gives_pass_at_k_and_majority",
+    "tests/reliability/test_live_run_writers.py",
+    "tests/test_cli.py::test_train_under_a_distributed_launcher",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(LONG_TESTS):
+            item.add_marker(pytest.mark.long)
+
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
