@@ -160,6 +160,31 @@ def run_trl(teacher_dir, student_dir, data, steps, new, out_dir) -> float:
     return median_step(stamps)
 
 
+def generation_only(student_dir, prompt: int, new: int, repeats: int = 5) -> tuple[float, float]:
+    """Median seconds to sample ``new`` tokens for 8 prompts: our sampler vs transformers' ``generate`` with
+    GKDTrainer's settings (do_sample, top_k 0, top_p 1, temperature 1), alternating."""
+    from transformers import AutoModelForCausalLM
+
+    from distill_gui.core.generation import sample_token_ids
+
+    model = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32).eval()
+    rng = random.Random(1)
+    prompts = [[rng.randrange(4, VOCAB) for _ in range(prompt)] for _ in range(BATCH)]
+    ids = torch.tensor(prompts)
+    ours, theirs = [], []
+    for i in range(repeats):
+        start = time.perf_counter()
+        sample_token_ids(model, prompts, max_new_tokens=new, temperature=1.0, stop_ids=[2], pad_id=0,
+                         generator=torch.Generator().manual_seed(i))
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with torch.no_grad():
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=True, top_k=0, top_p=1.0,
+                           temperature=1.0, pad_token_id=0, eos_token_id=2)
+        theirs.append(time.perf_counter() - start)
+    return statistics.median(ours), statistics.median(theirs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8)
@@ -186,7 +211,10 @@ def main() -> int:
             times["distill-gui"].append(run_ours(teacher, student, data, args.steps, args.new, root / f"runs{r}"))
             times["trl"].append(run_trl(teacher, student, data, args.steps, args.new, root / f"trl{r}"))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1] * 1000:.0f} ms/step" for k, v in times.items()), file=sys.stderr)
+        sampler, generate = generation_only(student, args.prompt, args.new)
     best = {k: min(v) for k, v in times.items()}
+    print(f"generation alone ({BATCH} x {args.new} tokens, median of 5): distill-gui sampler {sampler * 1000:.0f} ms, "
+          f"transformers generate {generate * 1000:.0f} ms")
     print(f"device: {torch.get_num_threads()} CPU threads; batch {BATCH}, prompt {args.prompt}, new {args.new} tokens")
     print(f"per step (best of {args.rounds} rounds, median of {args.steps - 3} steps): "
           + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in best.items()))
