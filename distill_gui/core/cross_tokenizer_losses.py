@@ -116,7 +116,10 @@ class GroupIndex:
     @classmethod
     def build(cls, rows: Sequence[tuple[Sequence[int], Sequence[tuple[int, int]]]], length: int) -> "GroupIndex":
         """``rows``: per batch row, (its token ids, its groups as (start, end) token ranges)."""
-        base, eg, ep, et = [], [], [], []
+        base: list[int] = []
+        eg: list[int] = []
+        ep: list[int] = []
+        et: list[int] = []
         for b, (ids, spans) in enumerate(rows):
             for start, end in spans:
                 g = len(base)

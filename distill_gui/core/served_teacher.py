@@ -397,7 +397,7 @@ def _parse_completion(answer: dict, api: str, url: str) -> Completion:
     if not isinstance(text, str):
         field_name = "choices[0].message.content" if api == "chat" else "choices[0].text"
         raise ServedTeacherError(f"teacher.url: {url} answered without {field_name} (malformed response: {json.dumps(choice)[:200]})")
-    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    usage: dict = answer["usage"] if isinstance(answer.get("usage"), dict) else {}
     return Completion(
         text, str(choice.get("finish_reason") or ""), _logprob_tokens(choice.get("logprobs"), api), int(usage.get("completion_tokens") or 0)
     )

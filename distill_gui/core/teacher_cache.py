@@ -20,7 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from distill_gui.core import atomic_files
 from distill_gui.core.errors import UserError
@@ -41,9 +41,9 @@ class TeacherCache:
     counted labels (label not -100, after the one-token shift of causal LM training).
     """
 
-    ids: "object"
-    log_probs: "object"
-    offsets: "object"
+    ids: Any
+    log_probs: Any
+    offsets: Any
     top_k: int
     temperature: float
     fingerprint: str
@@ -145,7 +145,7 @@ def fingerprint(
     """
     import numpy as np
 
-    identity = {"teacher": _model_identity(teacher_path), "top_k": top_k, "temperature": temperature,
+    identity: dict[str, Any] = {"teacher": _model_identity(teacher_path), "top_k": top_k, "temperature": temperature,
                 "vocab": vocab_size, "format": FORMAT_VERSION}
     loading = {"revision": teacher_revision, "gguf_file": teacher_gguf_file, "quantization": teacher_quantization,
                "dtype": teacher_dtype, "autocast": autocast_dtype}

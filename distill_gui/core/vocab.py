@@ -85,7 +85,7 @@ def check_compatibility(
     s_vocab: dict[str, int] = student_tokenizer.get_vocab()
     t_len, s_len = len(teacher_tokenizer), len(student_tokenizer)
     specials = _special_differences(teacher_tokenizer, student_tokenizer)
-    common = dict(
+    common: dict[str, Any] = dict(
         teacher_vocab_size=teacher_vocab_size,
         student_vocab_size=student_vocab_size,
         teacher_tokenizer_size=t_len,
