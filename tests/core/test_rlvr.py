@@ -381,3 +381,22 @@ def _mix_source(path):
     from distill_gui.core.config import MixSource
 
     return MixSource(path=str(path), weight=1.0)
+
+
+def test_a_run_folder_as_a_model_path_needs_a_loadable_checkpoint(tiny_pair, tmp_path):
+    from distill_gui.core import checkpoints as ckpt
+    from distill_gui.core.config import ModelConfig
+    from distill_gui.core.models import ModelError, resolve_source
+    from distill_gui.core.runs import RunDir
+
+    run = RunDir.create(tmp_path, config_from_dict({"name": "lora", "student": {"path": str(tiny_pair[1]), "lora": {"enabled": True}}}))
+    with pytest.raises(ModelError, match="this run has no complete checkpoint yet"):
+        resolve_source(ModelConfig(path=str(run.path)))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "adapter_config.json").write_text("{}")
+    (staging / "adapter_model.safetensors").write_bytes(b"")
+    ckpt.commit(staging, run.checkpoints_dir / "step-000002", {"step": 2})
+    with pytest.raises(ModelError, match=r"this run has not finished and its latest checkpoint \(step-000002\) holds only a LoRA adapter; resume"):
+        resolve_source(ModelConfig(path=str(run.path)))
+    assert resolve_source(ModelConfig(path=str(tiny_pair[1]))).path == str(tiny_pair[1].resolve())  # a model folder stays itself
