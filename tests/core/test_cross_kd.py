@@ -109,3 +109,14 @@ def test_the_pair_check_offers_cross_tokenizer_kd(cross_pair):
     compat = check_compatibility(t_tok, s_tok, len(t_tok), len(s_tok))
     assert compat.verdict == "different"
     assert "method.kind: cross_kd" in compat.message and "method.kind: sft" in compat.message
+
+
+def test_a_served_teacher_alone_is_refused_with_the_reason(cross_pair, tiny_data):
+    from distill_gui.core.methods import method_for
+    from distill_gui.core.schema import ConfigError
+
+    config = _config(cross_pair, tiny_data)
+    config.teacher.path = ""
+    config.teacher.url = "http://localhost:8080/v1"
+    with pytest.raises(ConfigError, match="teacher.path: cross-tokenizer KD .* generate-data --teacher-url"):
+        method_for(config).validate(config)

@@ -26,7 +26,7 @@ from distill_gui.core.methods.base import (
     MetricSpec,
     StepContext,
 )
-from distill_gui.core.schema import choice, option
+from distill_gui.core.schema import ConfigError, choice, option
 
 if TYPE_CHECKING:
     from distill_gui.core.config import RunConfig
@@ -96,6 +96,15 @@ class CrossKD(Method):
         ),
     )
     order = 12
+
+    # ---- Config
+    def validate(self, config: "RunConfig") -> None:
+        if config.teacher.url and not config.teacher.path:
+            raise ConfigError(
+                "teacher.path: cross-tokenizer KD reads the teacher's whole next-token distributions, which a served teacher "
+                "(teacher.url) does not give; set teacher.path to the teacher's weights, or use method.kind: sft on text the "
+                "served teacher wrote (distill-gui generate-data --teacher-url)"
+            )
 
     # ---- Training
     def check(self, setup: Any) -> None:
