@@ -5,7 +5,9 @@ interpreter lock, and Cancel ends the child (the models load again on the next q
 One JSON request a line on stdin (``{"id": N, "prompt": ..., "teacher": ..., "student": ..., "device":
 ..., "chat_template": ..., "data_format": ..., "system_prompt": ..., "max_new_tokens": ...}``); JSON
 answers on stdout: ``{"id": N, "kind": "status", "text": ...}``, then ``"answered"`` (``teacher``,
-``student``: the texts, or null for a model not given) or ``"failed"`` (``message``). Models stay loaded
+``student``: the texts, or null for a model not given) or ``"failed"`` (``message``). A request with
+``"kind": "disagreement"`` and ``samples`` ([{prompt, answer}]) is answered with ``"disagreement"``:
+each answer's token scores and the hardest tokens (core.token_disagreement). Models stay loaded
 between questions; the child ends when stdin closes.
 """
 
@@ -38,6 +40,40 @@ def answer_request(pair, request: dict, emit: Callable[[dict], None]) -> None:
     emit({"id": request_id, "kind": "answered", "teacher": answer.teacher, "student": answer.student})
 
 
+def disagreement_request(pair, request: dict, emit: Callable[[dict], None]) -> None:
+    """Score answers token by token (core.token_disagreement): ``samples`` [{prompt, answer}] → per-answer
+    token scores and the hardest tokens over all of them."""
+    import dataclasses
+
+    from distill_gui.core.errors import describe
+    from distill_gui.core.token_disagreement import hardest_tokens, score_answer
+
+    request_id = request.get("id")
+    pair.status = lambda text: emit({"id": request_id, "kind": "status", "text": text})
+    pair.paths = {"teacher": request.get("teacher") or None, "student": request.get("student") or None}
+    pair.device = request.get("device") or "auto"
+    try:
+        teacher, student = pair.model("teacher"), pair.model("student")
+        pair.status("comparing the two models token by token…")
+        answers = [
+            score_answer(
+                teacher.model, student.model, teacher.tokenizer, str(s["prompt"]), str(s["answer"]), student_tokenizer=student.tokenizer
+            )
+            for s in request.get("samples", [])
+        ]
+    except Exception as exc:  # noqa: BLE001 - shown to the user as text
+        emit({"id": request_id, "kind": "failed", "message": describe(exc)})
+        return
+    emit(
+        {
+            "id": request_id,
+            "kind": "disagreement",
+            "answers": [[dataclasses.asdict(t) for t in a] for a in answers],
+            "hardest": hardest_tokens(answers),
+        }
+    )
+
+
 def serve(stdin=None, stdout=None) -> int:
     """Answer requests until stdin ends."""
     from distill_gui.core.side_by_side import SideBySide
@@ -55,7 +91,9 @@ def serve(stdin=None, stdout=None) -> int:
             request = json.loads(line)
         except ValueError:
             continue
-        if isinstance(request, dict) and "prompt" in request:
+        if isinstance(request, dict) and request.get("kind") == "disagreement":
+            disagreement_request(pair, request, emit)
+        elif isinstance(request, dict) and "prompt" in request:
             answer_request(pair, request, emit)
     return 0
 

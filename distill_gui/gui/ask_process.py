@@ -21,6 +21,8 @@ class AskProcess(QObject):
     """(prompt, teacher answer or None, student answer or None)."""
     sig_failed = Signal(str)
     """A message saying why there is no answer (also after Cancel)."""
+    sig_disagreement = Signal(object, object)
+    """(per-answer lists of TokenScore, hardest tokens [(token, mean KL, count)]) for a disagreement request."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -39,6 +41,11 @@ class AskProcess(QObject):
         self._prompts[self._next_id] = str(request.get("prompt", ""))
         line = json.dumps({**request, "id": self._next_id}) + "\n"
         self._ensure_started().write(line.encode("utf-8"))
+
+    @Slot(object)
+    def explain(self, request: dict) -> None:
+        """Score ``request["samples"]`` ([{prompt, answer}]) token by token with both models."""
+        self.ask({**request, "kind": "disagreement", "prompt": ""})
 
     @Slot()
     def cancel(self) -> None:
@@ -119,6 +126,13 @@ class AskProcess(QObject):
             self.sig_status.emit(str(answer.get("text", "")))
         elif kind == "answered":
             self.sig_answered.emit(self._prompts.pop(request_id), answer.get("teacher"), answer.get("student"))
+        elif kind == "disagreement":
+            from distill_gui.core.token_disagreement import TokenScore
+
+            self._prompts.pop(request_id, None)
+            answers = [[TokenScore(**{**t, "teacher_top": tuple(map(tuple, t["teacher_top"])),
+                                      "student_top": tuple(map(tuple, t["student_top"]))}) for t in a] for a in answer["answers"]]
+            self.sig_disagreement.emit(answers, [tuple(h) for h in answer["hardest"]])
         elif kind == "failed":
             self._prompts.pop(request_id, None)
             self.sig_failed.emit(str(answer.get("message", "")))

@@ -9,7 +9,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -19,6 +18,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from distill_gui.core.chat_markup import has_markup, user_text
 from distill_gui.core.events import Sample, SamplesGenerated
 from distill_gui.gui.plain_text import plain_tooltip
+from distill_gui.gui.token_view import TokenView
 
 
 def visible_answer(text: str | None) -> str:
@@ -78,6 +79,8 @@ class GenerationsPage(QWidget):
     """A request for the ask worker: {prompt, teacher, student, device, chat_template, max_new_tokens}."""
     sig_cancel_ask = Signal()
     """The user cancelled the question being answered."""
+    sig_explain = Signal(object)
+    """Score the shown answers token by token: {samples: [{prompt, answer}], teacher, student, device}."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -171,15 +174,40 @@ class GenerationsPage(QWidget):
             column.addWidget(QLabel(f"<b>{title}</b>"))
             column.addWidget(box)
             answers.addLayout(column)
-        ask_box = QGroupBox("Ask both models")
+        ask_box = QWidget()
         ask_layout = QVBoxLayout(ask_box)
         ask_layout.addLayout(ask_row)
         ask_layout.addWidget(self.ask_state)
         ask_layout.addLayout(answers)
 
+        # ---- What the student has not learned yet (token view)
+        self.explain_button = QPushButton("Where does the student disagree?")
+        self.explain_button.setObjectName("explain")
+        self.explain_button.setToolTip("Read the shown teacher (or reference) answers with both models and shade each token "
+                                       "by the student's disagreement (KL); the student is the shown run's, else the configured one")
+        self.explain_button.clicked.connect(self.on_explain_clicked)
+        self.explain_state = QLabel("")
+        self.explain_state.setObjectName("explain_state")
+        self.explain_state.setTextFormat(Qt.TextFormat.PlainText)
+        self.explain_state.setWordWrap(True)
+        self.token_view = TokenView()
+        self._scores: list = []
+        explain_box = QWidget()
+        explain_layout = QVBoxLayout(explain_box)
+        explain_row = QHBoxLayout()
+        explain_row.addWidget(self.explain_button)
+        explain_row.addWidget(self.explain_state, 1)
+        explain_layout.addLayout(explain_row)
+        explain_layout.addWidget(self.token_view, 1)
+        self.table.itemSelectionChanged.connect(self.on_row_selected)
+
+        self.tools = QTabWidget()
+        self.tools.setObjectName("generation_tools")
+        self.tools.addTab(ask_box, "Ask both models")
+        self.tools.addTab(explain_box, "What the student has not learned")
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(samples)
-        splitter.addWidget(ask_box)
+        splitter.addWidget(self.tools)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
@@ -274,6 +302,36 @@ class GenerationsPage(QWidget):
             "max_new_tokens": self.max_new_tokens.value(),
         })
 
+    @Slot()
+    def on_explain_clicked(self) -> None:
+        samples = self._history.get(self._shown_step, ()) if self._shown_step is not None else ()
+        scored = [{"prompt": s.prompt, "answer": s.teacher if s.teacher else s.reference} for s in samples if s.teacher or s.reference]
+        student = self.run_dir or self.student_path
+        if not scored:
+            self.explain_state.setText("No teacher or reference answers are shown: train with probe prompts first (Method page).")
+            return
+        if not self.teacher_path or not student:
+            self.explain_state.setText("Needs both a teacher and a student (Models page).")
+            return
+        self.explain_button.setEnabled(False)
+        self.explain_state.setText("Scoring… (the first time loads both models)")
+        self.sig_explain.emit({"samples": scored, "teacher": self.teacher_path, "student": student, "device": self.device})
+
+    @Slot(object, object)
+    def on_disagreement(self, answers, hardest) -> None:
+        self._scores = list(answers)
+        self.explain_button.setEnabled(True)
+        self.explain_state.setText(f"{len(answers)} answer{'s' if len(answers) != 1 else ''} scored; select a row above to see its tokens.")
+        self.token_view.show_hardest(list(hardest))
+        self.on_row_selected()
+
+    @Slot()
+    def on_row_selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        row = rows[0].row() if rows else 0
+        if row < len(self._scores):
+            self.token_view.show_scores(self._scores[row], f"Row {row + 1}")
+
     @Slot(str)
     def on_ask_status(self, text: str) -> None:
         self.ask_state.setText(text.capitalize())
@@ -293,6 +351,9 @@ class GenerationsPage(QWidget):
 
     @Slot(str)
     def on_ask_failed(self, message: str) -> None:
+        if not self.explain_button.isEnabled():
+            self.explain_button.setEnabled(True)
+            self.explain_state.setText(f"No scores: {message}")
         self.ask_state.setText(f"No answer: {message}")
         self.ask_button.setEnabled(True)
         self.cancel_button.setVisible(False)

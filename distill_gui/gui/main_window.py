@@ -6,16 +6,19 @@ import copy
 from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QStackedWidget,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -32,6 +35,7 @@ from distill_gui.core.config import (
 )
 from distill_gui.core.events import Event
 from distill_gui.core.methods import method_for
+from distill_gui.core.methods import needs_teacher as method_needs_teacher
 from distill_gui.core.methods.base import TEACHER_LOGITS
 from distill_gui.core.runs import ACTIVE_STATES, RunDir, list_runs
 from distill_gui.gui.arena_page import ArenaPage
@@ -40,6 +44,7 @@ from distill_gui.gui.compare_page import ComparePage
 from distill_gui.gui.data_page import DataPage
 from distill_gui.gui.fields import ConfigBinder
 from distill_gui.gui.generations_page import GenerationsPage
+from distill_gui.gui.home_page import DONE, PROBLEM, WAITING, HomePage
 from distill_gui.gui.method_page import MethodPage
 from distill_gui.gui.models_page import ModelsPage
 from distill_gui.gui.pair_check_process import PairCheckProcess
@@ -54,7 +59,7 @@ from distill_gui.gui.workers import (
     stop_thread,
 )
 
-PAGES = ("Models", "Data", "Method", "Train", "Generations", "Runs", "Compare", "Arena")
+PAGES = ("Home", "Models", "Data", "Method", "Train", "Generations", "Runs", "Compare", "Arena")
 INSPECT_DELAY_MS = 700
 PREVIEW_DELAY_MS = 400
 STOP_ON_CLOSE_TIMEOUT_MS = 120_000
@@ -90,6 +95,9 @@ class MainWindow(QMainWindow):
         self._shown = False
         self._demo_student: tuple[str, str] | None = None
         self._demo_building = False
+        self._start_demo_when_ready = False
+        self._described: dict[str, object] = {}
+        self._model_failures: dict[str, str] = {}
         self._closing = False
         self._blockers: dict[str, str] = {}
         """Known problems that would make a run fail (what, with the fix), by source: demo, teacher, student, data."""
@@ -100,6 +108,7 @@ class MainWindow(QMainWindow):
         """Tests set this to answer the close question without a dialog."""
 
         # ---- Pages
+        self.home_page = HomePage()
         self.models_page = ModelsPage(self.binder, self.settings)
         self.data_page = DataPage(self.binder)
         self.method_page = MethodPage(self.binder)
@@ -118,7 +127,7 @@ class MainWindow(QMainWindow):
             page.setObjectName(f"page_{name.lower()}")
             self.sidebar.addItem(name)
             self.stack.addWidget(page)
-        self.sidebar.setFixedWidth(self.sidebar.sizeHintForColumn(0) + 40)
+        self.sidebar.setFixedWidth(self.sidebar.sizeHintForColumn(0) + 64)  # room for the state icons
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.sidebar.setCurrentRow(0)
         central = QWidget()
@@ -158,6 +167,8 @@ class MainWindow(QMainWindow):
         self.previewer.sig_failed.connect(self.on_data_failed)
         self.generations_page.sig_ask.connect(self.asker.ask)
         self.generations_page.sig_cancel_ask.connect(self.asker.cancel)
+        self.generations_page.sig_explain.connect(self.asker.explain)
+        self.asker.sig_disagreement.connect(self.generations_page.on_disagreement)
         self.asker.sig_status.connect(self.generations_page.on_ask_status)
         self.asker.sig_answered.connect(self.generations_page.on_answered)
         self.asker.sig_failed.connect(self.generations_page.on_ask_failed)
@@ -188,6 +199,10 @@ class MainWindow(QMainWindow):
         self.compare_page.data_edit.textChanged.connect(self.arena_page.set_data)
         self.compare_page.sig_message.connect(self.show_message)
         self.runs_page.sig_compare.connect(self.compare_runs)
+        self.runs_page.worker.sig_listed.connect(self.on_runs_listed)
+        self.home_page.sig_demo_requested.connect(self.start_demo)
+        self.home_page.sig_page_requested.connect(self.show_page)
+        self.home_page.sig_open_run.connect(self.open_run)
         self.train_page.sig_compare_requested.connect(self.compare_with_teacher)
         self.controller.sig_event.connect(self.on_run_event)
         self.controller.sig_run_dir_changed.connect(self.on_run_dir_changed)
@@ -203,7 +218,7 @@ class MainWindow(QMainWindow):
 
     # ---- Public API
     def pages(self) -> list[QWidget]:
-        return [self.models_page, self.data_page, self.method_page, self.train_page, self.generations_page, self.runs_page,
+        return [self.home_page, self.models_page, self.data_page, self.method_page, self.train_page, self.generations_page, self.runs_page,
                 self.compare_page, self.arena_page]
 
     def show_page(self, name: str) -> None:
@@ -257,6 +272,24 @@ class MainWindow(QMainWindow):
         self.show_page("Train")
         self.show_message("Starting the run…")
         return True
+
+    @Slot()
+    def start_demo(self) -> None:
+        """Home → Start the demo: the demo pair, data and recipe; training starts once its student exists."""
+        from distill_gui.gui.app import demo_config, demo_student_dir
+
+        config = demo_config()
+        if config is None:
+            self.show_message("The demo pair is not installed with this copy of the app.", error=True)
+            return
+        self.set_config(config)
+        if config.student.path == str(demo_student_dir()) and not (demo_student_dir() / "config.json").is_file():
+            self._start_demo_when_ready = True
+            self.prepare_demo_student(config.teacher.path, config.student.path)
+            self.show_page("Train")
+            self.show_message("Making the demo student; the demo starts when it is ready…")
+            return
+        self.start_run()
 
     def start_blocked(self) -> str:
         """Why Start would fail now, with the fix ("" when nothing known stands in the way)."""
@@ -355,10 +388,14 @@ class MainWindow(QMainWindow):
         self._set_blocker("demo", "")
         self.show_message(f"Demo student ready in {path}")
         self.inspect_models()
+        if self._start_demo_when_ready:
+            self._start_demo_when_ready = False
+            self.start_run()
 
     @Slot(str)
     def on_demo_student_failed(self, message: str) -> None:
         self._demo_building = False
+        self._start_demo_when_ready = False
         self.models_page.student.show_summary(f"Could not make the demo student: {message}", error=True)
         self._set_blocker("demo", f"the demo student could not be made ({message}); choose another student on the Models page.")
 
@@ -461,6 +498,8 @@ class MainWindow(QMainWindow):
             return  # the demo pair is checked once its student exists (on_demo_student_built)
         self._inspect_id += 1
         self.inspector.latest = self._inspect_id
+        self._described.clear()
+        self._model_failures.clear()
         self._compat = None
         for role in ("teacher", "student", "pair"):
             self._blockers.pop(role, None)
@@ -471,6 +510,9 @@ class MainWindow(QMainWindow):
     @Slot(int, str, object)
     def on_model_described(self, request_id: int, role: str, info) -> None:
         if request_id == self._inspect_id:
+            self._described[role] = info
+            self._model_failures.pop(role, None)
+            self._update_home()
             self.models_page.show_described(role, info)
             self.settings.add_recent_model(info.source.display if info.source.kind != "folder" else info.source.path)
 
@@ -479,6 +521,8 @@ class MainWindow(QMainWindow):
         if request_id == self._inspect_id:
             self.models_page.show_failed(role, message)
             if role in ("teacher", "student"):
+                self._model_failures[role] = message
+                self._described.pop(role, None)
                 self._set_blocker(role, f"the {role} cannot be used: {message} (fix it on the Models page).")
 
     @Slot(int, object)
@@ -525,6 +569,7 @@ class MainWindow(QMainWindow):
             self.data_page.show_loaded(examples, report, count)
             self._data_report = report
             self._update_start_blockers()
+            self._update_home()
             self._detected_format = report.format or "prompt_completion"
             try:
                 self._update_generation_models(self.current_config())
@@ -555,6 +600,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def on_run_state_changed(self, state: str) -> None:
+        self._update_home()
         active = self.controller.is_active()
         self.start_action.setEnabled(not active and not self.start_blocked())
         self.stop_action.setEnabled(self.train_page.stop_button.isEnabled())
@@ -676,6 +722,7 @@ class MainWindow(QMainWindow):
             self._blockers.pop(source, None)
         self.train_page.set_start_blocked(self.start_blocked())
         self.start_action.setEnabled(not self.controller.is_active() and not self.start_blocked())
+        self._update_home()
 
     def _update_start_blockers(self) -> None:
         """Recompute the blockers that depend on the config and the last check results."""
@@ -700,6 +747,78 @@ class MainWindow(QMainWindow):
         if data:
             self._blockers["data"] = data
         self._set_blocker("pair", pair)
+
+    @Slot(int, str, list)
+    def on_runs_listed(self, _request_id: int, root: str, summaries: list) -> None:
+        if Path(root) == Path(self.runs_root()):
+            self.home_page.set_recent_runs([(f"{s.name} — {s.state}, step {s.step}", s.path) for s in summaries])
+
+    def _update_home(self) -> None:
+        """The guided steps on the Home page and each page's state in the sidebar."""
+        if not hasattr(self, "start_action"):
+            return  # still being built
+        try:
+            config = self.current_config()
+        except ConfigError as exc:
+            self.home_page.set_step("recipe", PROBLEM, str(exc))
+            return
+        for role in ("teacher", "student"):
+            path = getattr(config, role).path
+            if role == "teacher" and not path and not method_needs_teacher(config):
+                self.home_page.set_step(role, DONE, f"not needed by {method_for(config).title}")
+            elif not path:
+                self.home_page.set_step(role, WAITING, "choose one on the Models page")
+            elif role in self._model_failures:
+                self.home_page.set_step(role, PROBLEM, self._model_failures[role])
+            elif role in self._described:
+                self.home_page.set_step(role, DONE, self._described[role].summary())
+            else:
+                self.home_page.set_step(role, WAITING, f"checking {Path(path).name}…")
+        report = self._data_report
+        if not config.data.train:
+            self.home_page.set_step("data", WAITING, "choose a training file on the Data page")
+        elif self._blockers.get("data"):
+            self.home_page.set_step("data", PROBLEM, self._blockers["data"])
+        elif report is not None:
+            self.home_page.set_step("data", DONE, f"{report.kept:,} rows ({report.format})")
+        else:
+            self.home_page.set_step("data", WAITING, f"reading {Path(config.data.train).name}…")
+        self.home_page.set_step("recipe", DONE, f"{method_for(config).title}, {config.training.max_steps} steps")
+        blocked = self.start_blocked()
+        if self.controller.is_active():
+            self.home_page.set_step("start", DONE, f"a run is {self.controller.state}")
+        elif blocked:
+            self.home_page.set_step("start", PROBLEM, blocked)
+        else:
+            self.home_page.set_step("start", WAITING, "ready: press Start on the Train page")
+        self._update_sidebar()
+
+    def _update_sidebar(self) -> None:
+        """An icon per page state: Models (the pair checked), Data (parsed), Train (a run going or Start blocked)."""
+        style = QApplication.style()
+        icons = {DONE: QStyle.StandardPixmap.SP_DialogApplyButton, PROBLEM: QStyle.StandardPixmap.SP_MessageBoxWarning,
+                 WAITING: QStyle.StandardPixmap.SP_BrowserReload}
+        home = self.home_page
+        roles = (home.step_state("teacher"), home.step_state("student"))
+        if PROBLEM in roles or self._blockers.get("pair"):
+            models = (PROBLEM, self._blockers.get("pair") or "a model cannot be used")
+        elif roles == (DONE, DONE):
+            models = (DONE, "the pair is checked")
+        else:
+            models = (WAITING, "the pair is not checked yet")
+        for name, (state, note) in {"Models": models, "Data": (home.step_state("data"), home.step_notes["data"].text())}.items():
+            item = self.sidebar.item(PAGES.index(name))
+            item.setIcon(style.standardIcon(icons[state]))
+            item.setToolTip(note)
+        train = self.sidebar.item(PAGES.index("Train"))
+        if self.controller.is_active():
+            pixmap = QStyle.StandardPixmap.SP_MediaPause if self.controller.state == "paused" else QStyle.StandardPixmap.SP_MediaPlay
+            train.setIcon(style.standardIcon(pixmap))
+            train.setToolTip(f"a run is {self.controller.state}")
+        else:
+            blocked = self.start_blocked()
+            train.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning) if blocked else QIcon())
+            train.setToolTip(f"Start is waiting: {blocked}" if blocked else "")
 
     def _offer_resume(self) -> None:
         """The Train page offers "Resume this run" for a shown run that stopped or was interrupted."""
@@ -778,12 +897,49 @@ class MainWindow(QMainWindow):
         self.diagnostics_action.setObjectName("action_diagnostics")
         self.diagnostics_action.triggered.connect(self.on_diagnostics_action)
         help_menu.addAction(self.diagnostics_action)
+        self.guide_action = QAction("&Guide", self, shortcut=QKeySequence.StandardKey.HelpContents)
+        self.guide_action.setObjectName("action_guide")
+        self.guide_action.triggered.connect(self.on_guide_action)
+        self.shortcuts_action = QAction("&Keyboard shortcuts", self)
+        self.shortcuts_action.setObjectName("action_shortcuts")
+        self.shortcuts_action.triggered.connect(self.on_shortcuts_action)
+        self.about_action = QAction("&About distill-gui", self)
+        self.about_action.setObjectName("action_about")
+        self.about_action.triggered.connect(self.on_about_action)
+        help_menu.insertAction(self.diagnostics_action, self.guide_action)
+        help_menu.insertAction(self.diagnostics_action, self.shortcuts_action)
+        help_menu.addSeparator()
+        help_menu.addAction(self.about_action)
 
     @Slot()
     def on_go_action(self) -> None:
         action = self.sender()
         if action is not None:
             self.sidebar.setCurrentRow(int(action.data()))
+
+    @Slot()
+    def on_guide_action(self) -> None:
+        """Help → Guide: the README's sections."""
+        from distill_gui.gui.help_dialogs import GuideDialog
+
+        self.guide_dialog = GuideDialog(self)
+        self.guide_dialog.show()
+
+    @Slot()
+    def on_shortcuts_action(self) -> None:
+        """Help → Keyboard shortcuts."""
+        from distill_gui.gui.help_dialogs import ShortcutsDialog
+
+        actions = [a for menu in self.menuBar().findChildren(QMenu) for a in menu.actions()]
+        self.shortcuts_dialog = ShortcutsDialog(actions, self)
+        self.shortcuts_dialog.show()
+
+    @Slot()
+    def on_about_action(self) -> None:
+        from distill_gui import __version__
+
+        QMessageBox.about(self, "About distill-gui", f"distill-gui {__version__}\n\nKnowledge distillation of language models "
+                          "on your own computer. Help → Diagnostics copies what a bug report needs.")
 
     @Slot()
     def on_diagnostics_action(self) -> None:

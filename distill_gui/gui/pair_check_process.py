@@ -55,7 +55,7 @@ class PairCheckProcess(QObject):
             return None
         return int(self._process.processId())
 
-    def shutdown(self, timeout_ms: int = 3000) -> None:
+    def shutdown(self, timeout_ms: int = 500) -> None:
         """Close the child's stdin (it ends on its own) and end it if it does not."""
         process, self._process = self._process, None
         if process is None:

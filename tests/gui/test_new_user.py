@@ -416,3 +416,96 @@ def test_model_picker_lists_this_apps_runs_and_fills_the_fields(make_window, qtb
     chooser.set_model(str(tmp_path / "lms"), "model-Q8_0.gguf")
     config = window.current_config()
     assert config.teacher.path == str(tmp_path / "lms" / "model-Q8_0.gguf") and not config.teacher.gguf_file
+
+
+# ---- The Home page: the steps at a glance, the sidebar's states, the demo in one button
+def test_home_page_shows_the_steps_and_the_sidebar_their_states(make_window, qtbot, tmp_path):
+    window = make_window(fake=True)
+    assert window.stack.currentWidget() is window.home_page
+    home = window.home_page
+    assert home.step_state("teacher") == "waiting" and home.step_state("data") == "waiting"
+    window.set_config(fake_config(tmp_path))  # the fake models are empty folders: the check fails
+    qtbot.waitUntil(lambda: home.step_state("data") == "done", timeout=30_000)
+    assert "1 rows" in home.step_notes["data"].text()
+    qtbot.waitUntil(lambda: home.step_state("teacher") == "problem", timeout=120_000)
+    assert home.step_state("start") == "problem" and "Models page" in home.step_notes["start"].text()
+    models_item = window.sidebar.item(1)
+    assert models_item.text() == "Models" and not models_item.icon().isNull() and models_item.toolTip()
+    qtbot.mouseClick(home.step_buttons["data"], Qt.MouseButton.LeftButton)
+    assert window.stack.currentWidget() is window.data_page
+
+
+def test_start_the_demo_makes_its_student_then_trains(make_window, qtbot, runs_root):
+    from distill_gui.gui.app import demo_config, demo_student_dir
+
+    if demo_config() is None:
+        pytest.skip("the demo pair is not in this checkout")
+    window = make_window(fake=True)
+    assert not (demo_student_dir() / "config.json").exists()
+    qtbot.mouseClick(window.home_page.demo_button, Qt.MouseButton.LeftButton)
+    assert window.controller.state == "idle" and "demo student" in window.train_page.start_reason.text()
+    qtbot.waitUntil(lambda: window.controller.run_dir is not None, timeout=180_000)
+    assert (demo_student_dir() / "config.json").is_file()
+    with qtbot.waitSignal(window.controller.sig_ended, timeout=20000):
+        window.controller.stop()
+
+
+# ---- Help: the guide, the keyboard shortcuts, the version
+def test_help_menu_has_the_guide_and_the_shortcuts(make_window, qtbot):
+    window = make_window()
+    window.guide_action.trigger()
+    guide = window.guide_dialog
+    qtbot.addWidget(guide)
+    titles = [guide.index.item(i).text() for i in range(guide.index.count())]
+    assert "Development" in titles and len(titles) > 3
+    guide.index.setCurrentRow(titles.index("Development"))
+    assert "methods" in guide.text.toPlainText().lower()
+    window.shortcuts_action.trigger()
+    table = window.shortcuts_dialog.table
+    rows = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+    assert rows.get("Ctrl+Return") == "Start" and "Ctrl+Return in “Ask both models”" in rows
+    assert any(keys == "Ctrl+1" and does == "Home" for keys, does in rows.items())
+
+
+# ---- The token-level view of what the student has not learned yet
+def test_token_view_shades_by_kl_escapes_tokens_and_explains_on_hover(make_window):
+    from distill_gui.core.token_disagreement import TokenScore
+
+    window = make_window()
+    view = window.generations_page.token_view
+    scores = [TokenScore(text=t, kl=kl, student_choice="x", teacher_p_student_choice=0.1,
+                         teacher_top=(("<s>", 0.5), ("4", 0.2)), student_top=(("x", 0.6), ("4", 0.1)))
+              for t, kl in (("<s>", 0.0), (" 4", 3.0), ("\n", 0.5))]
+    view.show_scores(scores, "Row 1")
+    html_text = view.text.toHtml()
+    assert "&lt;s&gt;" in html_text and "<s>" not in view.text.toPlainText().replace("<s>", "", 1)
+    assert "<s> 4⏎" in view.text.toPlainText()
+    assert "mean KL 1.167" in view.caption.text()
+    hover = view.token_at(1)
+    assert "KL 3.000" in hover and "teacher's top tokens" in hover and "'<s>'" in hover and "student would say 'x'" in hover
+    from distill_gui.gui.token_view import shade
+
+    from PySide6.QtGui import QColor
+
+    base, accent = QColor(250, 250, 250), QColor(200, 50, 50)
+    assert shade(0.0, base, accent) == base and shade(99.0, base, accent) == accent
+    assert shade(1.0, base, accent).name() == QColor(225, 150, 150).name()  # half of SHADE_FULL_KL: half way
+
+
+@pytest.mark.slow
+def test_where_the_student_disagrees_is_scored_in_the_ask_child(make_window, qtbot, tiny_pair):
+    window = make_window()
+    teacher, student = tiny_pair
+    page = window.generations_page
+    page.set_models(str(teacher), str(student))
+    page.on_event(SamplesGenerated(step=5, samples=(Sample(prompt="What is 2 plus 3?", student="7", teacher=" 5"),
+                                                    Sample(prompt="What is 1 plus 1?", student="", reference=" 2"))))
+    window.show_page("Generations")
+    page.tools.setCurrentIndex(1)
+    qtbot.mouseClick(page.explain_button, Qt.MouseButton.LeftButton)
+    assert not page.explain_button.isEnabled()
+    qtbot.waitUntil(page.explain_button.isEnabled, timeout=180_000)
+    assert "2 answers scored" in page.explain_state.text(), page.explain_state.text()
+    assert page.token_view.hardest.count() > 0 and page.token_view.scores
+    page.table.selectRow(1)
+    assert "Row 2" in page.token_view.caption.text()
