@@ -483,9 +483,9 @@ def test_token_view_shades_by_kl_escapes_tokens_and_explains_on_hover(make_windo
     assert "mean KL 1.167" in view.caption.text()
     hover = view.token_at(1)
     assert "KL 3.000" in hover and "teacher's top tokens" in hover and "'<s>'" in hover and "student would say 'x'" in hover
-    from distill_gui.gui.token_view import shade
-
     from PySide6.QtGui import QColor
+
+    from distill_gui.gui.token_view import shade
 
     base, accent = QColor(250, 250, 250), QColor(200, 50, 50)
     assert shade(0.0, base, accent) == base and shade(99.0, base, accent) == accent
