@@ -83,6 +83,7 @@ def prepare_mixed(cfg: Any, tokenizer: Any, base: Any | None) -> Any:
         elif source_report is not report:
             report.notes.append(source_report.summary(max_rows=3).replace("\n", "; "))
     examples, features, notes = mix_sources(sources, weights, cfg.seed)
+    assert report is not None  # data.mix has at least one source (checked when the config is read)
     report.notes.extend(notes)
     eval_examples, eval_data, eval_report = (base.eval_examples, base.eval, base.eval_report) if base is not None else ([], None, None)
     if base is None and cfg.eval:

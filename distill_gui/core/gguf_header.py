@@ -125,7 +125,8 @@ def check_gguf_header(path: str | Path) -> None:
 def gguf_metadata(path: str | Path, keys: tuple[str, ...]) -> dict[str, object]:
     """The values of metadata ``keys`` (strings and numbers) from a GGUF file's header, read without
     touching its tensors; {} for a file that is not a readable GGUF file."""
-    wanted, found = set(keys), {}
+    wanted = set(keys)
+    found: dict[str, object] = {}
     try:
         with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
             if bytes(data[:4]) != MAGIC:

@@ -48,7 +48,7 @@ def test_text_table_lines_up():
     assert to_markdown(_rows()).count("\n") == 2 + 5
 
 
-def _table(l, m, s):
+def _table(l, m, s):  # noqa: E741 - the three sizes' initials
     """A teacher at 80% and three sizes with (answer_sft, trace_sft, trace_sft_kd) accuracies."""
     rows = [RecoveryRow("teacher", 3_500_000, "teacher", 0.8, 1.0)]
     for name, params, accs in (("L", 900_000, l), ("M", 350_000, m), ("S", 115_000, s)):

@@ -374,7 +374,7 @@ def make_self_distill_trainer_class() -> type:
             rounds.model = self.model
             self.add_callback(RoundCheckpoints(rounds))
 
-        def get_batch_samples(self, epoch_iterator, num_batches, device):  # type: ignore[override]
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
             batches = super().get_batch_samples(_Filled(self, epoch_iterator), num_batches, device)
             samples = self.rounds.shown_samples()
             if samples:
