@@ -51,6 +51,32 @@ LABELS = {
 }
 
 
+# Choices shown as words, with the config value beside them (field name -> value -> words).
+CHOICE_WORDS = {
+    "loss": {"forward_kl": "Forward KL (mean-seeking)", "reverse_kl": "Reverse KL (mode-seeking)",
+             "jsd": "Generalized JSD (between the two)"},
+    "lr_scheduler": {"linear": "Linear decay", "cosine": "Cosine decay", "constant": "Constant",
+                     "constant_with_warmup": "Constant after warmup"},
+    "quantization": {"none": "Full weights", "8bit": "8-bit (bitsandbytes)", "4bit": "4-bit NF4 (QLoRA)"},
+    "dtype": {"auto": "Automatic", "fp32": "32-bit float", "bf16": "bfloat16", "fp16": "float16"},
+    "precision": {"auto": "Automatic", "fp32": "32-bit float", "bf16": "bfloat16", "fp16": "float16"},
+}
+
+
+def choice_label(key: str, value: str) -> str:
+    """How a choice reads in its list: words, then the config value ("Forward KL (mean-seeking) · forward_kl")."""
+    if key == "method.kind":
+        from distill_gui.core import methods
+
+        try:
+            words = methods.get(value).title
+        except Exception:  # noqa: BLE001 - an unknown method is shown by its value
+            words = ""
+    else:
+        words = CHOICE_WORDS.get(key.rsplit(".", 1)[-1], {}).get(value, "")
+    return f"{words}  ·  {value}" if words and words != value else value
+
+
 def label_for(key: str) -> str:
     """The form label of a config key: a chosen one, else the field name in words."""
     name = key.rsplit(".", 1)[-1]
@@ -112,7 +138,8 @@ def make_field_widget(cls: type, name: str, key: str, parent: QWidget | None = N
     origin = typing.get_origin(tp)
     if meta.get("choices"):
         widget: QWidget = QComboBox(parent)
-        widget.addItems(list(meta["choices"]))
+        for value in meta["choices"]:
+            widget.addItem(choice_label(key, str(value)), value)
     elif tp is bool:
         widget = QCheckBox(parent)
     elif tp is int:
@@ -151,7 +178,8 @@ def widget_value(widget: QWidget) -> Any:
     if hasattr(widget, "config_value"):
         return widget.config_value()
     if isinstance(widget, QComboBox):
-        return widget.currentText()
+        data = widget.currentData()
+        return data if data is not None else widget.currentText()
     if isinstance(widget, QCheckBox):
         return widget.isChecked()
     if isinstance(widget, (QSpinBox, QDoubleSpinBox)):
@@ -179,9 +207,11 @@ def set_widget_value(widget: QWidget, value: Any) -> None:
     blocked = widget.blockSignals(True)
     try:
         if isinstance(widget, QComboBox):
-            index = widget.findText(str(value))
+            index = widget.findData(value)
             if index < 0:
-                widget.addItem(str(value))
+                index = widget.findText(str(value))
+            if index < 0:
+                widget.addItem(str(value), value)
                 index = widget.count() - 1
             widget.setCurrentIndex(index)
         elif isinstance(widget, QCheckBox):

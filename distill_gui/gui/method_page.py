@@ -131,7 +131,8 @@ class MethodPage(QWidget):
     # ---- Public API
     def update_enabled(self) -> None:
         """Show the chosen method's settings; a field that matters only for a sibling's value is greyed otherwise."""
-        kind = self.binder.widget("method.kind").currentText()
+        combo = self.binder.widget("method.kind")
+        kind = combo.currentData() or combo.currentText()
         if kind in self._stack_index:
             self.stack.setCurrentIndex(self._stack_index[kind])
         for key, method, when in self._conditions:

@@ -509,3 +509,21 @@ def test_where_the_student_disagrees_is_scored_in_the_ask_child(make_window, qtb
     assert page.token_view.hardest.count() > 0 and page.token_view.scores
     page.table.selectRow(1)
     assert "Row 2" in page.token_view.caption.text()
+
+
+# ---- Plain words: choices read as words with the config value beside them
+def test_choices_are_words_with_the_config_value_beside(make_window):
+    from PySide6.QtWidgets import QComboBox
+
+    window = make_window()
+    loss = window.findChild(QComboBox, "method.kd.loss")
+    assert loss.itemText(loss.findData("forward_kl")) == "Forward KL (mean-seeking)  ·  forward_kl"
+    loss.setCurrentIndex(loss.findData("reverse_kl"))
+    assert window.current_config().method.kd.loss == "reverse_kl"
+    kind = window.findChild(QComboBox, "method.kind")
+    assert "·  kd" in kind.itemText(kind.findData("kd")) and kind.itemText(kind.findData("kd")) != "kd"
+    config = window.current_config()
+    config.method.kind, config.training.lr_scheduler = "sft", "linear"
+    window.set_config(config)
+    assert kind.currentData() == "sft" and window.findChild(QComboBox, "training.lr_scheduler").currentText().startswith("Linear decay")
+    assert window.current_config().method.kind == "sft"
