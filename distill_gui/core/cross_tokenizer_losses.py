@@ -25,6 +25,7 @@ checkpointing), so at most one chunk of ``[groups, vocabulary]`` logits is alive
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -97,6 +98,63 @@ def group_divergence(
     return d
 
 
+# ---- The teacher's side reduced to its top-k (what a teacher cache keeps) -------------------------
+
+
+def teacher_top_k_groups(t_logp: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(top-k teacher ids ``[g, k]``, log-probs ``[g, k + 1]``) of merged teacher log-probs ``[g, V_t]``: the k
+    most likely tokens and, last, the log of the rest of the group's merged mass (exact, a log-sum-exp)."""
+    if not 0 < top_k < t_logp.shape[-1]:
+        raise ValueError(f"top_k: {top_k} must lie between 1 and the teacher's vocabulary size - 1 ({t_logp.shape[-1] - 1})")
+    values, ids = t_logp.topk(top_k, dim=-1)
+    rest = torch.logsumexp(t_logp.scatter(-1, ids, -math.inf), -1, keepdim=True)
+    return ids, torch.cat([values, rest], -1)
+
+
+def group_divergence_top_k(
+    alignment: str, s_logp: torch.Tensor, t_ids: torch.Tensor, t_lp: torch.Tensor, teacher_to_student: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per group, against the teacher's top-k (``t_ids [g, k]``, ``t_lp [g, k + 1]`` with the rest last).
+
+    ``uld``: the sorted L1 distance over the k largest probabilities of each side plus the difference of the
+    two rests. ``gold``: the generalized KL over the teacher's top-k tokens the student's vocabulary holds
+    (``teacher_to_student``: student id per teacher id, -1 for none) plus one bucket each for all other
+    mass. With one shared tokenizer this is top-k KD's divergence over k + 1 buckets.
+    """
+    k = t_ids.shape[-1]
+    p_top, t_rest = t_lp[:, :k].exp(), t_lp[:, k].exp()
+    q = s_logp.exp()
+    if alignment == "uld":
+        q_sorted = q.sort(-1, descending=True).values
+        width = min(k, q_sorted.shape[-1])
+        head = (q_sorted[:, :width] - p_top[:, :width]).abs().sum(-1) + p_top[:, width:].sum(-1)
+        return head + (q_sorted[:, width:].sum(-1) - t_rest).abs()
+    if alignment != "gold":
+        raise ValueError(f"alignment: {alignment!r} is not one of {', '.join(ALIGNMENTS)}")
+    if teacher_to_student is None:
+        raise ValueError("alignment gold needs the teacher-to-student id map")
+    s_ids = teacher_to_student[t_ids]
+    shared = s_ids >= 0
+    s_top = s_logp.gather(1, s_ids.clamp_min(0))
+    t_top = t_lp[:, :k]
+    term = torch.where(shared, p_top * (t_top - s_top) - p_top + s_top.exp(), torch.zeros_like(p_top)).sum(-1)
+    t_other = t_rest + torch.where(shared, torch.zeros_like(p_top), p_top).sum(-1)
+    s_other = (q.sum(-1) - torch.where(shared, s_top.exp(), torch.zeros_like(p_top)).sum(-1)).clamp_min(0.0)
+    bucket = torch.where(
+        t_other > 0, t_other * (t_other.clamp_min(1e-30).log() - s_other.clamp_min(1e-30).log()), torch.zeros_like(t_other)
+    )
+    return term + bucket - t_other + s_other
+
+
+def teacher_to_student_map(shared: SharedTokens, teacher_vocab: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Student id per teacher id (-1 where the student's vocabulary lacks the token)."""
+    out = torch.full((teacher_vocab,), -1, dtype=torch.long)
+    ids = [(t, s) for t, s in zip(shared.teacher_ids, shared.student_ids) if t < teacher_vocab]
+    if ids:
+        out[torch.tensor([t for t, _ in ids])] = torch.tensor([s for _, s in ids])
+    return out.to(device)
+
+
 # ---- Which rows of which tensor a batch's groups read -------------------------------------------
 
 
@@ -162,6 +220,33 @@ def as_head(head: torch.Tensor | OutputHead) -> OutputHead:
     return head if isinstance(head, OutputHead) else OutputHead(head)
 
 
+def teacher_top_k_for_groups(
+    teacher_hidden: torch.Tensor,
+    teacher_head: torch.Tensor | OutputHead,
+    index: GroupIndex,
+    *,
+    top_k: int,
+    temperature: float = 1.0,
+    teacher_vocab: int | None = None,
+    chunk_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a teacher cache keeps of a batch's groups: (ids ``[G, k]``, log-probs ``[G, k + 1]``), from the teacher's
+    flattened hidden states, a chunk of groups at a time."""
+    head = as_head(teacher_head)
+    index = index.to(teacher_hidden.device)
+    ids, lps = [], []
+    with torch.no_grad():
+        for start in range(0, index.base.numel(), chunk_size):
+            part = index.chunk(start, min(start + chunk_size, index.base.numel()))
+            t_logp = merged_log_probs(lambda pos: head.logits(teacher_hidden[pos], teacher_vocab), part, temperature)
+            i, lp = teacher_top_k_groups(t_logp, top_k)
+            ids.append(i)
+            lps.append(lp)
+    if not ids:
+        return torch.zeros((0, top_k), dtype=torch.long), torch.zeros((0, top_k + 1))
+    return torch.cat(ids), torch.cat(lps)
+
+
 # ---- The loss ------------------------------------------------------------------------------------
 
 
@@ -197,6 +282,9 @@ def cross_kd_loss_from_hidden(
     trained_tokens: int | None = None,
     student_vocab: int | None = None,
     teacher_vocab: int | None = None,
+    top_k: int = 0,
+    teacher_to_student: torch.Tensor | None = None,
+    cached: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> LossParts:
     """Cross-tokenizer KD from flattened hidden states ``[B*L_s, H_s]``, ``[B*L_t, H_t]`` and shifted
     ``labels [B*L_s]`` (row ``i`` predicts ``labels[i]``), groups given by the two :class:`GroupIndex` es.
@@ -205,6 +293,11 @@ def cross_kd_loss_from_hidden(
     counted labels); ``ce`` the student's mean cross-entropy on its labels. ``kd`` and ``ce`` are
     detached; backpropagate ``total``. ``student_vocab`` / ``teacher_vocab`` cut each head to its
     tokenizer's real tokens (padding rows of an embedding are no tokens).
+
+    With ``top_k`` > 0 the teacher's side of each group is its top-k plus the rest
+    (:func:`group_divergence_top_k`, ``teacher_to_student`` for gold); ``cached`` = (ids ``[G, k]``,
+    log-probs ``[G, k + 1]``) gives that side for the G groups in order, from a teacher cache: the
+    teacher's hidden states and head are then not used (pass None).
     """
     if alignment not in ALIGNMENTS:
         raise ValueError(f"alignment: {alignment!r} is not one of {', '.join(ALIGNMENTS)}")
@@ -213,17 +306,37 @@ def cross_kd_loss_from_hidden(
     device = student_hidden.device
     count = trained_tokens if trained_tokens is not None else int((labels != IGNORE_INDEX).sum())
     count = max(count, 1)
-    teacher_hidden = teacher_hidden.detach()
-    s_head, t_head = as_head(student_head), as_head(teacher_head)
-    t_head = OutputHead(t_head.weight.detach(), None if t_head.bias is None else t_head.bias.detach(), t_head.scale, t_head.softcap)
+    s_head = as_head(student_head)
+    t_head = None
+    if cached is None:
+        teacher_hidden = teacher_hidden.detach()
+        t_head = as_head(teacher_head)
+        t_head = OutputHead(t_head.weight.detach(), None if t_head.bias is None else t_head.bias.detach(), t_head.scale, t_head.softcap)
+    elif cached[0].shape[0] != student_index.base.numel():
+        raise ValueError(
+            f"teacher cache rows ({cached[0].shape[0]}) do not match the batch's aligned groups ({student_index.base.numel()})"
+        )
+    if cached is not None:
+        top_k = int(cached[0].shape[1])
+        cached = (cached[0].to(device).long(), cached[1].to(device).float())
+    if top_k and alignment == "gold" and teacher_to_student is None:
+        raise ValueError("alignment gold with top_k needs teacher_to_student")
+    if teacher_to_student is not None:
+        teacher_to_student = teacher_to_student.to(device)
     student_index, teacher_index = student_index.to(device), teacher_index.to(device)
     if columns is not None:
         columns = columns.to(device)
 
-    def chunk_divergence(s_rows: torch.Tensor, s_idx: GroupIndex, t_idx: GroupIndex) -> torch.Tensor:
+    def chunk_divergence(s_rows: torch.Tensor, s_idx: GroupIndex, t_idx: GroupIndex, start: int, stop: int) -> torch.Tensor:
         s_logp = merged_log_probs(lambda pos: s_head.logits(s_rows[pos], student_vocab), s_idx, temperature)
+        if cached is not None:
+            return group_divergence_top_k(alignment, s_logp, cached[0][start:stop], cached[1][start:stop], teacher_to_student).sum()
         with torch.no_grad():
             t_logp = merged_log_probs(lambda pos: t_head.logits(teacher_hidden[pos], teacher_vocab), t_idx, temperature)
+            if top_k:
+                t_ids, t_lp = teacher_top_k_groups(t_logp, top_k)
+        if top_k:
+            return group_divergence_top_k(alignment, s_logp, t_ids, t_lp, teacher_to_student).sum()
         return group_divergence(alignment, s_logp, t_logp, columns, unmatched_weight).sum()
 
     kd_sum = torch.zeros((), dtype=torch.promote_types(student_hidden.dtype, torch.float32), device=device)
@@ -237,7 +350,7 @@ def cross_kd_loss_from_hidden(
             needed = torch.cat([s_idx.base, s_idx.extra_pos])
             rows, where = torch.unique(needed, return_inverse=True)
             local = GroupIndex(where[: s_idx.base.numel()], s_idx.extra_group, where[s_idx.base.numel() :], s_idx.extra_token)
-            kd_sum = kd_sum + checkpoint(chunk_divergence, student_hidden[rows], local, t_idx, use_reentrant=False)
+            kd_sum = kd_sum + checkpoint(chunk_divergence, student_hidden[rows], local, t_idx, start, stop, use_reentrant=False)
     with torch.set_grad_enabled(torch.is_grad_enabled() and alpha < 1):
         ce_sum = _ce_sum(student_hidden, s_head, student_vocab or s_head.weight.shape[0], labels, chunk_size)
     kd = kd_sum * (temperature**2 / count)

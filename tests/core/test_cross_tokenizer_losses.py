@@ -13,6 +13,8 @@ from distill_gui.core.cross_tokenizer_losses import (
     cross_kd_loss_reference,
     generalized_kl,
     sorted_l1,
+    teacher_to_student_map,
+    teacher_top_k_for_groups,
 )
 from distill_gui.core.losses import kd_loss_from_logits
 from distill_gui.core.token_alignment import SharedTokens, align_row, identity_row, shared_tokens
@@ -150,3 +152,67 @@ def test_equal_models_give_zero_uld():
     labels[:-1] = ids[0, 1:]
     out = cross_kd_loss_from_hidden(hidden, head, hidden, head, labels, index, index, alignment="uld", alpha=1.0)
     assert out.kd.item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("alignment", ["uld", "gold"])
+def test_top_k_from_a_cache_equals_live_top_k(tokenizers, alignment):
+    a, b, rows, aligned = _setup_pair(*tokenizers)
+    torch.manual_seed(3)
+    hs, ht, vs, vt = 8, 6, len(a), len(b)
+    s_head = torch.randn(vs, hs, dtype=torch.float64)
+    t_head = torch.randn(vt, ht, dtype=torch.float64) * 3
+    length = max(len(ids) for ids, _ in rows)
+    t_len = max(len(r.teacher_ids) for r in aligned)
+    s_hidden = torch.randn(len(rows) * length, hs, dtype=torch.float64, requires_grad=True)
+    t_hidden = torch.randn(len(rows) * t_len, ht, dtype=torch.float64)
+    labels = torch.full((len(rows), length), -100, dtype=torch.long)
+    for i, (ids, lab) in enumerate(rows):
+        labels[i, : len(ids) - 1] = torch.tensor(lab[1:])
+    s_index = GroupIndex.build([(ids, [(g.s_start, g.s_end) for g in r.groups]) for (ids, _), r in zip(rows, aligned)], length)
+    t_index = GroupIndex.build([(r.teacher_ids, [(g.t_start, g.t_end) for g in r.groups]) for r in aligned], t_len)
+    t2s = teacher_to_student_map(shared_tokens(b, a, vt, vs), vt)
+    options = dict(alignment=alignment, temperature=1.3, alpha=0.7, chunk_size=4, teacher_to_student=t2s)
+    live = cross_kd_loss_from_hidden(s_hidden, s_head, t_hidden, t_head, labels.reshape(-1), s_index, t_index, top_k=6, **options)
+    live_grad = torch.autograd.grad(live.total, s_hidden)[0]
+    cache = teacher_top_k_for_groups(t_hidden, t_head, t_index, top_k=6, temperature=1.3, chunk_size=5)
+    assert cache[0].shape == (s_index.base.numel(), 6) and bool((cache[1][:, :6].exp().sum(1) + cache[1][:, 6].exp() <= 1 + 1e-9).all())
+    cached = cross_kd_loss_from_hidden(s_hidden, s_head, None, None, labels.reshape(-1), s_index, t_index, cached=cache, **options)
+    assert cached.total.item() == pytest.approx(live.total.item(), rel=1e-6)
+    assert live.kd.item() > 0
+    torch.testing.assert_close(torch.autograd.grad(cached.total, s_hidden)[0], live_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_gold_top_k_on_a_shared_tokenizer_equals_top_k_kd():
+    torch.manual_seed(4)
+    length, vocab, hs, ht = 9, 13, 5, 4
+    ids = torch.randint(0, vocab, (1, length))
+    labels = ids.clone()
+    labels[:, :2] = -100
+    s_hidden = torch.randn(length, hs, dtype=torch.float64, requires_grad=True)
+    s_head, t_hidden, t_head = (
+        torch.randn(vocab, hs, dtype=torch.float64),
+        torch.randn(length, ht, dtype=torch.float64),
+        torch.randn(vocab, ht, dtype=torch.float64),
+    )
+    row = identity_row(ids[0].tolist(), labels[0].tolist())
+    index = GroupIndex.build([(ids[0].tolist(), [(g.s_start, g.s_end) for g in row.groups])], length)
+    shifted = torch.full((length,), -100)
+    shifted[:-1] = labels[0, 1:]
+    shared = SharedTokens(tuple(range(vocab)), tuple(range(vocab)))
+    gold = cross_kd_loss_from_hidden(
+        s_hidden,
+        s_head,
+        t_hidden,
+        t_head,
+        shifted,
+        index,
+        index,
+        alignment="gold",
+        top_k=4,
+        teacher_to_student=teacher_to_student_map(shared, vocab),
+        temperature=2.0,
+        alpha=0.5,
+    )
+    kd = kd_loss_from_logits(s_hidden @ s_head.T, t_hidden @ t_head.T, shifted, loss="forward_kl", top_k=4, temperature=2.0, alpha=0.5)
+    assert gold.kd.item() == pytest.approx(kd.kd.item(), rel=1e-9)
+    torch.testing.assert_close(torch.autograd.grad(gold.total, s_hidden)[0], torch.autograd.grad(kd.total, s_hidden)[0])
