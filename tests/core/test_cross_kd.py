@@ -120,3 +120,25 @@ def test_a_served_teacher_alone_is_refused_with_the_reason(cross_pair, tiny_data
     config.teacher.url = "http://localhost:8080/v1"
     with pytest.raises(ConfigError, match="teacher.path: cross-tokenizer KD .* generate-data --teacher-url"):
         method_for(config).validate(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alignment", ["gold", "uld"])
+def test_the_teacher_cache_trains_like_live_top_k(cross_pair, tiny_data, tmp_path, alignment):
+    live = train(_config(cross_pair, tiny_data, steps=3, alignment=alignment, top_k=8), runs_root=tmp_path / "live")
+    cached = train(_config(cross_pair, tiny_data, steps=3, alignment=alignment, top_k=8, cache_teacher=True), runs_root=tmp_path / "cache")
+    assert live.state == cached.state == "finished"
+    for a, b in zip(_steps(live), _steps(cached), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["metrics"]["kd"] == pytest.approx(b["metrics"]["kd"], rel=1e-4) and a["metrics"]["kd"] > 0
+    log = cached.run.log_path.read_text()
+    assert "teacher cache: wrote" in log and (cached.run.path / "cross_teacher_cache.safetensors").is_file()
+
+
+def test_cache_teacher_needs_top_k(cross_pair, tiny_data):
+    from distill_gui.core.methods import method_for
+    from distill_gui.core.schema import ConfigError
+
+    config = _config(cross_pair, tiny_data, cache_teacher=True)
+    with pytest.raises(ConfigError, match="method.cross_kd.top_k: cache_teacher keeps"):
+        method_for(config).validate(config)

@@ -59,6 +59,18 @@ class CrossKDConfig:
         when={"alignment": "gold"},
     )
     chunk_size: int = option(256, "Aligned groups per chunk when computing the loss (lower uses less memory).", min=1)
+    top_k: int = option(
+        0,
+        "Keep only the teacher's top-k tokens of each aligned stretch (the rest as one bucket); 0 uses all. gold then "
+        "compares the shared ones of those k and the rest; uld the k largest probabilities and the rest.",
+        min=0,
+    )
+    cache_teacher: bool = option(
+        False,
+        "Run the teacher once over the aligned rows before training and keep its top-k per aligned stretch "
+        "(cross_teacher_cache.safetensors in the run folder; needs top_k > 0): no teacher pass per step, and the "
+        "teacher is freed while the student trains. A file made for the same teacher, rows and settings is reused.",
+    )
 
 
 class RowAlignments:
@@ -72,6 +84,9 @@ class RowAlignments:
         """Logit columns of the student that are tokens (its tokenizer's size; the shared size for one tokenizer)."""
         self.teacher_vocab = teacher_vocab
         self.columns: Any = None
+        self.teacher_to_student: Any = None
+        self.cache: Any = None
+        """The teacher's top-k per aligned group (a :class:`~distill_gui.core.teacher_cache.TeacherCache` over groups)."""
 
     def for_rows(self, numbers: list[int]) -> list[Any]:
         return [self.rows[n] for n in numbers]
@@ -99,6 +114,9 @@ class CrossKD(Method):
 
     # ---- Config
     def validate(self, config: "RunConfig") -> None:
+        section = self.section(config)
+        if section.cache_teacher and section.top_k < 1:
+            raise ConfigError("method.cross_kd.top_k: cache_teacher keeps the teacher's top-k per aligned stretch; set top_k (e.g. 32)")
         if config.teacher.url and not config.teacher.path:
             raise ConfigError(
                 "teacher.path: cross-tokenizer KD reads the teacher's whole next-token distributions, which a served teacher "
@@ -174,15 +192,98 @@ class CrossKD(Method):
         else:
             s_vocab, t_vocab = min(s_rows, len(setup.tokenizer)), min(t_rows, len(setup.teacher_tokenizer))
         setup.teacher_cache = RowAlignments(rows, shared, compat.kd_compatible, s_vocab, t_vocab)
+        if self.section(setup.config).cache_teacher:
+            self._attach_cache(setup, setup.teacher_cache)
         prepared.train = prepared.train.add_column("row", list(range(len(prepared.train))))
         if prepared.eval is not None:
             start = len(prepared.train)
             prepared.eval = prepared.eval.add_column("row", list(range(start, start + len(prepared.eval))))
 
+    def _attach_cache(self, setup: Any, aligned: RowAlignments) -> None:
+        """Run the teacher once over every aligned row and keep its top-k per group; then free the teacher."""
+        import gc
+
+        import torch
+
+        from distill_gui.core import teacher_cache as tc
+        from distill_gui.core.cross_tokenizer_losses import GroupIndex, teacher_top_k_for_groups
+        from distill_gui.core.heads import output_head
+        from distill_gui.core.hidden_states import decoder_of
+
+        cfg, config, procs = self.section(setup.config), setup.config, setup.procs
+        keyed = [
+            {"input_ids": list(r.teacher_ids), "labels": [v for g in r.groups for v in (g.s_start, g.s_end, g.t_start, g.t_end)]}
+            for r in aligned.rows
+        ]
+        fingerprint = tc.fingerprint(
+            config.teacher.path,
+            keyed,
+            cfg.top_k,
+            cfg.temperature,
+            aligned.teacher_vocab,
+            teacher_revision=config.teacher.revision,
+            teacher_gguf_file=config.teacher.gguf_file,
+            teacher_quantization=config.teacher.quantization,
+            teacher_dtype=str(setup.teacher.dtype),
+        )
+        path = setup.run.path / "cross_teacher_cache.safetensors"
+
+        def build() -> "tc.TeacherCache":
+            setup.log(f"teacher cache: running the teacher over {len(aligned.rows):,} aligned rows (top-{cfg.top_k} per stretch)")
+            _, decoder = decoder_of(setup.teacher)
+            head = output_head(setup.teacher)
+            batch = max(8, config.training.batch_size)
+            ids, lps, counts = [], [], [0]
+            for start in range(0, len(aligned.rows), batch):
+                part = aligned.rows[start : start + batch]
+                width = max(len(r.teacher_ids) for r in part)
+                t_ids = torch.zeros((len(part), width), dtype=torch.long)
+                mask = torch.zeros((len(part), width), dtype=torch.long)
+                for b, r in enumerate(part):
+                    t_ids[b, : len(r.teacher_ids)] = torch.tensor(r.teacher_ids)
+                    mask[b, : len(r.teacher_ids)] = 1
+                with torch.no_grad():
+                    hidden = decoder(
+                        input_ids=t_ids.to(setup.teacher_device), attention_mask=mask.to(setup.teacher_device)
+                    ).last_hidden_state
+                index = GroupIndex.build([(r.teacher_ids, [(g.t_start, g.t_end) for g in r.groups]) for r in part], width)
+                i, lp = teacher_top_k_for_groups(
+                    hidden.reshape(-1, hidden.shape[-1]),
+                    head,
+                    index,
+                    top_k=cfg.top_k,
+                    temperature=cfg.temperature,
+                    teacher_vocab=aligned.teacher_vocab,
+                    chunk_size=cfg.chunk_size,
+                )
+                ids.append(i.to("cpu", torch.int32))
+                lps.append(lp.float().cpu())
+                counts.extend(len(r.groups) for r in part)
+            return tc.TeacherCache(
+                torch.cat(ids),
+                torch.cat(lps),
+                torch.tensor(counts, dtype=torch.long).cumsum(0),
+                cfg.top_k,
+                float(cfg.temperature),
+                fingerprint,
+            )
+
+        cache = None
+        if procs.is_main:
+            cache, _ = tc.load_or_build(path, fingerprint, build, setup.log)
+        procs.barrier()
+        if not procs.is_main:
+            cache = tc.TeacherCache.load(path)
+        aligned.cache = cache
+        if config.training.sample_steps and setup.probe_prompts and procs.is_main:
+            setup.answer_probes_with_teacher()
+        setup.teacher = None  # training needs only the cache from here on
+        gc.collect()
+
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
         import torch
 
-        from distill_gui.core.cross_tokenizer_losses import GoldColumns, GroupIndex, cross_kd_loss_from_hidden
+        from distill_gui.core.cross_tokenizer_losses import GoldColumns, GroupIndex, cross_kd_loss_from_hidden, teacher_to_student_map
         from distill_gui.core.heads import output_head
         from distill_gui.core.hidden_states import decoder_of, final_hidden
 
@@ -193,31 +294,37 @@ class CrossKD(Method):
         device = student_hidden.device
         batch, length = inputs["input_ids"].shape
         t_len = max(len(r.teacher_ids) for r in rows)
-        t_ids = torch.zeros((batch, t_len), dtype=torch.long)
-        t_mask = torch.zeros((batch, t_len), dtype=torch.long)
-        for b, r in enumerate(rows):
-            t_ids[b, : len(r.teacher_ids)] = torch.tensor(r.teacher_ids, dtype=torch.long)
-            t_mask[b, : len(r.teacher_ids)] = 1
-        with torch.no_grad(), ctx.autocast():
-            _, t_decoder = decoder_of(ctx.teacher)
-            teacher_hidden = t_decoder(
-                input_ids=t_ids.to(ctx.teacher_device), attention_mask=t_mask.to(ctx.teacher_device)
-            ).last_hidden_state
-        teacher_hidden = teacher_hidden.to(device)
+        cached = aligned_rows.cache.for_rows(inputs["row"].tolist()) if aligned_rows.cache is not None else None
+        teacher_hidden = t_head = None
+        if cached is None:
+            t_ids = torch.zeros((batch, t_len), dtype=torch.long)
+            t_mask = torch.zeros((batch, t_len), dtype=torch.long)
+            for b, r in enumerate(rows):
+                t_ids[b, : len(r.teacher_ids)] = torch.tensor(r.teacher_ids, dtype=torch.long)
+                t_mask[b, : len(r.teacher_ids)] = 1
+            with torch.no_grad(), ctx.autocast():
+                _, t_decoder = decoder_of(ctx.teacher)
+                teacher_hidden = t_decoder(
+                    input_ids=t_ids.to(ctx.teacher_device), attention_mask=t_mask.to(ctx.teacher_device)
+                ).last_hidden_state
+            teacher_hidden = teacher_hidden.to(device).reshape(-1, teacher_hidden.shape[-1])
+            t_head = output_head(ctx.teacher).to(device)
         s_index = GroupIndex.build(
             [(ids, [(g.s_start, g.s_end) for g in r.groups]) for ids, r in zip(inputs["input_ids"].tolist(), rows)], length
         )
         t_index = GroupIndex.build([(r.teacher_ids, [(g.t_start, g.t_end) for g in r.groups]) for r in rows], t_len)
-        s_head, t_head = output_head(model), output_head(ctx.teacher)
+        s_head = output_head(model)
         if cfg.alignment == "gold" and aligned_rows.columns is None:
             aligned_rows.columns = GoldColumns.build(aligned_rows.shared, aligned_rows.teacher_vocab, aligned_rows.student_vocab, device)
+        if cfg.alignment == "gold" and cfg.top_k and aligned_rows.teacher_to_student is None:
+            aligned_rows.teacher_to_student = teacher_to_student_map(aligned_rows.shared, aligned_rows.teacher_vocab, device)
         labels = inputs["labels"][:, 1:].reshape(-1)
         trained = int((labels != -100).sum())
         parts = cross_kd_loss_from_hidden(
             student_hidden.reshape(-1, student_hidden.shape[-1]),
             s_head,
-            teacher_hidden.reshape(-1, teacher_hidden.shape[-1]),
-            t_head.to(device),
+            teacher_hidden,
+            t_head,
             _unshifted(labels, batch, length),
             s_index,
             t_index,
@@ -230,6 +337,9 @@ class CrossKD(Method):
             trained_tokens=trained,
             student_vocab=aligned_rows.student_vocab,
             teacher_vocab=aligned_rows.teacher_vocab,
+            top_k=cfg.top_k,
+            teacher_to_student=aligned_rows.teacher_to_student,
+            cached=cached,
         )
         share = torch.tensor(sum(g.s_end - g.s_start for r in rows for g in r.groups) / max(trained, 1))
         return LossResult(total=parts.total, metrics={"kd": parts.kd, "ce": parts.ce, "aligned": share})
@@ -240,6 +350,9 @@ class CrossKD(Method):
         chunk = min(cfg.chunk_size, sizes.positions)
         vocab = max(sizes.student_vocab, sizes.teacher_vocab)
         logits = chunk * vocab * 4 * CROSS_KD_CHUNK_COPIES
+        if cfg.cache_teacher:
+            cached = sizes.positions * (cfg.top_k + 1) * (4 + 8)  # a batch's top-k ids (int64) and log-probs (fp32)
+            return MethodMemory(logits=int(logits + cached), teacher_weights_at_start=True)
         teacher_hidden = sizes.positions * sizes.teacher_hidden * sizes.teacher_dtype_bytes
         teacher_layer = sizes.positions * sizes.teacher_layer_values * sizes.teacher_dtype_bytes
         return MethodMemory(logits=int(logits), teacher_activations=int(teacher_hidden + teacher_layer), teacher_weights_resident=True)
