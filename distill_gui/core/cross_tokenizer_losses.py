@@ -267,8 +267,8 @@ def _ce_sum(student_hidden: torch.Tensor, student_head: OutputHead, vocab: int, 
 def cross_kd_loss_from_hidden(
     student_hidden: torch.Tensor,
     student_head: torch.Tensor | OutputHead,
-    teacher_hidden: torch.Tensor,
-    teacher_head: torch.Tensor | OutputHead,
+    teacher_hidden: torch.Tensor | None,
+    teacher_head: torch.Tensor | OutputHead | None,
     labels: torch.Tensor,
     student_index: GroupIndex,
     teacher_index: GroupIndex,
@@ -307,8 +307,10 @@ def cross_kd_loss_from_hidden(
     count = trained_tokens if trained_tokens is not None else int((labels != IGNORE_INDEX).sum())
     count = max(count, 1)
     s_head = as_head(student_head)
-    t_head = None
+    t_head: OutputHead | None = None
     if cached is None:
+        if teacher_hidden is None or teacher_head is None:
+            raise ValueError("the teacher's hidden states and head are needed without a cache")
         teacher_hidden = teacher_hidden.detach()
         t_head = as_head(teacher_head)
         t_head = OutputHead(t_head.weight.detach(), None if t_head.bias is None else t_head.bias.detach(), t_head.scale, t_head.softcap)
@@ -331,6 +333,7 @@ def cross_kd_loss_from_hidden(
         s_logp = merged_log_probs(lambda pos: s_head.logits(s_rows[pos], student_vocab), s_idx, temperature)
         if cached is not None:
             return group_divergence_top_k(alignment, s_logp, cached[0][start:stop], cached[1][start:stop], teacher_to_student).sum()
+        assert t_head is not None and teacher_hidden is not None
         with torch.no_grad():
             t_logp = merged_log_probs(lambda pos: t_head.logits(teacher_hidden[pos], teacher_vocab), t_idx, temperature)
             if top_k:
