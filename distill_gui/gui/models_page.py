@@ -142,9 +142,14 @@ class ModelChooser(QGroupBox):
 
     def show_licence(self, path: str) -> None:
         """The model's licence (model card, config.json, GGUF metadata or LICENSE); for a teacher, its terms in plain words."""
-        from distill_gui.core.licences import detect_licence, teacher_notice
+        from distill_gui.core.licences import detect_licence
 
-        found = detect_licence(path)
+        self.show_found_licence(detect_licence(path))
+
+    def show_found_licence(self, found) -> None:
+        """Show a DetectedLicence (read by the pair check's child process: a GGUF file's metadata is parsed there)."""
+        from distill_gui.core.licences import teacher_notice
+
         lines = [f"Licence: {found.label() if found.known else 'none found on disk'}"]
         notice = teacher_notice(found) if self.role == "teacher" else None
         if notice:
@@ -310,12 +315,13 @@ class ModelsPage(QWidget):
         self._failed.clear()
         if pair:
             self.compatibility.setText("<i>checking…</i>")
+            for chooser in (self.teacher, self.student):
+                chooser.licence.setText("")
         self.memory.setText("<i>checking…</i>")
         self.memory.setToolTip("")
 
     def show_described(self, role: str, info) -> None:
         self.chooser(role).show_summary(info.summary())
-        self.chooser(role).show_licence(self.chooser(role).path_edit.text())
 
     def show_failed(self, role: str, message: str) -> None:
         if role in ("teacher", "student"):

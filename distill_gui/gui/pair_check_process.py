@@ -20,6 +20,8 @@ class PairCheckProcess(QObject):
     # ---- Signals
     sig_described = Signal(int, str, object)
     """(request id, role, ModelInfo) for a model that could be read."""
+    sig_licence = Signal(int, str, object)
+    """(request id, role, DetectedLicence) for a model that could be read."""
     sig_failed = Signal(int, str, str)
     """(request id, role, message): role is teacher, student, pair or memory."""
     sig_compatibility = Signal(int, object)
@@ -125,6 +127,8 @@ class PairCheckProcess(QObject):
             self.sig_failed.emit(request_id, str(answer.get("role", "pair")), str(answer.get("message", "")))
         elif kind == "described":
             self.sig_described.emit(request_id, str(answer.get("role")), decode(kind, answer["data"]))
+        elif kind == "licence":
+            self.sig_licence.emit(request_id, str(answer.get("role")), decode(kind, answer["data"]))
         elif kind == "compatibility":
             self.sig_compatibility.emit(request_id, decode(kind, answer["data"]))
         elif kind == "memory":

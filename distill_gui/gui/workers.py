@@ -62,36 +62,3 @@ class DataPreviewer(QObject):
             self.sig_failed.emit(request_id, _short_error(exc))
             return
         self.sig_loaded.emit(request_id, examples[:PREVIEW_ROWS], report, len(examples))
-
-
-class DemoStudentBuilder(QObject):
-    """Saves the demo's random-initialised student (the demo's smallest size) beside the user's runs."""
-
-    # ---- Signals
-    sig_built = Signal(str)
-    """The student folder is ready."""
-    sig_failed = Signal(str)
-    """Why it could not be made."""
-
-    @Slot(str, str)
-    def build(self, teacher: str, out: str) -> None:
-        import shutil
-        from pathlib import Path
-
-        target = Path(out)
-        if (target / "config.json").is_file():
-            self.sig_built.emit(out)
-            return
-        staging = target.with_name(target.name + ".partial")
-        try:
-            from distill_gui.demo.pipeline import STUDENT_SIZES, build_student
-
-            shutil.rmtree(staging, ignore_errors=True)
-            build_student(STUDENT_SIZES[-1], Path(teacher), staging, seed=1)
-            shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
-        except Exception as exc:  # noqa: BLE001
-            shutil.rmtree(staging, ignore_errors=True)
-            self.sig_failed.emit(_short_error(exc))
-            return
-        self.sig_built.emit(out)
