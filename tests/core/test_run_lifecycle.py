@@ -98,3 +98,17 @@ def test_a_second_interrupt_leaves_the_run_interrupted_at_its_step(tiny_pair, ti
     status = run.status()
     assert status["state"] == "interrupted" and status["step"] == 3
     assert run.can_resume()
+
+
+def test_the_same_config_gives_the_same_lora_run(tiny_pair, tiny_data, tmp_path):
+    """LoRA adapters are initialised from training.seed: two runs of one config end with equal weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    config = make_config(tiny_pair, tiny_data, max_steps=1, save_steps=0)
+    config.student.lora.enabled, config.student.lora.r = True, 4
+    finals = [train(config, runs_root=tmp_path / name).final_path for name in ("a", "b")]
+    first, second = (load_file(str(f / "adapter" / "adapter_model.safetensors")) for f in finals)
+    assert first.keys() == second.keys()
+    for key in first:
+        torch.testing.assert_close(first[key], second[key], rtol=0, atol=0)

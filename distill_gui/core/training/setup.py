@@ -89,6 +89,9 @@ def load_models(setup: RunSetup) -> None:
         student_cfg = dataclasses.replace(student_cfg, device=setup.procs.device) if student_cfg.device == "auto" else student_cfg
         teacher_cfg = dataclasses.replace(teacher_cfg, device=setup.procs.device) if teacher_cfg.device == "auto" else teacher_cfg
     setup.log(f"loading student {config.student.path}")
+    from transformers import set_seed
+
+    set_seed(config.training.seed)  # LoRA adapters are initialised while the student loads: same seed, same run
     student = load_model(student_cfg, "student", for_training=True)
     setup.student = student.model
     setup.tokenizer = student.tokenizer
