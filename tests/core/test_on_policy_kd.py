@@ -387,6 +387,29 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_pair, tiny_data, 
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_two_processes_train_on_policy_with_one_token_count(tiny_pair, tiny_data, tmp_path):
+    """Under torchrun each process samples its own rows; the step's token count is gathered (no hang, no mismatch)."""
+    from pathlib import Path
+
+    from distill_gui.core.config import save_config
+
+    config_path = tmp_path / "kd.yaml"
+    save_config(make_config(tiny_pair, tiny_data, {"on_policy": 0.5}, max_steps=4, batch_size=2, gradient_accumulation_steps=2),
+                config_path)
+    bin_dir = Path(sys.executable).parent
+    command = [str(bin_dir / "torchrun"), "--nproc_per_node", "2", "-m", "distill_gui", "train", str(config_path),
+               "--runs-dir", str(tmp_path / "runs")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = RunDir(next((tmp_path / "runs").iterdir()))
+    steps = [m for m in run.metrics() if m["event"] == "StepLogged"]
+    assert [m["step"] for m in steps] == [1, 2, 3, 4]
+    assert any("kd_on_policy" in m["metrics"] for m in steps) and any("kd" in m["metrics"] for m in steps)
+    assert run.final_model() is not None
+
+
 def test_a_lora_student_with_a_padded_vocabulary_samples_only_tokens_the_teacher_knows(tiny_pair, tiny_data, tiny_tokenizer,
                                                                                         tmp_path, monkeypatch):
     model = tiny_models.build_llama(tiny_tokenizer, hidden=32, layers=1, vocab_pad=64, seed=3)
