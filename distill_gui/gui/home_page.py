@@ -94,6 +94,7 @@ class HomePage(QWidget):
         self.recent.itemActivated.connect(self.on_recent_activated)
         runs_layout = QVBoxLayout(runs_box)
         runs_layout.addWidget(self.recent)
+        self.set_recent_runs([])
 
         layout = QVBoxLayout(self)
         layout.addWidget(intro)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QShortcut
+from PySide6.QtCore import QEventLoop, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -127,7 +127,13 @@ class MainWindow(QMainWindow):
             page.setObjectName(f"page_{name.lower()}")
             self.sidebar.addItem(name)
             self.stack.addWidget(page)
-        self.sidebar.setFixedWidth(self.sidebar.sizeHintForColumn(0) + 64)  # room for the state icons
+        self.sidebar.setIconSize(QSize(16, 16))
+        blank = QPixmap(16, 16)
+        blank.fill(Qt.GlobalColor.transparent)
+        self._blank_icon = QIcon(blank)  # pages without a state keep their names aligned with the others
+        for row in range(self.sidebar.count()):
+            self.sidebar.item(row).setIcon(self._blank_icon)
+        self.sidebar.setFixedWidth(self.sidebar.sizeHintForColumn(0) + 40)
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.sidebar.setCurrentRow(0)
         central = QWidget()
@@ -822,7 +828,7 @@ class MainWindow(QMainWindow):
             train.setToolTip(f"a run is {self.controller.state}")
         else:
             blocked = self.start_blocked()
-            train.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning) if blocked else QIcon())
+            train.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning) if blocked else self._blank_icon)
             train.setToolTip(f"Start is waiting: {blocked}" if blocked else "")
 
     def _offer_resume(self) -> None:

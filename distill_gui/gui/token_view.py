@@ -12,7 +12,9 @@ from PySide6.QtGui import QColor, QCursor, QPalette
 from PySide6.QtWidgets import QLabel, QListWidget, QSplitter, QTextBrowser, QToolTip, QVBoxLayout, QWidget
 
 SHADE_FULL_KL = 2.0
-"""KL (nats) shaded at full strength; lower values fade towards the background."""
+"""KL (nats) shaded at full strength by default; lower values fade towards the background."""
+SHADE_MIN_FULL_KL = 0.5
+"""An answer is shaded relative to its own largest KL, but never above this scale (tiny KLs stay pale)."""
 
 
 def _visible(token: str) -> str:
@@ -20,9 +22,9 @@ def _visible(token: str) -> str:
     return token.replace("\n", "⏎\n") if token.strip() else token.replace("\n", "⏎\n").replace(" ", "·") or "∅"
 
 
-def shade(kl: float, base: QColor, accent: QColor) -> QColor:
-    """The background of a token: the palette's base blended towards ``accent`` by KL (capped)."""
-    weight = min(max(kl, 0.0) / SHADE_FULL_KL, 1.0) if math.isfinite(kl) else 1.0
+def shade(kl: float, base: QColor, accent: QColor, full: float = SHADE_FULL_KL) -> QColor:
+    """The background of a token: the palette's base blended towards ``accent`` by KL / ``full`` (capped)."""
+    weight = min(max(kl, 0.0) / full, 1.0) if math.isfinite(kl) else 1.0
     return QColor(
         round(base.red() + (accent.red() - base.red()) * weight),
         round(base.green() + (accent.green() - base.green()) * weight),
@@ -77,16 +79,18 @@ class TokenView(QWidget):
         palette = self.palette()
         base, accent = palette.color(QPalette.ColorRole.Base), QColor(230, 80, 60)
         text_color = palette.color(QPalette.ColorRole.Text).name()
+        finite = [s.kl for s in self.scores if math.isfinite(s.kl)]
+        full = max(max(finite, default=0.0), SHADE_MIN_FULL_KL)  # the answer's worst token is the darkest
         spans = []
         for i, score in enumerate(self.scores):
-            background = shade(score.kl, base, accent).name()
+            background = shade(score.kl, base, accent, full).name()
             spans.append(f"<a href='token:{i}' style='background-color:{background}; color:{text_color}; "
                          f"text-decoration:none'>{html.escape(_visible(score.text))}</a>")
         body = "".join(spans).replace("\n", "<br>")
         self.text.setHtml(f"<div style='font-family: monospace; white-space: pre-wrap'>{body}</div>")
         mean = sum(s.kl for s in self.scores) / len(self.scores) if self.scores else 0.0
-        self.caption.setText(f"{html.escape(title)} — {len(self.scores)} tokens, mean KL {mean:.3f} nats; darker: the student "
-                             "disagrees more. Hover a token for both models' top choices.")
+        self.caption.setText(f"{html.escape(title)} — {len(self.scores)} tokens, mean KL {mean:.3f} nats, darkest "
+                             f"{full:.2f}; darker: the student disagrees more. Hover a token for both models' top choices.")
 
     def show_hardest(self, hardest: list) -> None:
         self.hardest.clear()

@@ -480,7 +480,7 @@ def test_token_view_shades_by_kl_escapes_tokens_and_explains_on_hover(make_windo
     html_text = view.text.toHtml()
     assert "&lt;s&gt;" in html_text and "<s>" not in view.text.toPlainText().replace("<s>", "", 1)
     assert "<s> 4⏎" in view.text.toPlainText()
-    assert "mean KL 1.167" in view.caption.text()
+    assert "mean KL 1.167" in view.caption.text() and "darkest 3.00" in view.caption.text()
     hover = view.token_at(1)
     assert "KL 3.000" in hover and "teacher's top tokens" in hover and "'<s>'" in hover and "student would say 'x'" in hover
     from PySide6.QtGui import QColor
