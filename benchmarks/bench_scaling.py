@@ -17,7 +17,7 @@ Writes ``docs/benchmarks/scaling.png`` and prints every point.
 Last line: ``scaling: kd_time_per_token_growth X kd_memory_per_token_growth Y cache_bytes_per_token_k128 Z
 generate_speedup_batch32 W`` (X, Y: per-token cost at the longest sequence over the shortest, 1.0 = linear).
 
-    python benchmarks/bench_scaling.py [--quick] [--out docs/benchmarks/scaling.png]
+    python benchmarks/bench_scaling.py [--seqs 128,...] [--vocabs ...] [--top-ks ...] [--batches ...] [--threads N]
 """
 
 from __future__ import annotations
@@ -197,15 +197,15 @@ def plot(results: dict, path: Path) -> None:
     twin = ax.twinx()
     for name, style in (("chunked", "o:"), ("plain", "s:")):
         pts = [p for p in results["seq"] if p["loss"] == name]
-        twin.plot([p["seq"] for p in pts], [p["mib"] for p in pts], style, alpha=0.5, label=f"{name}: peak MiB")
+        twin.plot([p["seq"] for p in pts], [max(p["mib"], 1.0) for p in pts], style, alpha=0.5, label=f"{name}: peak MiB")
     twin.set(yscale="log", ylabel="step peak memory (MiB, dotted)")
     ax.legend(loc="upper left", fontsize=8)
     twin.legend(loc="lower right", fontsize=8)
     ax = axes[0, 1]
     for name, style in (("chunked", "o-"), ("plain", "s--")):
         pts = [p for p in results["vocab"] if p["loss"] == name]
-        ax.plot([p["vocab"] for p in pts], [p["mib"] for p in pts], style, label=f"{name}: peak MiB")
-        ax.plot([p["vocab"] for p in pts], [p["ms"] for p in pts], style.replace("-", ":"), alpha=0.6, label=f"{name}: step ms")
+        ax.plot([p["vocab"] for p in pts], [max(p["mib"], 1.0) for p in pts], style, label=f"{name}: peak MiB")
+        ax.plot([p["vocab"] for p in pts], [p["ms"] for p in pts], style[0] + ":", alpha=0.6, label=f"{name}: step ms")
     ax.set(xscale="log", yscale="log", xlabel="vocabulary size (sequence 512)", title="KD step vs vocabulary")
     ax.legend(fontsize=8)
     ax = axes[1, 0]
@@ -227,16 +227,23 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer points")
+    parser.add_argument("--seqs", default="128,256,512,1024,2048", help="sequence lengths of the KD step (vocab 49,152)")
+    parser.add_argument("--vocabs", default="8000,16000,32000,64000,128000", help="vocabulary sizes (sequence 512)")
+    parser.add_argument("--top-ks", default="8,16,32,64,128", help="teacher-cache top-k values")
+    parser.add_argument("--batches", default="1,2,4,8,16,32", help="generation batch sizes")
+    parser.add_argument("--prompts", type=int, default=64, help="generation prompts")
     parser.add_argument("--cache-tokens", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--from-json", help="re-plot the results a run saved (the .json beside its image)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "scaling.png"))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    seqs = [256, 1024] if args.quick else [128, 256, 512, 1024, 2048]
-    vocabs = [8000, 32000] if args.quick else [8000, 16000, 32000, 64000, 128000]
+    seqs, vocabs, top_ks, batches = ([int(x) for x in text.split(",")] for text in (args.seqs, args.vocabs, args.top_ks, args.batches))
     results: dict[str, list] = {"seq": [], "vocab": [], "cache": [], "gen": []}
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        seqs = vocabs = top_ks = batches = []
     print(f"{torch.get_num_threads()} threads")
     for seq in seqs:
         for name in ("chunked", "plain"):
@@ -248,14 +255,15 @@ def main(argv: list[str] | None = None) -> int:
             s, mib = measure_kd(vocab, 512, name == "chunked")
             results["vocab"].append({"vocab": vocab, "loss": name, "ms": s * 1000, "mib": mib})
             print(f"kd seq   512 vocab {vocab:6d} {name:8s} {s * 1000:8.0f} ms peak +{mib:7.0f} MiB", flush=True)
-    for k, size, compact in measure_cache([8, 32, 128] if args.quick else [8, 16, 32, 64, 128], args.cache_tokens):
+    for k, size, compact in measure_cache(top_ks, args.cache_tokens) if top_ks else []:
         results["cache"].append({"k": k, "bytes": size, "compact": compact})
         print(f"teacher cache top-{k:3d}: {size:7.1f} bytes/token on disk, {compact:6.1f} bytes/token compact encoding", flush=True)
-    for b, rate in measure_generation([1, 4, 16] if args.quick else [1, 2, 4, 8, 16, 32], 64, 32):
+    for b, rate in measure_generation(batches, args.prompts, 32) if batches else []:
         results["gen"].append({"batch": b, "tokens_s": rate})
         print(f"generation batch {b:3d}: {rate:8.1f} tokens/s", flush=True)
-    plot(results, Path(args.out))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    plot(results, Path(args.out))
     chunked = [p for p in results["seq"] if p["loss"] == "chunked"]
     a, b = chunked[0], chunked[-1]
     time_growth = (b["ms"] / b["seq"]) / (a["ms"] / a["seq"])
