@@ -310,7 +310,18 @@ class ServedTeacher:
                 f"teacher.url: {url} gave no log-probs of the prompt's tokens (echo with logprobs); this server cannot score given "
                 "text, so it cannot fill a teacher cache; it can still write text (generate-data)"
             )
-        return _logprob_tokens(logprobs, "completions")
+        tokens = _logprob_tokens(logprobs, "completions")
+        # Some servers (llama-cpp-python) write a token even with max_tokens 0: keep the text's own tokens.
+        offsets = logprobs.get("text_offset")
+        if isinstance(offsets, list) and len(offsets) == len(tokens) and all(isinstance(o, int) for o in offsets):
+            return tuple(t for t, o in zip(tokens, offsets) if o < len(text))
+        kept, covered = [], 0
+        for t in tokens:
+            if covered >= len(text):
+                break
+            kept.append(t)
+            covered += len(t[0])
+        return tuple(kept)
 
     def complete_many(
         self,
