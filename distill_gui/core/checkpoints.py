@@ -231,9 +231,7 @@ def sweep_partials(folder: str | Path) -> None:
     folder = Path(folder)
     if not folder.is_dir():
         return
-    leftovers = sorted(
-        child for child in folder.iterdir() if child.is_dir() and child.name.startswith((".partial-", ".old-", ".removed-"))
-    )
+    leftovers = sorted(child for child in folder.iterdir() if child.is_dir() and child.name.startswith((".partial-", ".old-", ".removed-")))
     for kind in ("partial", "old"):  # the newer write first, then what it was replacing
         for child in leftovers:
             parsed = _leftover_target(child.name)

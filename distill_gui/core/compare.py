@@ -72,9 +72,15 @@ class CompareSettings:
 
     def eval_settings(self) -> EvalSettings:
         """The settings ``distill-gui eval`` would use for the same scores."""
-        return EvalSettings(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, limit=self.limit,
-                            data_format=self.data_format, device=self.device, chat_template=self.chat_template,
-                            max_length=self.max_length)
+        return EvalSettings(
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            limit=self.limit,
+            data_format=self.data_format,
+            device=self.device,
+            chat_template=self.chat_template,
+            max_length=self.max_length,
+        )
 
     def cache_dict(self) -> dict[str, Any]:
         """What decides a score besides the model and the data (the row limit is part of the data's key)."""
@@ -290,9 +296,29 @@ class Comparison:
         return [table_row(s, ref) for s in self.scores]
 
 
-TABLE_FIELDS = ("label", "params", "disk_bytes", "accuracy", "correct", "answered", "pass_at_k", "majority_accuracy",
-                "perplexity", "mean_answer_tokens", "tokens_per_s", "peak_memory_mb", "recovery_pct", "perplexity_ratio",
-                "answer_agreement", "top1_agreement", "cached", "error", "path", "run", "checkpoint")
+TABLE_FIELDS = (
+    "label",
+    "params",
+    "disk_bytes",
+    "accuracy",
+    "correct",
+    "answered",
+    "pass_at_k",
+    "majority_accuracy",
+    "perplexity",
+    "mean_answer_tokens",
+    "tokens_per_s",
+    "peak_memory_mb",
+    "recovery_pct",
+    "perplexity_ratio",
+    "answer_agreement",
+    "top1_agreement",
+    "cached",
+    "error",
+    "path",
+    "run",
+    "checkpoint",
+)
 
 
 def table_row(score: ModelScore, reference: ModelScore | None) -> dict[str, Any]:
@@ -374,8 +400,10 @@ def check_memory(ref: ModelRef, settings: CompareSettings, params: int) -> str |
     need = params * dtype.itemsize * 1.2
     free, where = device_memory(settings.device)
     if need > free:
-        return (f"needs about {format_bytes(need)} to load ({params:,} parameters in {str(dtype).replace('torch.', '')}) "
-                f"but {format_bytes(free)} of {where} is free; close other programs or use a machine with more memory")
+        return (
+            f"needs about {format_bytes(need)} to load ({params:,} parameters in {str(dtype).replace('torch.', '')}) "
+            f"but {format_bytes(free)} of {where} is free; close other programs or use a machine with more memory"
+        )
     return None
 
 
@@ -449,7 +477,9 @@ def load_ref(ref: ModelRef, settings: CompareSettings):
     return loaded
 
 
-def score_loaded(model, tokenizer, examples, settings: CompareSettings, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+def score_loaded(
+    model, tokenizer, examples, settings: CompareSettings, progress: Callable[[str, int, int], None] | None = None
+) -> dict[str, Any]:
     """Every measure of one loaded model on ``examples`` (the fields of :class:`ModelScore` it fills)."""
     from distill_gui.core.evaluation import answer_accuracy, perplexity
 
@@ -465,14 +495,21 @@ def score_loaded(model, tokenizer, examples, settings: CompareSettings, progress
             key = hashlib.sha1(json.dumps(ids).encode("ascii")).hexdigest()[:16]
             top1.append({"key": key, "ids": best[row][mask].tolist()})
 
-    phase = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
+    phase = (lambda name: lambda done, total: progress(name, done, total)) if progress else (lambda name: None)
     ppl = perplexity(model, tokenizer, examples, eval_settings, progress=phase("perplexity"), on_batch=on_batch)
     accuracy, correct, answered, tps, predictions = answer_accuracy(model, tokenizer, examples, eval_settings, progress=phase("answers"))
     lengths = [len(tokenizer(p["output"], add_special_tokens=False)["input_ids"]) for p in predictions]
     result: dict[str, Any] = {
-        "rows": len(examples), "accuracy": accuracy, "correct": correct, "answered": answered, "perplexity": ppl,
-        "tokens_per_s": tps, "mean_answer_tokens": sum(lengths) / len(lengths) if lengths else None,
-        "predictions": predictions, "top1": top1, "samples": settings.samples,
+        "rows": len(examples),
+        "accuracy": accuracy,
+        "correct": correct,
+        "answered": answered,
+        "perplexity": ppl,
+        "tokens_per_s": tps,
+        "mean_answer_tokens": sum(lengths) / len(lengths) if lengths else None,
+        "predictions": predictions,
+        "top1": top1,
+        "samples": settings.samples,
     }
     if settings.samples > 1 and answered:
         result.update(_sampled(model, tokenizer, examples, settings, predictions, phase("samples")))
@@ -489,8 +526,13 @@ def _sampled(model, tokenizer, examples, settings: CompareSettings, predictions:
     targets = [(e, reference_answer(e)) for e in examples]
     targets = [(e, r) for e, r in targets if r is not None and (e.prompt or e.messages)]
     prompts = [render_prompt(e, tokenizer, settings.chat_template) for e, _ in targets]
-    gen = GenerationSettings(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p,
-                             num_samples=settings.samples, batch_size=settings.batch_size)
+    gen = GenerationSettings(
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        num_samples=settings.samples,
+        batch_size=settings.batch_size,
+    )
     outputs = generate(model, tokenizer, prompts, gen, progress=progress, seed=settings.seed)
     by_source = {p["source"]: p for p in predictions}
     passed = voted = 0
@@ -524,8 +566,9 @@ def _warm_up(model, tokenizer, examples, settings: CompareSettings) -> None:
 def _score(ref: ModelRef, index: int, examples, settings: CompareSettings, emit, stop: threading.Event) -> ModelScore:
     import torch
 
-    base = ModelScore(label=ref.label, spec=ref.spec, path=ref.path, adapter=ref.adapter, run=ref.run,
-                      checkpoint=ref.checkpoint, samples=settings.samples)
+    base = ModelScore(
+        label=ref.label, spec=ref.spec, path=ref.path, adapter=ref.adapter, run=ref.run, checkpoint=ref.checkpoint, samples=settings.samples
+    )
     disk, params = disk_facts(ref)
     base.disk_bytes, base.params = disk, params
     problem = check_memory(ref, settings, params)
@@ -643,11 +686,19 @@ def compare(
     folder.mkdir(parents=True, exist_ok=True)
     cache = ScoreCache(cache_dir or default_cache_dir(runs_root))
     data_key = data_fingerprint(str(data), settings.data_format, settings.limit)
-    result = Comparison(data=str(data), rows=len(examples), settings=settings, reference=ref_label, scores=[],
-                        folder=folder, questions=questions)
+    result = Comparison(
+        data=str(data), rows=len(examples), settings=settings, reference=ref_label, scores=[], folder=folder, questions=questions
+    )
     failed = [ModelScore(label=short_name(spec), spec=spec, path=spec, error=reason) for spec, reason in unresolved]
-    emit(CompareStarted(folder=str(folder), labels=[r.label for r in ordered] + [f.label for f in failed],
-                        reference=ref_label, rows=len(examples), data=str(data)))
+    emit(
+        CompareStarted(
+            folder=str(folder),
+            labels=[r.label for r in ordered] + [f.label for f in failed],
+            reference=ref_label,
+            rows=len(examples),
+            data=str(data),
+        )
+    )
 
     for index, ref in enumerate(ordered):
         if stop.is_set():
@@ -670,8 +721,15 @@ def compare(
                 result.state = "stopped"
                 break
             except Exception as exc:  # noqa: BLE001 - one model failing never ends the comparison
-                score = ModelScore(label=ref.label, spec=ref.spec, path=ref.path, adapter=ref.adapter, run=ref.run,
-                                   checkpoint=ref.checkpoint, error=_one_line(exc))
+                score = ModelScore(
+                    label=ref.label,
+                    spec=ref.spec,
+                    path=ref.path,
+                    adapter=ref.adapter,
+                    run=ref.run,
+                    checkpoint=ref.checkpoint,
+                    error=_one_line(exc),
+                )
             score.fingerprint = model_key
             if score.ok and use_cache:
                 cache.put(key, score.to_record())
@@ -687,8 +745,11 @@ def compare(
         result.scores.append(score)
         emit(ModelFailed(index=len(ordered) + offset, label=score.label, reason=score.error or ""))
     write_report(result, folder)
-    emit(CompareFinished(folder=str(folder), state=result.state, scored=sum(s.ok for s in result.scores),
-                         failed=sum(not s.ok for s in result.scores)))
+    emit(
+        CompareFinished(
+            folder=str(folder), state=result.state, scored=sum(s.ok for s in result.scores), failed=sum(not s.ok for s in result.scores)
+        )
+    )
     return result
 
 

@@ -15,9 +15,26 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-CSV_FIELDS = ("label", "params", "disk_bytes", "accuracy", "correct", "answered", "recovery_pct", "pass_at_k",
-              "majority_accuracy", "perplexity", "perplexity_ratio", "answer_agreement", "top1_agreement",
-              "mean_answer_tokens", "tokens_per_s", "peak_memory_mb", "error", "path")
+CSV_FIELDS = (
+    "label",
+    "params",
+    "disk_bytes",
+    "accuracy",
+    "correct",
+    "answered",
+    "recovery_pct",
+    "pass_at_k",
+    "majority_accuracy",
+    "perplexity",
+    "perplexity_ratio",
+    "answer_agreement",
+    "top1_agreement",
+    "mean_answer_tokens",
+    "tokens_per_s",
+    "peak_memory_mb",
+    "error",
+    "path",
+)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -52,8 +69,11 @@ def to_markdown(rows: Sequence[dict], title: str = "") -> str:
     reference = next((r for r in rows if r.get("reference")), rows[0] if rows else None)
     ref_params = reference.get("params", 0) if reference else 0
     sampled = any(r.get("pass_at_k") is not None for r in rows)
-    head = ["model", "params", "accuracy", "recovery"] + (["pass@k", "majority"] if sampled else []) + [
-        "perplexity", "ppl ratio", "agreement", "top-1 agr.", "answer tokens", "tokens/s", "memory", "disk"]
+    head = (
+        ["model", "params", "accuracy", "recovery"]
+        + (["pass@k", "majority"] if sampled else [])
+        + ["perplexity", "ppl ratio", "agreement", "top-1 agr.", "answer tokens", "tokens/s", "memory", "disk"]
+    )
     lines = [f"## {title}", ""] if title else []
     lines += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in rows:
@@ -63,13 +83,24 @@ def to_markdown(rows: Sequence[dict], title: str = "") -> str:
         params = r.get("params") or 0
         ratio = f" (1/{ref_params / params:.0f})" if params and ref_params and params < ref_params else ""
         recovery = "–" if r.get("recovery_pct") is None else f"{r['recovery_pct']:.1f}%"
-        cells = [f"{r['label']}{' (reference)' if r.get('reference') else ''}", f"{format_params(params)}{ratio}",
-                 _pct(r.get("accuracy")), recovery]
+        cells = [
+            f"{r['label']}{' (reference)' if r.get('reference') else ''}",
+            f"{format_params(params)}{ratio}",
+            _pct(r.get("accuracy")),
+            recovery,
+        ]
         if sampled:
             cells += [_pct(r.get("pass_at_k")), _pct(r.get("majority_accuracy"))]
-        cells += [_num(r.get("perplexity"), ".3f"), _num(r.get("perplexity_ratio"), ".3g"), _pct(r.get("answer_agreement")),
-                  _pct(r.get("top1_agreement")), _num(r.get("mean_answer_tokens"), ".1f"), _num(r.get("tokens_per_s"), ".0f"),
-                  f"{r.get('peak_memory_mb', 0):.0f} MB", format_size(r.get("disk_bytes") or 0)]
+        cells += [
+            _num(r.get("perplexity"), ".3f"),
+            _num(r.get("perplexity_ratio"), ".3g"),
+            _pct(r.get("answer_agreement")),
+            _pct(r.get("top1_agreement")),
+            _num(r.get("mean_answer_tokens"), ".1f"),
+            _num(r.get("tokens_per_s"), ".0f"),
+            f"{r.get('peak_memory_mb', 0):.0f} MB",
+            format_size(r.get("disk_bytes") or 0),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -82,8 +113,17 @@ def to_text(rows: Sequence[dict]) -> str:
             cells.append((r["label"], "–", "failed", "", "", "", ""))
             continue
         recovery = "–" if r.get("recovery_pct") is None else f"{r['recovery_pct']:.1f}%"
-        cells.append((r["label"] + (" *" if r.get("reference") else ""), format_params(r.get("params") or 0), _pct(r.get("accuracy")),
-                      recovery, _num(r.get("perplexity"), ".3f"), _pct(r.get("answer_agreement")), _num(r.get("tokens_per_s"), ".0f")))
+        cells.append(
+            (
+                r["label"] + (" *" if r.get("reference") else ""),
+                format_params(r.get("params") or 0),
+                _pct(r.get("accuracy")),
+                recovery,
+                _num(r.get("perplexity"), ".3f"),
+                _pct(r.get("answer_agreement")),
+                _num(r.get("tokens_per_s"), ".0f"),
+            )
+        )
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = []
     for n, row in enumerate(cells):
@@ -137,7 +177,9 @@ def plot(rows: Sequence[dict], path: str | Path, title: str = "Accuracy against 
     reference = next((r for r in points if r.get("reference")), None)
     if reference is not None:
         ax.axhline(100 * reference["accuracy"], color="#444", linewidth=0.8, linestyle="--")
-        ax.text(ax.get_xlim()[0], 100 * reference["accuracy"] + 1, f" reference {100 * reference['accuracy']:.1f}%", fontsize=7, va="bottom")
+        ax.text(
+            ax.get_xlim()[0], 100 * reference["accuracy"] + 1, f" reference {100 * reference['accuracy']:.1f}%", fontsize=7, va="bottom"
+        )
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("accuracy (%)")
@@ -158,8 +200,13 @@ def write_report(comparison, folder: str | Path) -> Path:
     from dataclasses import asdict
 
     summary = {
-        "data": comparison.data, "rows": comparison.rows, "reference": comparison.reference, "state": comparison.state,
-        "settings": asdict(comparison.settings), "written_at": time.time(), "models": rows,
+        "data": comparison.data,
+        "rows": comparison.rows,
+        "reference": comparison.reference,
+        "state": comparison.state,
+        "settings": asdict(comparison.settings),
+        "written_at": time.time(),
+        "models": rows,
     }
     _write_atomic(folder / "results.json", json.dumps(summary, indent=2, ensure_ascii=False))
     _write_atomic(folder / "results.csv", to_csv(rows))

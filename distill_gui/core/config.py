@@ -50,7 +50,8 @@ class ModelConfig:
     trust_remote_code: bool = _doc(False, "Run Python code shipped with the model. Off unless you trust the source.")
     allow_pickle: bool = _doc(False, "Allow pickle weights (*.bin, *.pt), which can run arbitrary code when loaded.")
     attn_implementation: str = _choice(
-        "auto", ATTENTIONS,
+        "auto",
+        ATTENTIONS,
         "Attention kernel: auto is transformers' default (sdpa); eager is faster for tiny models on a CPU under bf16.",
     )
     url: str = _doc(
@@ -139,7 +140,9 @@ def _method_config_class() -> type:
     doc = "; ".join(f"{m.name}: {m.title}" for m in methods.all_methods())
     fields: list[tuple] = [("kind", str, _choice("kd" if "kd" in kinds else kinds[0], kinds, f"The training method ({doc})."))]
     for method in methods.all_methods():
-        fields.append((method.name, method.Config, _doc(doc=f"{method.title} settings (used when kind is {method.name}).", factory=method.Config)))
+        fields.append(
+            (method.name, method.Config, _doc(doc=f"{method.title} settings (used when kind is {method.name}).", factory=method.Config))
+        )
     cls = dataclasses.make_dataclass("MethodConfig", fields)
     cls.__module__ = __name__
     cls.__doc__ = "How knowledge moves from teacher to student: the method and each method's settings."
@@ -185,8 +188,9 @@ class TrainingConfig:
     max_new_tokens: int = _doc(64, "Longest generated answer for samples.", min=1)
     report_to: list[str] = _doc(
         doc="Experiment trackers the Trainer also reports to: none, or any of tensorboard, mlflow, trackio (each needs its "
-            "package); their files go into the run folder. The run folder's own files are written either way.",
-        factory=lambda: ["none"], item_choices=("none", "tensorboard", "mlflow", "trackio"),
+        "package); their files go into the run folder. The run folder's own files are written either way.",
+        factory=lambda: ["none"],
+        item_choices=("none", "tensorboard", "mlflow", "trackio"),
     )
 
     def __post_init__(self) -> None:
@@ -439,7 +443,7 @@ def _resolve_path(value: str | None, base: Path) -> str | None:
     candidate = Path(value).expanduser()
     if candidate.is_absolute():
         return str(candidate)
-    resolved = (base / candidate)
+    resolved = base / candidate
     # A relative value that does not exist next to the config may be a hub id ("org/name"): keep it.
     if resolved.exists() or "/" not in value or value.startswith("."):
         return str(resolved.resolve())

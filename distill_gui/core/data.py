@@ -121,8 +121,7 @@ class DataReport:
     def summary(self, max_rows: int | None = 10) -> str:
         """Lines of text for a log or a dialog; ``max_rows=None`` lists every skipped and truncated row."""
         fields = ", ".join(f"{k} <- {v}" if k != v else k for k, v in self.columns.items())
-        head = (f"{self.file}: format {self.format or '?'} ({fields}); "
-                f"{self.total} rows, {self.kept} kept, {len(self.bad_rows)} skipped")
+        head = f"{self.file}: format {self.format or '?'} ({fields}); {self.total} rows, {self.kept} kept, {len(self.bad_rows)} skipped"
         lines = [head + (f", {len(self.truncated_rows)} truncated" if self.truncated_rows else "")]
         for title, rows in (("skipped", self.bad_rows), ("truncated", self.truncated_rows)):
             shown = rows if max_rows is None else rows[:max_rows]
@@ -163,8 +162,7 @@ FORMAT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "model": "assistant", "system": "system"}
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant", "system": "system"}
 _BOM = b"\xef\xbb\xbf"
 _BOM_NOTE = "a UTF-8 byte order mark at the start of the file was removed"
 
@@ -257,16 +255,21 @@ def _parse_row(row: dict, fmt: str, mapping: dict[str, str], source: str) -> Exa
     if fmt in ("messages", "sharegpt"):
         turns = _turns(row, mapping[FORMAT_FIELDS[fmt][0][0]], fmt == "sharegpt")
         prompt_turns, completion = turns[:-1], turns[-1]["content"]
-        return Example(prompt=_transcript(prompt_turns), completion=completion, messages=prompt_turns,
-                       reference=_reference(completion), source=source, format=fmt)
+        return Example(
+            prompt=_transcript(prompt_turns),
+            completion=completion,
+            messages=prompt_turns,
+            reference=_reference(completion),
+            source=source,
+            format=fmt,
+        )
     if fmt == "text":
         return Example(prompt="", completion=_text(row, mapping["text"], "text"), source=source, format=fmt)
     if fmt == "alpaca":
         prompt = _text(row, mapping["instruction"], "instruction")
         extra = _text(row, mapping["input"], "input", required=False)
         completion = _text(row, mapping["output"], "output")
-        return Example(prompt=prompt, completion=completion, input=extra, reference=_reference(completion),
-                       source=source, format=fmt)
+        return Example(prompt=prompt, completion=completion, input=extra, reference=_reference(completion), source=source, format=fmt)
     names = ("question", "answer") if fmt == "question_answer" else ("prompt", "completion")
     prompt = _text(row, mapping[names[0]], names[0])
     completion = _text(row, mapping[names[1]], names[1])
@@ -279,7 +282,7 @@ def _parse_row(row: dict, fmt: str, mapping: dict[str, str], source: str) -> Exa
 def _decode_lines(raw: bytes, report: DataReport) -> list[tuple[int, str | None]]:
     """Split bytes into (1-based line number, text or None when the line is not valid UTF-8)."""
     if raw.startswith(_BOM):
-        raw = raw[len(_BOM):]
+        raw = raw[len(_BOM) :]
         report.notes.append(_BOM_NOTE)
     out: list[tuple[int, str | None]] = []
     for number, line in enumerate(raw.split(b"\n"), start=1):
@@ -317,7 +320,7 @@ def _raw_lines(path: Path, raw: bytes | None) -> Iterator[tuple[int, bytes | Non
 def _read_jsonl(path: Path, report: DataReport, raw: bytes | None = None) -> Iterator[tuple]:
     for number, line in _raw_lines(path, raw):
         if number == 1 and line is not None and line.startswith(_BOM):
-            line = line[len(_BOM):]
+            line = line[len(_BOM) :]
             report.notes.append(_BOM_NOTE)
         if line is None:
             yield "line", number, _RowError(f"row too large (over {MAX_ROW_BYTES // 1024} KiB); it was not read")
@@ -345,7 +348,7 @@ def _read_jsonl(path: Path, report: DataReport, raw: bytes | None = None) -> Ite
 
 def _read_json(path: Path, report: DataReport) -> Iterator[tuple]:
     raw = path.read_bytes()
-    body = raw[len(_BOM):] if raw.startswith(_BOM) else raw
+    body = raw[len(_BOM) :] if raw.startswith(_BOM) else raw
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -369,8 +372,10 @@ def _read_json(path: Path, report: DataReport) -> Iterator[tuple]:
                 value = value[key]
                 break
         else:
-            raise DataError(f"{path}: expected a list of objects, or an object with a 'data', 'train' or "
-                            f"'rows' list; found an object with keys {', '.join(map(str, value)) or 'none'}")
+            raise DataError(
+                f"{path}: expected a list of objects, or an object with a 'data', 'train' or "
+                f"'rows' list; found an object with keys {', '.join(map(str, value)) or 'none'}"
+            )
     if not isinstance(value, list):
         raise DataError(f"{path}: expected a list of objects, got {type(value).__name__}")
     for index, item in enumerate(value):
@@ -469,8 +474,9 @@ def _read_saved(path: Path, report: DataReport) -> Iterator[tuple]:
     import datasets
 
     if not any((path / name).exists() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
-        raise DataError(f"{path}: a folder, but not one written by datasets' save_to_disk; "
-                        f"give a data file ({', '.join(SUPPORTED_EXTENSIONS)}) instead")
+        raise DataError(
+            f"{path}: a folder, but not one written by datasets' save_to_disk; give a data file ({', '.join(SUPPORTED_EXTENSIONS)}) instead"
+        )
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as exc:
@@ -496,8 +502,10 @@ def _read_hub(name: str, report: DataReport) -> Iterator[tuple]:
         from distill_gui.core.hub import hub_offline
 
         if hub_offline():
-            raise DataError(f"{name}: not a file or folder, and not found locally and no network "
-                            "(HF_HUB_OFFLINE is set); give a data file or a saved dataset folder") from None
+            raise DataError(
+                f"{name}: not a file or folder, and not found locally and no network "
+                "(HF_HUB_OFFLINE is set); give a data file or a saved dataset folder"
+            ) from None
         raise DataError(f"{name}: not a file or folder, and loading it as a hub dataset failed: {exc}") from None
     report.notes.append("loaded the 'train' split from the hub")
     yield from _read_dataset(ds, name, report)
@@ -509,11 +517,20 @@ def _rows(path_str: str, report: DataReport) -> tuple[str, Iterator[tuple]]:
         return "", _read_saved(path, report)
     if path.is_file():
         suffix = path.suffix.lower()
-        readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
-                   ".tsv": _read_csv, ".parquet": _read_parquet, ".txt": _read_txt}
+        readers = {
+            ".jsonl": _read_jsonl,
+            ".ndjson": _read_jsonl,
+            ".json": _read_json,
+            ".csv": _read_csv,
+            ".tsv": _read_csv,
+            ".parquet": _read_parquet,
+            ".txt": _read_txt,
+        }
         if suffix not in readers:
-            raise DataError(f"{path}: unknown file type {suffix or '(no extension)'}; supported are "
-                            f"{', '.join(SUPPORTED_EXTENSIONS)} and folders saved with datasets' save_to_disk")
+            raise DataError(
+                f"{path}: unknown file type {suffix or '(no extension)'}; supported are "
+                f"{', '.join(SUPPORTED_EXTENSIONS)} and folders saved with datasets' save_to_disk"
+            )
         return ("text" if suffix == ".txt" else ""), readers[suffix](path, report)
     if not path_str or _looks_like_path(path_str):
         raise DataError(f"{path_str or '(empty path)'}: data file not found")
@@ -548,9 +565,7 @@ def load_examples(path: str, format: str = "auto", columns: dict | None = None) 
     if fmt == "auto" and not seen:
         # Not one row could be read as an object (or there are none): report each row's own problem.
         report.total = len(rows)
-        report.bad_rows = [
-            BadRow(name, pos, str(row) if isinstance(row, _RowError) else "no fields", unit) for unit, pos, row in rows
-        ]
+        report.bad_rows = [BadRow(name, pos, str(row) if isinstance(row, _RowError) else "no fields", unit) for unit, pos, row in rows]
         return [], report
     if fmt == "auto":
         detected = _detect_format(seen, columns)
@@ -564,13 +579,17 @@ def load_examples(path: str, format: str = "auto", columns: dict | None = None) 
         fmt = detected
     unknown = set(columns) - set(sum(FORMAT_FIELDS[fmt], ()))
     if unknown and not forced:
-        raise DataError(f"{path}: data.columns names {', '.join(sorted(unknown))}, which format {fmt} does not "
-                        f"have; its fields are {', '.join(sum(FORMAT_FIELDS[fmt], ()))}")
+        raise DataError(
+            f"{path}: data.columns names {', '.join(sorted(unknown))}, which format {fmt} does not "
+            f"have; its fields are {', '.join(sum(FORMAT_FIELDS[fmt], ()))}"
+        )
     mapping = _mapping(fmt, {} if forced else columns)
     missing = [mapping[f] for f in FORMAT_FIELDS[fmt][0] if mapping[f] not in seen]
     if missing and seen:
-        raise DataError(f"{path}: format {fmt} needs the column(s) {', '.join(missing)}, but the columns seen are "
-                        f"{', '.join(sorted(seen))}; set data.columns to map {fmt}'s fields to your columns")
+        raise DataError(
+            f"{path}: format {fmt} needs the column(s) {', '.join(missing)}, but the columns seen are "
+            f"{', '.join(sorted(seen))}; set data.columns to map {fmt}'s fields to your columns"
+        )
     report.format = fmt
     report.columns = {f: c for f, c in mapping.items() if c in seen or f in FORMAT_FIELDS[fmt][0]}
     examples = []
@@ -663,7 +682,7 @@ def turn_end_text(tokenizer) -> str | None:
         except Exception:  # noqa: BLE001 - a template refusing the probe: fall back to EOS
             rendered = ""
         at = rendered.rfind(_TURN_PROBE)
-        _TURN_END_TEXT[key] = (rendered[at + len(_TURN_PROBE):].strip() or None) if at >= 0 else None
+        _TURN_END_TEXT[key] = (rendered[at + len(_TURN_PROBE) :].strip() or None) if at >= 0 else None
     return _TURN_END_TEXT[key]
 
 
@@ -689,7 +708,11 @@ def _adds_bos(tokenizer) -> bool:
 
 
 def _assemble(
-    prompt_ids: list[int], completion_ids: list[int], tokenizer, max_length: int, adds_bos: bool,
+    prompt_ids: list[int],
+    completion_ids: list[int],
+    tokenizer,
+    max_length: int,
+    adds_bos: bool,
     end_ids: list[int] | None = None,
 ) -> dict | None:
     if not completion_ids:
@@ -700,7 +723,7 @@ def _assemble(
         prompt_ids.insert(0, bos)
     completion_ids = list(completion_ids)
     if end_ids:  # the chat template's own end-of-turn (with EOS only where the template writes it)
-        if completion_ids[-len(end_ids):] != end_ids:
+        if completion_ids[-len(end_ids) :] != end_ids:
             completion_ids.extend(end_ids)
     elif eos is not None and completion_ids[-1] != eos:
         completion_ids.append(eos)
@@ -721,8 +744,9 @@ def _assemble(
     }
 
 
-def tokenize_example(example: Example, tokenizer, max_length: int, chat_template: str = "auto",
-                     system_prompt: str | None = None) -> dict | None:
+def tokenize_example(
+    example: Example, tokenizer, max_length: int, chat_template: str = "auto", system_prompt: str | None = None
+) -> dict | None:
     """``input_ids``, ``attention_mask`` and ``labels`` (-100 on the prompt) for one example.
 
     Prompt and completion are tokenized separately and joined, so the boundary is exact; BOS is added
@@ -746,8 +770,8 @@ def _tokenize_all(examples: list[Example], report: DataReport, cfg, tokenizer) -
     kept, features = [], []
     batch = 1000
     for start in range(0, len(examples), batch):
-        chunk = examples[start:start + batch]
-        p_ids = tokenizer(prompts[start:start + batch], add_special_tokens=False)["input_ids"]
+        chunk = examples[start : start + batch]
+        p_ids = tokenizer(prompts[start : start + batch], add_special_tokens=False)["input_ids"]
         c_ids = tokenizer([e.completion for e in chunk], add_special_tokens=False)["input_ids"]
         for example, p, c in zip(chunk, p_ids, c_ids):
             feature = _assemble(p, c, tokenizer, cfg.max_length, adds_bos, _turn_end_ids(example, tokenizer, cfg.chat_template, turn_end))
@@ -757,9 +781,7 @@ def _tokenize_all(examples: list[Example], report: DataReport, cfg, tokenizer) -
                 continue
             if len(feature["input_ids"]) < len(p) + len(c):  # _assemble only adds (BOS, EOS) unless it cuts
                 file, unit, position = _split_source(example.source)
-                report.truncated_rows.append(
-                    BadRow(file, position, f"{len(p) + len(c)} tokens cut to {len(feature['input_ids'])}", unit)
-                )
+                report.truncated_rows.append(BadRow(file, position, f"{len(p) + len(c)} tokens cut to {len(feature['input_ids'])}", unit))
             kept.append(example)
             features.append(feature)
     report.kept = len(kept)
@@ -779,8 +801,10 @@ def _check(report: DataReport, path: str, max_bad_fraction: float) -> None:
     first = "; ".join(str(b) for b in report.bad_rows[:5])
     every = " (every bad line is listed in the run's log)" if len(report.bad_rows) > 5 else ""
     if report.kept == 0:
-        raise DataError(f"no usable rows in {path}: {report.total} rows read, none usable"
-                        + (f"; first reasons: {first}{every}" if first else ""), report)
+        raise DataError(
+            f"no usable rows in {path}: {report.total} rows read, none usable" + (f"; first reasons: {first}{every}" if first else ""),
+            report,
+        )
     if report.bad_fraction > max_bad_fraction:
         raise DataError(
             f"{path}: {len(report.bad_rows)} of {report.total} rows are unusable ({report.bad_fraction:.0%}), "
@@ -793,9 +817,7 @@ def _check(report: DataReport, path: str, max_bad_fraction: float) -> None:
 def _features_dataset(features: list[dict]):
     import datasets
 
-    return datasets.Dataset.from_dict({
-        key: [f[key] for f in features] for key in ("input_ids", "attention_mask", "labels")
-    })
+    return datasets.Dataset.from_dict({key: [f[key] for f in features] for key in ("input_ids", "attention_mask", "labels")})
 
 
 def _split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -881,14 +903,11 @@ class DataCollator:
         batch: dict[str, list] = {
             "input_ids": [r + [self.pad_token_id] * (longest - len(r)) for r in rows],
             "attention_mask": [
-                [int(t) for t in f.get("attention_mask", [1] * len(r))] + [0] * (longest - len(r))
-                for f, r in zip(features, rows)
+                [int(t) for t in f.get("attention_mask", [1] * len(r))] + [0] * (longest - len(r)) for f, r in zip(features, rows)
             ],
         }
         if all("labels" in f for f in features):
-            batch["labels"] = [
-                [int(t) for t in f["labels"]] + [-100] * (longest - len(r)) for f, r in zip(features, rows)
-            ]
+            batch["labels"] = [[int(t) for t in f["labels"]] + [-100] * (longest - len(r)) for f, r in zip(features, rows)]
         if all("row" in f for f in features):  # row numbers: where a batch finds its offline teacher cache
             batch["row"] = [int(f["row"]) for f in features]
         return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}

@@ -50,8 +50,10 @@ def mix_sources(sources: Sequence[tuple[str, list, list]], weights: Sequence[flo
         examples_out.extend(examples[i] for i in rows)
         features_out.extend(features[i] for i in rows)
         share = f"{weight / total_weight:.0%}" if total_weight else "0%"
-        notes.append(f"mix: {name} gives {count} of {sum(counts)} rows ({share}; it has {size}"
-                     + (f", each used about {count / size:.1f}×)" if size and count > size else ")"))
+        notes.append(
+            f"mix: {name} gives {count} of {sum(counts)} rows ({share}; it has {size}"
+            + (f", each used about {count / size:.1f}×)" if size and count > size else ")")
+        )
     return examples_out, features_out, notes
 
 
@@ -91,5 +93,12 @@ def prepare_mixed(cfg: Any, tokenizer: Any, base: Any | None) -> Any:
         eval_examples, eval_features = _tokenize_all(eval_examples, eval_report, cfg, tokenizer)
         _check(eval_report, cfg.eval, cfg.max_bad_fraction)
         eval_data = _features_dataset(eval_features)
-    return PreparedData(train=_features_dataset(features), eval=eval_data, train_examples=examples, eval_examples=eval_examples,
-                        report=report, eval_report=eval_report, format=report.format)
+    return PreparedData(
+        train=_features_dataset(features),
+        eval=eval_data,
+        train_examples=examples,
+        eval_examples=eval_examples,
+        report=report,
+        eval_report=eval_report,
+        format=report.format,
+    )

@@ -53,9 +53,13 @@ def collect() -> dict:
         problems.append(match_text)
     recommended = torch_builds.choose(hardware)
     if torch_cuda is None and hardware.nvidia_driver and recommended.build != "cpu":
-        problems.append(f"torch is a CPU build but this machine has {hardware.describe()}: reinstall with --torch {recommended.build} to train on the GPU")
+        problems.append(
+            f"torch is a CPU build but this machine has {hardware.describe()}: reinstall with --torch {recommended.build} to train on the GPU"
+        )
     if report["devices"]["cuda_available"] is False and torch_cuda and match_ok and hardware.nvidia_driver:
-        problems.append("torch is a CUDA build and the driver is new enough, yet CUDA is not available: check that the GPU is visible (CUDA_VISIBLE_DEVICES, nvidia-smi)")
+        problems.append(
+            "torch is a CUDA build and the driver is new enough, yet CUDA is not available: check that the GPU is visible (CUDA_VISIBLE_DEVICES, nvidia-smi)"
+        )
 
     runs = default_runs_root()
     probe = runs
@@ -103,31 +107,39 @@ def format_diagnostics(data: dict) -> str:
 
     torch_build = data["torch_build"]
     if torch_build.get("version"):
-        kind = f"CUDA {torch_build['cuda']}" if torch_build.get("cuda") else (f"ROCm {torch_build['hip']}" if torch_build.get("hip") else "CPU")
+        kind = (
+            f"CUDA {torch_build['cuda']}"
+            if torch_build.get("cuda")
+            else (f"ROCm {torch_build['hip']}" if torch_build.get("hip") else "CPU")
+        )
         torch_line = f"{torch_build['version']} ({kind} build)"
     else:
         torch_line = f"does not import: {torch_build.get('error')}"
     driver = data["driver"]
     disk = data["disk"]
     paths = data["paths"]
-    lines = [f"distill-gui {data['distill_gui']}", format_report(data["environment"]),
-             line("torch build", torch_line),
-             line("gpu driver", driver["found"]),
-             line("torch vs driver", ("ok: " if driver["torch_matches"] else "MISMATCH: ") + driver["detail"]),
-             line("best torch here", driver["recommended_build"])]
+    lines = [
+        f"distill-gui {data['distill_gui']}",
+        format_report(data["environment"]),
+        line("torch build", torch_line),
+        line("gpu driver", driver["found"]),
+        line("torch vs driver", ("ok: " if driver["torch_matches"] else "MISMATCH: ") + driver["detail"]),
+        line("best torch here", driver["recommended_build"]),
+    ]
     lines += [line("  note", note) for note in driver["notes"]]
-    lines += [line("disk", f"{disk['free'] / 2**30:.1f} GiB free of {disk['total'] / 2**30:.1f} GiB at {disk['path']}"),
-              line("package", paths["package"]),
-              line("interpreter", paths["python"]),
-              line("environment", paths["environment"]),
-              line("installed app", paths["installed_app"] or "not installed by the installers (a pip or source install)"),
-              line("install logs", paths["install_logs"] or "none"),
-              line("runs", paths["runs"] + "  (each run keeps its own train.log)"),
-              line("settings", paths["settings"])]
+    lines += [
+        line("disk", f"{disk['free'] / 2**30:.1f} GiB free of {disk['total'] / 2**30:.1f} GiB at {disk['path']}"),
+        line("package", paths["package"]),
+        line("interpreter", paths["python"]),
+        line("environment", paths["environment"]),
+        line("installed app", paths["installed_app"] or "not installed by the installers (a pip or source install)"),
+        line("install logs", paths["install_logs"] or "none"),
+        line("runs", paths["runs"] + "  (each run keeps its own train.log)"),
+        line("settings", paths["settings"]),
+    ]
     if data["problems"]:
         lines.append("problems:")
         lines += [f"  - {p}" for p in data["problems"]]
     else:
         lines.append(line("problems", "none found"))
     return "\n".join(lines)
-

@@ -52,13 +52,15 @@ def _devices() -> dict:
             props = torch.cuda.get_device_properties(index)
             with torch.cuda.device(index):
                 bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-            info["gpus"].append({
-                "index": index,
-                "name": props.name,
-                "memory": int(props.total_memory),
-                "capability": f"{props.major}.{props.minor}",
-                "bf16": bool(bf16),
-            })
+            info["gpus"].append(
+                {
+                    "index": index,
+                    "name": props.name,
+                    "memory": int(props.total_memory),
+                    "capability": f"{props.major}.{props.minor}",
+                    "bf16": bool(bf16),
+                }
+            )
     return info
 
 
@@ -81,13 +83,17 @@ def format_report(report: dict) -> str:
     dev = report["devices"]
     lines = [f"{'python':<19} {report['python']}", f"{'platform':<19} {report['platform']}"]
     lines += [f"{name:<19} {version}" for name, version in report["versions"].items()]
-    lines.append(f"{'cpu':<19} {dev['cpu_count']} cores, RAM {format_bytes(dev['ram_total'])} "
-                 f"({format_bytes(dev['ram_available'])} available), bf16 {'yes' if dev['cpu_bf16'] else 'no'}")
+    lines.append(
+        f"{'cpu':<19} {dev['cpu_count']} cores, RAM {format_bytes(dev['ram_total'])} "
+        f"({format_bytes(dev['ram_available'])} available), bf16 {'yes' if dev['cpu_bf16'] else 'no'}"
+    )
     if dev["cuda_available"]:
         lines.append(f"{'cuda':<19} CUDA {dev['cuda_version']}, {len(dev['gpus'])} GPU(s)")
         for gpu in dev["gpus"]:
-            lines.append(f"{'  cuda:' + str(gpu['index']):<19} {gpu['name']}, {format_bytes(gpu['memory'])}, "
-                         f"compute {gpu['capability']}, bf16 {'yes' if gpu['bf16'] else 'no'}")
+            lines.append(
+                f"{'  cuda:' + str(gpu['index']):<19} {gpu['name']}, {format_bytes(gpu['memory'])}, "
+                f"compute {gpu['capability']}, bf16 {'yes' if gpu['bf16'] else 'no'}"
+            )
     else:
         built = f" (torch built for CUDA {dev['cuda_version']})" if dev["cuda_version"] != "none" else " (CPU-only torch)"
         lines.append(f"{'cuda':<19} not available{built}")

@@ -173,7 +173,9 @@ def answer_accuracy(model, tokenizer, examples, settings: EvalSettings, progress
     return accuracy, correct, answered, generated / max(seconds, 1e-9), predictions
 
 
-def evaluate_loaded(model, tokenizer, examples, settings: EvalSettings, *, model_name: str = "", data_name: str = "", progress: bool = False) -> EvalResult:
+def evaluate_loaded(
+    model, tokenizer, examples, settings: EvalSettings, *, model_name: str = "", data_name: str = "", progress: bool = False
+) -> EvalResult:
     """Evaluate an already loaded model on parsed examples."""
     import torch
 
@@ -229,8 +231,14 @@ def with_run_data_settings(model_path: str | Path, settings: EvalSettings, given
     return replace(settings, **taken)
 
 
-def evaluate_model(model_path: str | Path, data_path: str | Path, settings: EvalSettings | None = None, progress: bool = False,
-                   *, given: Collection[str] | None = None) -> EvalResult:
+def evaluate_model(
+    model_path: str | Path,
+    data_path: str | Path,
+    settings: EvalSettings | None = None,
+    progress: bool = False,
+    *,
+    given: Collection[str] | None = None,
+) -> EvalResult:
     """Load ``model_path`` (a model folder, GGUF file, hub id or run folder) and evaluate it on ``data_path``.
 
     A run folder brings its own data settings (see :func:`with_run_data_settings`; ``given`` names the
@@ -248,7 +256,9 @@ def evaluate_model(model_path: str | Path, data_path: str | Path, settings: Eval
         examples = examples[: settings.limit]
     path = model_path_for(model_path) if Path(model_path).exists() else model_path
     loaded = load_model(ModelConfig(path=str(path), device=settings.device), "student")
-    return evaluate_loaded(loaded.model, loaded.tokenizer, examples, settings, model_name=str(model_path), data_name=str(data_path), progress=progress)
+    return evaluate_loaded(
+        loaded.model, loaded.tokenizer, examples, settings, model_name=str(model_path), data_name=str(data_path), progress=progress
+    )
 
 
 def _bar(enabled: bool):

@@ -137,8 +137,14 @@ def _commit(staging: Path, out: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def export_model(spec: str, kind: str, quant: str | None = None, out: str | Path | None = None, force: bool = False,
-                 on_progress: ProgressCallback | None = None) -> ExportResult:
+def export_model(
+    spec: str,
+    kind: str,
+    quant: str | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ExportResult:
     """Export ``spec`` (a run folder or a model folder) as ``kind`` (hf, gguf, ollama); see the module's doc."""
     from distill_gui.core import export_gguf
 
@@ -183,16 +189,27 @@ def export_model(spec: str, kind: str, quant: str | None = None, out: str | Path
             free = shutil.disk_usage(target.parent).free
             from distill_gui.core.memory import format_bytes
 
-            raise ExportError(f"no space left on device: {target.parent} has {format_bytes(free)} free; nothing was left under "
-                              f"{target.name}. Free some space or choose another --out folder") from None
+            raise ExportError(
+                f"no space left on device: {target.parent} has {format_bytes(free)} free; nothing was left under "
+                f"{target.name}. Free some space or choose another --out folder"
+            ) from None
         raise
     result.seconds = round(time.time() - started, 2)
     report("done", f"exported to {target}", 1.0)
     return result
 
 
-def _write(source: ExportSource, kind: str, quant: str | None, model, tokenizer, staging: Path, target: Path,
-           result: ExportResult, report: Callable[[str, str, float], None]) -> None:
+def _write(
+    source: ExportSource,
+    kind: str,
+    quant: str | None,
+    model,
+    tokenizer,
+    staging: Path,
+    target: Path,
+    result: ExportResult,
+    report: Callable[[str, str, float], None],
+) -> None:
     from distill_gui.core import export_gguf, export_hf, export_ollama, model_card
     from distill_gui.core.licences import teacher_notice
 
@@ -205,7 +222,9 @@ def _write(source: ExportSource, kind: str, quant: str | None, model, tokenizer,
             dtype = "fp16"
         report("write", f"writing safetensors ({dtype}) and the tokenizer", 0.3)
         export_hf.write_hf_folder(model, tokenizer, staging, dtype)
-        result.command = f"python -c \"from transformers import pipeline; print(pipeline('text-generation', '{target}')('Hello')[0]['generated_text'])\""
+        result.command = (
+            f"python -c \"from transformers import pipeline; print(pipeline('text-generation', '{target}')('Hello')[0]['generated_text'])\""
+        )
         usage = [result.command]
     else:
         quant = quant or "f16"
@@ -215,8 +234,7 @@ def _write(source: ExportSource, kind: str, quant: str | None, model, tokenizer,
         (merged_folder / "README.md").write_text(model_card.render(facts, kind, [], []), encoding="utf-8")
         gguf_file = staging / f"{name}-{quant}.gguf"
         report("convert", f"converting to GGUF {quant}", 0.35)
-        export_gguf.convert(merged_folder, gguf_file, quant, model_name=source.name,
-                            progress=lambda text: report("convert", text, 0.4))
+        export_gguf.convert(merged_folder, gguf_file, quant, model_name=source.name, progress=lambda text: report("convert", text, 0.4))
         shutil.rmtree(merged_folder)
         report("verify", "loading the GGUF file back and comparing greedy answers with the merged model", 0.7)
         from distill_gui.core.export_verify import verify_gguf

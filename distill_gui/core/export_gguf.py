@@ -175,8 +175,9 @@ def _standard_pre_tokenizers(conversion: Any, tokenizer_json: dict | None) -> It
         conversion.TextModel.get_vocab_base_pre = original
 
 
-def convert(hf_folder: Path, out_file: Path, quant: str, model_name: str | None = None,
-            progress: Callable[[str], None] | None = None) -> Path:
+def convert(
+    hf_folder: Path, out_file: Path, quant: str, model_name: str | None = None, progress: Callable[[str], None] | None = None
+) -> Path:
     """Convert the Hugging Face folder ``hf_folder`` into ``out_file`` (f16, q8_0, or q4_k_m via llama-quantize)."""
     import torch
 

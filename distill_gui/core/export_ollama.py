@@ -40,7 +40,7 @@ def _render(tokenizer: Any, messages: list[dict], add_generation_prompt: bool = 
 
 def _split(text: str, marker: str) -> tuple[str, str]:
     at = text.index(marker)
-    return text[:at], text[at + len(marker):]
+    return text[:at], text[at + len(marker) :]
 
 
 def chat_turns(tokenizer: Any) -> ChatTurns | None:
@@ -57,27 +57,27 @@ def chat_turns(tokenizer: Any) -> ChatTurns | None:
         return None
     if not (two.startswith(one) and three.startswith(two) and generation.startswith(one) and _SECOND_USER in three):
         return None
-    user_before, user_after = _split(three[len(two):], _SECOND_USER)
+    user_before, user_after = _split(three[len(two) :], _SECOND_USER)
     head_and_user, rest = _split(one, _MARK["user"])
     if not head_and_user.endswith(user_before) or rest != user_after:
         return None
     head = head_and_user[: len(head_and_user) - len(user_before)]
-    assistant_before, assistant_after = _split(two[len(one):], _MARK["assistant"])
+    assistant_before, assistant_after = _split(two[len(one) :], _MARK["assistant"])
     around = {"user": (user_before, user_after), "assistant": (assistant_before, assistant_after)}
     try:
         with_system = _render(tokenizer, [{"role": "system", "content": _MARK["system"]}, user])
     except Exception:  # noqa: BLE001 - a template without a system role
         with_system = ""
-    if with_system.startswith(head) and with_system.endswith(one[len(head):]) and _MARK["system"] in with_system:
-        system_block = with_system[len(head): len(with_system) - len(one) + len(head)]
+    if with_system.startswith(head) and with_system.endswith(one[len(head) :]) and _MARK["system"] in with_system:
+        system_block = with_system[len(head) : len(with_system) - len(one) + len(head)]
         if _MARK["system"] in system_block:
             around["system"] = _split(system_block, _MARK["system"])
-    return ChatTurns(head=head, around=around, generation=generation[len(one):])
+    return ChatTurns(head=head, around=around, generation=generation[len(one) :])
 
 
 def go_template(turns: ChatTurns, bos_token: str | None) -> str:
     """The Ollama (Go) template writing what ``turns`` describes; a leading BOS is left to the runtime."""
-    head = turns.head[len(bos_token):] if bos_token and turns.head.startswith(bos_token) else turns.head
+    head = turns.head[len(bos_token) :] if bos_token and turns.head.startswith(bos_token) else turns.head
     branches: list[str] = []
     for role in ("system", "user", "assistant"):
         if role in turns.around:
@@ -89,7 +89,7 @@ def go_template(turns: ChatTurns, bos_token: str | None) -> str:
 
 def render_go_like(turns: ChatTurns, bos_token: str | None, messages: list[dict]) -> str:
     """What :func:`go_template`'s template renders for ``messages`` plus the generation prompt (Python, for checking)."""
-    head = turns.head[len(bos_token):] if bos_token and turns.head.startswith(bos_token) else turns.head
+    head = turns.head[len(bos_token) :] if bos_token and turns.head.startswith(bos_token) else turns.head
     parts = [head]
     for m in messages:
         before, after = turns.around[m["role"]]
@@ -99,8 +99,7 @@ def render_go_like(turns: ChatTurns, bos_token: str | None, messages: list[dict]
 
 def template_is_faithful(tokenizer: Any, turns: ChatTurns) -> bool:
     """The Go template renders a system + two-turn conversation exactly as the Jinja template does."""
-    messages = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"},
-                {"role": "user", "content": "And 3+3?"}]
+    messages = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3?"}]
     if "system" in turns.around:
         messages.insert(0, {"role": "system", "content": "You are terse."})
     try:
@@ -108,7 +107,7 @@ def template_is_faithful(tokenizer: Any, turns: ChatTurns) -> bool:
     except Exception:  # noqa: BLE001
         return False
     bos = tokenizer.bos_token
-    expected = jinja[len(bos):] if bos and turns.head.startswith(bos) and jinja.startswith(bos) else jinja
+    expected = jinja[len(bos) :] if bos and turns.head.startswith(bos) and jinja.startswith(bos) else jinja
     return render_go_like(turns, bos, messages) == expected
 
 
@@ -146,8 +145,10 @@ def modelfile_text(gguf_name: str, tokenizer: Any, system_prompt: str | None = N
         else:
             lines.append(f'TEMPLATE """{template}"""')
     elif getattr(tokenizer, "chat_template", None):
-        notes.append("the chat template does not write each message in its own block; no TEMPLATE line was written, "
-                     "so Ollama uses the chat template stored in the GGUF file")
+        notes.append(
+            "the chat template does not write each message in its own block; no TEMPLATE line was written, "
+            "so Ollama uses the chat template stored in the GGUF file"
+        )
     else:
         notes.append("the model has no chat template; Ollama will send prompts as plain text")
     if system_prompt and '"""' not in system_prompt:

@@ -67,8 +67,9 @@ def resolve_export_source(spec: str) -> ExportSource:
                 f"deleted; put it back, or set student.path in {Path(ref.run or spec) / 'config.yaml'} to where it is now"
             )
         if source.quantization != "none":
-            source.notes.append(f"the run trained a QLoRA adapter on a {source.quantization} base; the base is de-quantized "
-                                "and the adapter merged into it")
+            source.notes.append(
+                f"the run trained a QLoRA adapter on a {source.quantization} base; the base is de-quantized and the adapter merged into it"
+            )
     elif not Path(ref.path).expanduser().exists():
         raise ExportError(f"{ref.path}: no such model folder; give a run folder or a model folder")
     return source
@@ -81,13 +82,20 @@ def _dequantized_base(source: ExportSource) -> Any:
     from distill_gui.core.config import ModelConfig
     from distill_gui.core.models import load_model
 
-    cfg = ModelConfig(path=source.ref.path, tokenizer=source.ref.tokenizer, device=source.config.student.device,
-                      quantization=source.quantization, trust_remote_code=source.config.student.trust_remote_code)
+    cfg = ModelConfig(
+        path=source.ref.path,
+        tokenizer=source.ref.tokenizer,
+        device=source.config.student.device,
+        quantization=source.quantization,
+        trust_remote_code=source.config.student.trust_remote_code,
+    )
     loaded = load_model(cfg, "student")
     try:
         model = loaded.model.dequantize()
     except (ValueError, RuntimeError, NotImplementedError) as exc:
-        raise ExportError(f"{source.ref.path}: the {source.quantization} base could not be de-quantized ({str(exc).splitlines()[0]})") from None
+        raise ExportError(
+            f"{source.ref.path}: the {source.quantization} base could not be de-quantized ({str(exc).splitlines()[0]})"
+        ) from None
     model = model.to(device="cpu", dtype=torch.float32)
     config = model.config
     for attribute in ("quantization_config", "_pre_quantization_dtype"):
@@ -110,7 +118,9 @@ def load_merged(source: ExportSource) -> tuple[Any, Any]:
         model, tokenizer = _dequantized_base(source)
     else:
         trust = bool(source.config.student.trust_remote_code) if source.config is not None else False
-        loaded = load_model(ModelConfig(path=ref.path, tokenizer=ref.tokenizer, device="cpu", dtype="fp32", trust_remote_code=trust), "student")
+        loaded = load_model(
+            ModelConfig(path=ref.path, tokenizer=ref.tokenizer, device="cpu", dtype="fp32", trust_remote_code=trust), "student"
+        )
         model, tokenizer = loaded.model, loaded.tokenizer
     if ref.adapter:
         from peft import PeftModel

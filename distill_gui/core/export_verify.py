@@ -59,8 +59,14 @@ class Verification:
         return f"GGUF {self.quant} {verdict}: {same}/{len(self.checks)} greedy answers identical to the merged model's ({self.rule})"
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "quant": self.quant, "rule": self.rule, "passed": self.passed,
-                "summary": self.summary(), "checks": [asdict(c) for c in self.checks]}
+        return {
+            "file": self.file,
+            "quant": self.quant,
+            "rule": self.rule,
+            "passed": self.passed,
+            "summary": self.summary(),
+            "checks": [asdict(c) for c in self.checks],
+        }
 
     def write(self, path: Path) -> Path:
         path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -103,16 +109,19 @@ def _logits(model: Any, ids: list[int]) -> Any:
         return model(input_ids=torch.tensor([ids])).logits[0].float()
 
 
-def check_prompt(merged: Any, tokenizer: Any, gguf_model: Any, gguf_tokenizer: Any, prompt: str, quant: str,
-                 max_new_tokens: int) -> PromptCheck:
+def check_prompt(
+    merged: Any, tokenizer: Any, gguf_model: Any, gguf_tokenizer: Any, prompt: str, quant: str, max_new_tokens: int
+) -> PromptCheck:
     ids = _encode(tokenizer, prompt)
     gguf_ids = _encode(gguf_tokenizer, prompt)
     reference = _greedy(merged, tokenizer, ids, max_new_tokens)
     answer = _greedy(gguf_model, gguf_tokenizer, gguf_ids, max_new_tokens)
     check = PromptCheck(
-        prompt=prompt, merged=tokenizer.decode(reference, skip_special_tokens=True),
+        prompt=prompt,
+        merged=tokenizer.decode(reference, skip_special_tokens=True),
         gguf=gguf_tokenizer.decode(answer, skip_special_tokens=True),
-        same_tokenization=ids == gguf_ids, same_answer=reference == answer,
+        same_tokenization=ids == gguf_ids,
+        same_answer=reference == answer,
     )
     if check.same_tokenization:
         full = ids + reference

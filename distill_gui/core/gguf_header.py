@@ -51,7 +51,7 @@ class _Reader:
         length = int(self.take("Q"))
         if self.pos + length > len(self.data):
             raise _Damaged(f"{what} at byte {self.pos - 8:,} claims {length:,} bytes, past the end of the file")
-        raw = bytes(self.data[self.pos:self.pos + length])
+        raw = bytes(self.data[self.pos : self.pos + length])
         self.pos += length
         try:
             return raw.decode("utf-8")

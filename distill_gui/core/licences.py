@@ -55,56 +55,111 @@ class LicenceTerms:
         return f"{self.name}: " + "; ".join(parts) + "."
 
 
-def _terms(key: str, name: str, *, commercial: bool = True, trains: bool = True, name_rule: str | None = None, terms: str = "") -> LicenceTerms:
+def _terms(
+    key: str, name: str, *, commercial: bool = True, trains: bool = True, name_rule: str | None = None, terms: str = ""
+) -> LicenceTerms:
     return LicenceTerms(key=key, name=name, commercial=commercial, trains_other_models=trains, name_rule=name_rule, terms=terms)
 
 
 _LLAMA3X_NAME = 'a model trained with it that you share must have "Llama" at the start of its name and say "Built with Llama"'
 _OPENRAIL = "its use restrictions pass on to derived models and must be included when you share them"
 
-KNOWN_LICENCES: dict[str, LicenceTerms] = {t.key: t for t in (
-    _terms("mit", "MIT License"),
-    _terms("apache-2.0", "Apache License 2.0"),
-    _terms("bsd-3-clause", "BSD 3-Clause License"),
-    _terms("bsd-2-clause", "BSD 2-Clause License"),
-    _terms("cc-by-4.0", "Creative Commons Attribution 4.0"),
-    _terms("cc-by-sa-4.0", "Creative Commons Attribution-ShareAlike 4.0",
-           terms="a derived model must be shared under the same licence"),
-    _terms("cc-by-nc-4.0", "Creative Commons Attribution-NonCommercial 4.0", commercial=False),
-    _terms("cc-by-nc-sa-4.0", "Creative Commons Attribution-NonCommercial-ShareAlike 4.0", commercial=False,
-           terms="a derived model must be shared under the same licence"),
-    _terms("cc-by-nc-nd-4.0", "Creative Commons Attribution-NonCommercial-NoDerivatives 4.0", commercial=False, trains=False),
-    _terms("openrail", "OpenRAIL", terms=_OPENRAIL),
-    _terms("openrail++", "OpenRAIL++", terms=_OPENRAIL),
-    _terms("bigscience-openrail-m", "BigScience OpenRAIL-M", terms=_OPENRAIL),
-    _terms("creativeml-openrail-m", "CreativeML OpenRAIL-M", terms=_OPENRAIL),
-    _terms("llama2", "Llama 2 Community License", trains=False,
-           terms="services with over 700 million monthly users need a licence from Meta"),
-    _terms("llama3", "Meta Llama 3 Community License", trains=False,
-           name_rule='a model trained with it that you share must have "Llama 3" at the start of its name',
-           terms="services with over 700 million monthly users need a licence from Meta"),
-    _terms("llama3.1", "Llama 3.1 Community License", name_rule=_LLAMA3X_NAME,
-           terms="services with over 700 million monthly users need a licence from Meta"),
-    _terms("llama3.2", "Llama 3.2 Community License", name_rule=_LLAMA3X_NAME,
-           terms="services with over 700 million monthly users need a licence from Meta"),
-    _terms("llama3.3", "Llama 3.3 Community License", name_rule=_LLAMA3X_NAME,
-           terms="services with over 700 million monthly users need a licence from Meta"),
-    _terms("llama4", "Llama 4 Community License", name_rule=_LLAMA3X_NAME,
-           terms="services with over 700 million monthly users need a licence from Meta"),
-    _terms("gemma", "Gemma Terms of Use",
-           terms="a model trained on its outputs counts as a Gemma derivative: share it with the Gemma terms and "
-                 "its prohibited-use policy"),
-    _terms("qwen", "Qwen License", name_rule='a model trained with it that you share must say "Built with Qwen" or "Improved using Qwen"',
-           terms="services with over 100 million monthly users need a licence from Alibaba Cloud"),
-    _terms("qwen-research", "Qwen Research License", commercial=False,
-           name_rule='a model trained with it that you share must say "Built with Qwen" or "Improved using Qwen"'),
-    _terms("deepseek", "DeepSeek License", terms="its use restrictions pass on to derived models"),
-)}
+KNOWN_LICENCES: dict[str, LicenceTerms] = {
+    t.key: t
+    for t in (
+        _terms("mit", "MIT License"),
+        _terms("apache-2.0", "Apache License 2.0"),
+        _terms("bsd-3-clause", "BSD 3-Clause License"),
+        _terms("bsd-2-clause", "BSD 2-Clause License"),
+        _terms("cc-by-4.0", "Creative Commons Attribution 4.0"),
+        _terms(
+            "cc-by-sa-4.0", "Creative Commons Attribution-ShareAlike 4.0", terms="a derived model must be shared under the same licence"
+        ),
+        _terms("cc-by-nc-4.0", "Creative Commons Attribution-NonCommercial 4.0", commercial=False),
+        _terms(
+            "cc-by-nc-sa-4.0",
+            "Creative Commons Attribution-NonCommercial-ShareAlike 4.0",
+            commercial=False,
+            terms="a derived model must be shared under the same licence",
+        ),
+        _terms("cc-by-nc-nd-4.0", "Creative Commons Attribution-NonCommercial-NoDerivatives 4.0", commercial=False, trains=False),
+        _terms("openrail", "OpenRAIL", terms=_OPENRAIL),
+        _terms("openrail++", "OpenRAIL++", terms=_OPENRAIL),
+        _terms("bigscience-openrail-m", "BigScience OpenRAIL-M", terms=_OPENRAIL),
+        _terms("creativeml-openrail-m", "CreativeML OpenRAIL-M", terms=_OPENRAIL),
+        _terms(
+            "llama2",
+            "Llama 2 Community License",
+            trains=False,
+            terms="services with over 700 million monthly users need a licence from Meta",
+        ),
+        _terms(
+            "llama3",
+            "Meta Llama 3 Community License",
+            trains=False,
+            name_rule='a model trained with it that you share must have "Llama 3" at the start of its name',
+            terms="services with over 700 million monthly users need a licence from Meta",
+        ),
+        _terms(
+            "llama3.1",
+            "Llama 3.1 Community License",
+            name_rule=_LLAMA3X_NAME,
+            terms="services with over 700 million monthly users need a licence from Meta",
+        ),
+        _terms(
+            "llama3.2",
+            "Llama 3.2 Community License",
+            name_rule=_LLAMA3X_NAME,
+            terms="services with over 700 million monthly users need a licence from Meta",
+        ),
+        _terms(
+            "llama3.3",
+            "Llama 3.3 Community License",
+            name_rule=_LLAMA3X_NAME,
+            terms="services with over 700 million monthly users need a licence from Meta",
+        ),
+        _terms(
+            "llama4",
+            "Llama 4 Community License",
+            name_rule=_LLAMA3X_NAME,
+            terms="services with over 700 million monthly users need a licence from Meta",
+        ),
+        _terms(
+            "gemma",
+            "Gemma Terms of Use",
+            terms="a model trained on its outputs counts as a Gemma derivative: share it with the Gemma terms and "
+            "its prohibited-use policy",
+        ),
+        _terms(
+            "qwen",
+            "Qwen License",
+            name_rule='a model trained with it that you share must say "Built with Qwen" or "Improved using Qwen"',
+            terms="services with over 100 million monthly users need a licence from Alibaba Cloud",
+        ),
+        _terms(
+            "qwen-research",
+            "Qwen Research License",
+            commercial=False,
+            name_rule='a model trained with it that you share must say "Built with Qwen" or "Improved using Qwen"',
+        ),
+        _terms("deepseek", "DeepSeek License", terms="its use restrictions pass on to derived models"),
+    )
+}
 
 _ALIASES = {
-    "apache 2.0": "apache-2.0", "apache-2": "apache-2.0", "apache2": "apache-2.0", "apache license 2.0": "apache-2.0",
-    "mit license": "mit", "llama-2": "llama2", "llama-3": "llama3", "llama-3.1": "llama3.1", "llama-3.2": "llama3.2",
-    "llama-3.3": "llama3.3", "llama-4": "llama4", "tongyi-qianwen": "qwen", "qwen-license": "qwen",
+    "apache 2.0": "apache-2.0",
+    "apache-2": "apache-2.0",
+    "apache2": "apache-2.0",
+    "apache license 2.0": "apache-2.0",
+    "mit license": "mit",
+    "llama-2": "llama2",
+    "llama-3": "llama3",
+    "llama-3.1": "llama3.1",
+    "llama-3.2": "llama3.2",
+    "llama-3.3": "llama3.3",
+    "llama-4": "llama4",
+    "tongyi-qianwen": "qwen",
+    "qwen-license": "qwen",
 }
 
 # The first lines of a LICENSE file, for folders whose model card names no licence.
@@ -268,8 +323,10 @@ def teacher_notice(licence: DetectedLicence) -> str | None:
         return "The teacher names no licence; check its terms before you share a student trained from it."
     terms = licence.terms
     if terms is None:
-        return (f"The teacher's licence is {licence.key!r}"
-                f"{' (' + licence.link + ')' if licence.link else ''}; read it before you share a student trained from it.")
+        return (
+            f"The teacher's licence is {licence.key!r}"
+            f"{' (' + licence.link + ')' if licence.link else ''}; read it before you share a student trained from it."
+        )
     if not terms.has_terms:
         return None
     return "The teacher's licence has terms for models trained from it — " + terms.plain_words()

@@ -314,8 +314,9 @@ def _postprocess(z: torch.Tensor, post: _Post | None, want_grad: bool) -> torch.
     return factor
 
 
-def _head_logits(hidden, head, bias, vocab: int, dtype: torch.dtype, post: _Post | None,
-                 want_grad: bool = False, factor_out: list | None = None) -> torch.Tensor:
+def _head_logits(
+    hidden, head, bias, vocab: int, dtype: torch.dtype, post: _Post | None, want_grad: bool = False, factor_out: list | None = None
+) -> torch.Tensor:
     """The post-processed logits of one chunk; d(logits)/d(raw logits) is appended to ``factor_out``."""
     z = _logits(hidden, head, bias, vocab, dtype)
     factor = _postprocess(z, post, want_grad)
@@ -343,7 +344,12 @@ def teacher_top_k(logits: torch.Tensor, top_k: int, temperature: float = 1.0) ->
 
 
 def _chunk_kd(
-    zs: torch.Tensor, zt: torch.Tensor | None, labels: torch.Tensor, spec: _Spec, count: int, want_grad: bool,
+    zs: torch.Tensor,
+    zt: torch.Tensor | None,
+    labels: torch.Tensor,
+    spec: _Spec,
+    count: int,
+    want_grad: bool,
     cached: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Sums of the divergence and the cross-entropy over one chunk, and d(total)/d(student logits).
@@ -436,8 +442,23 @@ class _ChunkedKD(torch.autograd.Function):
     """Forward computes the losses and, chunk by chunk, the gradients; backward only scales them."""
 
     @staticmethod
-    def forward(ctx, s_hidden, s_head, s_bias, t_hidden, t_head, t_bias, labels, spec: _Spec, vocab: int, grad_on: bool,
-                t_ids=None, t_logp=None, s_post: _Post | None = None, t_post: _Post | None = None):
+    def forward(
+        ctx,
+        s_hidden,
+        s_head,
+        s_bias,
+        t_hidden,
+        t_head,
+        t_bias,
+        labels,
+        spec: _Spec,
+        vocab: int,
+        grad_on: bool,
+        t_ids=None,
+        t_logp=None,
+        s_post: _Post | None = None,
+        t_post: _Post | None = None,
+    ):
         want_h, want_w, want_b = (grad_on and ctx.needs_input_grad[i] for i in range(3))
         want_grad = want_h or want_w or want_b
         dtype = _loss_dtype(s_hidden, s_head, t_hidden, t_head)
@@ -463,7 +484,11 @@ class _ChunkedKD(torch.autograd.Function):
                 kd_c, ce_c, g = _chunk_kd(
                     _head_logits(h, s_head, s_bias, vocab, dtype, s_post, want_grad, s_factor),
                     None if cached is not None else _head_logits(t_hidden[start:stop], t_head, t_bias, vocab, dtype, t_post),
-                    labels[start:stop], spec, count, want_grad, cached,
+                    labels[start:stop],
+                    spec,
+                    count,
+                    want_grad,
+                    cached,
                 )
                 kd_sum += kd_c
                 ce_sum += ce_c
@@ -551,9 +576,20 @@ def kd_loss_from_hidden(
     _check_labels(labels, vocab)
     teacher_bias = teacher_bias.detach() if teacher_bias is not None else None
     total, kd, ce = _ChunkedKD.apply(
-        student_hidden, student_head, student_bias,
-        teacher_hidden, teacher_head.detach(), teacher_bias,
-        labels, spec, vocab, torch.is_grad_enabled(), None, None, s_post, t_post,
+        student_hidden,
+        student_head,
+        student_bias,
+        teacher_hidden,
+        teacher_head.detach(),
+        teacher_bias,
+        labels,
+        spec,
+        vocab,
+        torch.is_grad_enabled(),
+        None,
+        None,
+        s_post,
+        t_post,
     )
     return LossParts(total, kd, ce)
 
@@ -592,14 +628,29 @@ def kd_loss_from_cache(
     if student_hidden.shape[0] != labels.shape[0]:
         raise ValueError(f"positions differ: student {student_hidden.shape[0]}, labels {labels.shape[0]}")
     labels, student_hidden = _keep_counted(labels, student_hidden)
-    if not (teacher_ids.shape[0] == teacher_log_probs.shape[0] == labels.shape[0]) or teacher_log_probs.shape[1] != teacher_ids.shape[1] + 1:
+    if (
+        not (teacher_ids.shape[0] == teacher_log_probs.shape[0] == labels.shape[0])
+        or teacher_log_probs.shape[1] != teacher_ids.shape[1] + 1
+    ):
         raise ValueError(
             f"teacher cache rows do not match the batch: {labels.shape[0]} counted positions, "
             f"ids {tuple(teacher_ids.shape)}, log-probs {tuple(teacher_log_probs.shape)}"
         )
     _check_labels(labels, vocab)
     total, kd, ce = _ChunkedKD.apply(
-        student_hidden, student_head, student_bias, None, None, None,
-        labels, spec, vocab, torch.is_grad_enabled(), teacher_ids, teacher_log_probs.detach(), s_post, None,
+        student_hidden,
+        student_head,
+        student_bias,
+        None,
+        None,
+        None,
+        labels,
+        spec,
+        vocab,
+        torch.is_grad_enabled(),
+        teacher_ids,
+        teacher_log_probs.detach(),
+        s_post,
+        None,
     )
     return LossParts(total, kd, ce)

@@ -177,7 +177,9 @@ class MemoryEstimate:
         """One sentence: "Teacher weights 1.2 GB, ..., total ~3.4 GB of 22.1 GB available — fits"."""
         parts = ", ".join(f"{name if i == 0 else name.lower()} {format_bytes(size)}" for i, (name, size) in enumerate(self.shown_parts()))
         available = format_bytes(self.available) if self.available > 0 else "unknown memory"
-        return f"{parts}, total ~{format_bytes(self.total)} of {available} {self.available_label} — {self.verdict()}" + (f". {self.note}" if self.note else "")
+        return f"{parts}, total ~{format_bytes(self.total)} of {available} {self.available_label} — {self.verdict()}" + (
+            f". {self.note}" if self.note else ""
+        )
 
 
 def estimate_memory(
@@ -220,23 +222,32 @@ def estimate_memory(
     from distill_gui.core.config import config_from_dict
 
     if config is None:
-        config = config_from_dict({"method": {"kind": method_kind, "kd": {"chunk_size": chunk_size, "cache_teacher": cache_teacher,
-                                                                             "top_k": 32 if cache_teacher else 0}}})
+        config = config_from_dict(
+            {
+                "method": {
+                    "kind": method_kind,
+                    "kd": {"chunk_size": chunk_size, "cache_teacher": cache_teacher, "top_k": 32 if cache_teacher else 0},
+                }
+            }
+        )
     method = methods.method_for(config)
     positions = batch_size * seq_len
-    share = method.memory(config, methods.MemoryInputs(
-        positions=positions,
-        student_vocab=student.vocab_size,
-        student_hidden=student.hidden_size,
-        student_dtype_bytes=student_dtype_bytes,
-        teacher_vocab=teacher.vocab_size if teacher is not None else 0,
-        teacher_hidden=teacher.hidden_size if teacher is not None else 0,
-        teacher_dtype_bytes=teacher_dtype_bytes,
-        teacher_layer_values=_layer_activation_values(teacher) if teacher is not None else 0,
-        student_layers=student.num_layers,
-        student_layer_values=_layer_activation_values(student),
-        student_params=student.num_params,
-    ))
+    share = method.memory(
+        config,
+        methods.MemoryInputs(
+            positions=positions,
+            student_vocab=student.vocab_size,
+            student_hidden=student.hidden_size,
+            student_dtype_bytes=student_dtype_bytes,
+            teacher_vocab=teacher.vocab_size if teacher is not None else 0,
+            teacher_hidden=teacher.hidden_size if teacher is not None else 0,
+            teacher_dtype_bytes=teacher_dtype_bytes,
+            teacher_layer_values=_layer_activation_values(teacher) if teacher is not None else 0,
+            student_layers=student.num_layers,
+            student_layer_values=_layer_activation_values(student),
+            student_params=student.num_params,
+        ),
+    )
     uses_teacher = teacher is not None and (share.teacher_weights_resident or share.teacher_weights_at_start)
     teacher_weights = _weight_bytes(teacher, teacher_quantization, teacher_dtype_bytes) if uses_teacher and teacher is not None else 0
     student_weights = _weight_bytes(student, student_quantization, student_dtype_bytes)
@@ -279,7 +290,9 @@ def estimate_memory(
         available_label=label,
         teacher_freed=freed,
         teacher_pass=teacher_pass,
-        note=gguf_teacher_note(teacher.source, teacher.num_params, teacher_dtype_bytes, int(available)) if uses_teacher and teacher is not None else "",
+        note=gguf_teacher_note(teacher.source, teacher.num_params, teacher_dtype_bytes, int(available))
+        if uses_teacher and teacher is not None
+        else "",
     )
 
 

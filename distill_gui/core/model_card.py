@@ -82,8 +82,13 @@ def _comparison_row(run_path: Path) -> dict | None:
             continue
         for row in results.get("models", []):
             if row.get("run") and Path(row["run"]).resolve() == run_path.resolve():
-                return {"row": row, "data": results.get("data"), "rows": results.get("rows"),
-                        "reference": results.get("reference"), "folder": str(folder)}
+                return {
+                    "row": row,
+                    "data": results.get("data"),
+                    "rows": results.get("rows"),
+                    "reference": results.get("reference"),
+                    "folder": str(folder),
+                }
     return None
 
 
@@ -107,9 +112,23 @@ def gather(source: ExportSource) -> CardFacts:
         method = config.method.kind
         section = getattr(config.method, method, None)
         method_settings = dataclasses.asdict(section) if dataclasses.is_dataclass(section) and not isinstance(section, type) else {}
-        training = {k: v for k, v in dataclasses.asdict(config.training).items()
-                    if k in ("max_steps", "num_epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
-                             "lr_scheduler", "warmup_steps", "weight_decay", "precision", "seed")}
+        training = {
+            k: v
+            for k, v in dataclasses.asdict(config.training).items()
+            if k
+            in (
+                "max_steps",
+                "num_epochs",
+                "batch_size",
+                "gradient_accumulation_steps",
+                "learning_rate",
+                "lr_scheduler",
+                "warmup_steps",
+                "weight_decay",
+                "precision",
+                "seed",
+            )
+        }
         if config.student.lora.enabled:
             training["lora"] = f"r={config.student.lora.r}, alpha={config.student.lora.alpha}, quantization={config.student.quantization}"
     if source.run is not None:
@@ -117,9 +136,19 @@ def gather(source: ExportSource) -> CardFacts:
         final_step, final_eval = _last(metrics, "StepLogged"), _last(metrics, "EvalLogged")
         comparison = _comparison_row(source.run.path)
     return CardFacts(
-        name=source.name, student=student_path, teacher=teacher_path, method=method, method_settings=method_settings,
-        training=training, data=data, final_step=final_step, final_eval=final_eval, comparison=comparison,
-        student_licence=student_licence, teacher_licence=teacher_licence, checkpoint=ref.checkpoint or "model folder",
+        name=source.name,
+        student=student_path,
+        teacher=teacher_path,
+        method=method,
+        method_settings=method_settings,
+        training=training,
+        data=data,
+        final_step=final_step,
+        final_eval=final_eval,
+        comparison=comparison,
+        student_licence=student_licence,
+        teacher_licence=teacher_licence,
+        checkpoint=ref.checkpoint or "model folder",
         notes=tuple(source.notes),
     )
 
@@ -141,9 +170,15 @@ def _front_matter(facts: CardFacts, export_kind: str) -> str:
 
 def render(facts: CardFacts, export_kind: str, files: list[str], usage: list[str], verification: str | None = None) -> str:
     """The model card's Markdown."""
-    lines = [_front_matter(facts, export_kind), f"# {facts.name}", "",
-             "A student model distilled with [distill-gui](https://pypi.org/project/distill-gui/)." if facts.teacher
-             else "A model exported with distill-gui.", ""]
+    lines = [
+        _front_matter(facts, export_kind),
+        f"# {facts.name}",
+        "",
+        "A student model distilled with [distill-gui](https://pypi.org/project/distill-gui/)."
+        if facts.teacher
+        else "A model exported with distill-gui.",
+        "",
+    ]
     lines += ["## Where it came from", "", "| | |", "|---|---|"]
     lines.append(f"| Base student | `{facts.student or 'n/a'}` |")
     lines.append(f"| Teacher | `{facts.teacher}` |" if facts.teacher else "| Teacher | none (this run trained without one) |")
@@ -170,10 +205,14 @@ def render(facts: CardFacts, export_kind: str, files: list[str], usage: list[str
         if facts.final_step:
             s = facts.final_step
             extra = ", ".join(f"{k} {_number(v)}" for k, v in (s.get("metrics") or {}).items())
-            lines.append(f"- step {s.get('step')} of {s.get('total_steps')}: loss {_number(s.get('loss'))}" + (f" ({extra})" if extra else ""))
+            lines.append(
+                f"- step {s.get('step')} of {s.get('total_steps')}: loss {_number(s.get('loss'))}" + (f" ({extra})" if extra else "")
+            )
         if facts.final_eval:
             e = facts.final_eval
-            lines.append(f"- evaluation at step {e.get('step')}: " + ", ".join(f"{k} {_number(v)}" for k, v in (e.get("metrics") or {}).items()))
+            lines.append(
+                f"- evaluation at step {e.get('step')}: " + ", ".join(f"{k} {_number(v)}" for k, v in (e.get("metrics") or {}).items())
+            )
         lines.append("")
     lines += ["## Evaluation and recovery against the teacher", ""]
     if facts.comparison:
@@ -185,8 +224,10 @@ def render(facts: CardFacts, export_kind: str, files: list[str], usage: list[str
         if row.get("recovery_pct") is not None:
             lines.append(f"- recovery (accuracy relative to the reference): {row['recovery_pct']:.1f}%")
         if row.get("perplexity") is not None:
-            lines.append(f"- perplexity: {_number(row['perplexity'])}" +
-                         (f" ({row['perplexity_ratio']:.3g}x the reference's)" if row.get("perplexity_ratio") is not None else ""))
+            lines.append(
+                f"- perplexity: {_number(row['perplexity'])}"
+                + (f" ({row['perplexity_ratio']:.3g}x the reference's)" if row.get("perplexity_ratio") is not None else "")
+            )
     else:
         lines.append("No comparison has scored this run yet (`distill-gui compare RUN --data FILE` measures it against its teacher).")
     lines.append("")
@@ -195,12 +236,14 @@ def render(facts: CardFacts, export_kind: str, files: list[str], usage: list[str
     if facts.teacher_licence is not None:
         lines.append(f"- Teacher: {facts.teacher_licence.label()}")
         notice = teacher_notice(facts.teacher_licence)
-        lines.append(f"- What the teacher's licence asks of this model: {notice}" if notice
-                     else "- The teacher's licence is permissive: keep its notice.")
+        lines.append(
+            f"- What the teacher's licence asks of this model: {notice}"
+            if notice
+            else "- The teacher's licence is permissive: keep its notice."
+        )
     lines += ["", "This is information, not legal advice; the licence texts are what count.", ""]
     if verification:
         lines += ["## GGUF verification", "", verification, ""]
     lines += ["## Files", ""] + [f"- `{f}`" for f in files] + [""]
     lines += ["## Use", "", "```sh"] + usage + ["```", ""]
     return "\n".join(lines)
-

@@ -94,8 +94,10 @@ def resolve(spec: str) -> ModelRef:
     try:
         config = run.load_config()
     except Exception as exc:  # noqa: BLE001 - a damaged config.yaml is bad input, named in one line
-        raise ModelRefError(f"{run.config_path}: unreadable run config ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-                            "the run folder looks damaged") from None
+        raise ModelRefError(
+            f"{run.config_path}: unreadable run config ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+            "the run folder looks damaged"
+        ) from None
     checkpoint = run.final_model()
     name = "final"
     if checkpoint is None:
@@ -111,8 +113,16 @@ def resolve(spec: str) -> ModelRef:
         base = config.student.path
         if not base:
             raise ModelRefError(f"{checkpoint}: holds only a LoRA adapter and the run's config names no student.path (the base model)")
-        return ModelRef(spec=raw, label=label, path=base, adapter=str(checkpoint), tokenizer=str(checkpoint),
-                        run=str(run.path), checkpoint=name, teacher=teacher)
+        return ModelRef(
+            spec=raw,
+            label=label,
+            path=base,
+            adapter=str(checkpoint),
+            tokenizer=str(checkpoint),
+            run=str(run.path),
+            checkpoint=name,
+            teacher=teacher,
+        )
     return ModelRef(spec=raw, label=label, path=str(checkpoint), run=str(run.path), checkpoint=name, teacher=teacher)
 
 

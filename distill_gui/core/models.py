@@ -246,9 +246,7 @@ def resolve_source(cfg: ModelConfig) -> ModelSource:
     if path.is_file():
         if path.suffix.lower() == ".gguf":
             return ModelSource("gguf", str(path.parent.resolve()), path.name)
-        raise ModelError(
-            f"{raw}: is a file, not a model; give the model folder (with config.json and *.safetensors) or a .gguf file"
-        )
+        raise ModelError(f"{raw}: is a file, not a model; give the model folder (with config.json and *.safetensors) or a .gguf file")
     if path.is_dir():
         return _folder_source(_run_model_folder(path).resolve(), "folder", cfg.gguf_file, None, None)
     if _looks_local(raw) or not HUB_ID_RE.match(raw) or ".." in raw or "--" in raw:
@@ -436,8 +434,10 @@ def _first_line(exc: BaseException) -> str:
 
 def _load_hint(source: ModelSource, role: str, use_safetensors: bool | None) -> str:
     if source.gguf_file:
-        return ("transformers reads GGUF files only for some architectures (llama, mistral, qwen2, gemma, phi3, ...) "
-                "and needs the gguf package; otherwise use the original model folder")
+        return (
+            "transformers reads GGUF files only for some architectures (llama, mistral, qwen2, gemma, phi3, ...) "
+            "and needs the gguf package; otherwise use the original model folder"
+        )
     if not source.is_local:
         extra = f" or set {role}.allow_pickle: true if it has only pickle weights" if use_safetensors else ""
         return f"check the hub id and revision{extra}"
@@ -591,8 +591,16 @@ def load_model(cfg: ModelConfig | StudentConfig, role: str, for_training: bool =
 # ---- Describing without loading ---------------------------------------------------------------
 
 
-_SAFETENSORS_DTYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64", "I8": "int8", "U8": "uint8",
-                       "F8_E4M3": "fp8", "F8_E5M2": "fp8"}
+_SAFETENSORS_DTYPES = {
+    "F32": "fp32",
+    "F16": "fp16",
+    "BF16": "bf16",
+    "F64": "fp64",
+    "I8": "int8",
+    "U8": "uint8",
+    "F8_E4M3": "fp8",
+    "F8_E5M2": "fp8",
+}
 
 
 def _safetensors_dtype(files: list[Path]) -> str:
@@ -705,12 +713,16 @@ def _describe(cfg: ModelConfig, role: str, source: ModelSource) -> ModelInfo:
     try:
         config = AutoConfig.from_pretrained(source.path, **kwargs)
     except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
-        raise ModelError(f"{source.display}: could not read the {role} model config ({_first_line(exc)}); {_load_hint(source, role, None)}") from None
+        raise ModelError(
+            f"{source.display}: could not read the {role} model config ({_first_line(exc)}); {_load_hint(source, role, None)}"
+        ) from None
     try:
         with torch.device("meta"):
             skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code)
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise ModelError(f"{source.display}: {config.model_type} is not a causal language model transformers can build ({_first_line(exc)})") from None
+        raise ModelError(
+            f"{source.display}: {config.model_type} is not a causal language model transformers can build ({_first_line(exc)})"
+        ) from None
     tokenizer = load_tokenizer(cfg, role, source)
     check_token_ids(tokenizer, skeleton.get_input_embeddings().num_embeddings, source, role)
     text = config.get_text_config()

@@ -109,7 +109,5 @@ def signal_process(identity: ProcessIdentity, sig: int) -> None:
     if not identity.is_local():
         raise IdentityMismatch(f"{identity.describe()} runs on another machine; no signal sent")
     if not identity.is_alive():
-        raise IdentityMismatch(
-            f"{identity.describe()} is gone (its pid is free or now belongs to another process); no signal sent"
-        )
+        raise IdentityMismatch(f"{identity.describe()} is gone (its pid is free or now belongs to another process); no signal sent")
     os.kill(identity.pid, sig)

@@ -66,9 +66,17 @@ def summarize(run: RunDir) -> RunSummary:
         parts.append(f"latest checkpoint: {checkpoint.name}")
     message = status.get("problem") or status.get("message") or ""
     return RunSummary(
-        path=str(run.path), name=run.name, state=state, step=int(step or 0), total_steps=total, method=method,
-        student=student, updated_at=updated, message=str(message),
-        resumable=state not in (*ACTIVE_STATES, "finished") and run.can_resume(), detail=" — ".join(parts),
+        path=str(run.path),
+        name=run.name,
+        state=state,
+        step=int(step or 0),
+        total_steps=total,
+        method=method,
+        student=student,
+        updated_at=updated,
+        message=str(message),
+        resumable=state not in (*ACTIVE_STATES, "finished") and run.can_resume(),
+        detail=" — ".join(parts),
     )
 
 

@@ -360,11 +360,16 @@ class RunDir:
             data["step"] = found[-1][0] if found else 0
         final = self.final_model()
         if final is not None and data["state"] != "finished":
-            data.update(state="finished", final_path=str(final),
-                        message="finished (the final model was written; the process ended before saying so)")
+            data.update(
+                state="finished",
+                final_path=str(final),
+                message="finished (the final model was written; the process ended before saying so)",
+            )
         elif data["state"] in ACTIVE_STATES and not self.owner_alive():
-            data.update(state="interrupted",
-                        message="the training process ended without saying why (killed?); resume continues from the last checkpoint")
+            data.update(
+                state="interrupted",
+                message="the training process ended without saying why (killed?); resume continues from the last checkpoint",
+            )
         if problems:
             data["problem"] = "; ".join(problems)
         return data
@@ -399,7 +404,11 @@ class RunDir:
     def file_problems(self) -> list[str]:
         """Lines skipped in metrics.jsonl, samples.jsonl and events.jsonl (a torn last line after a kill, or damage)."""
         out = []
-        for path, check in ((self.metrics_path, _metrics_record_problem), (self.samples_path, _samples_record_problem), (self.events_path, None)):
+        for path, check in (
+            (self.metrics_path, _metrics_record_problem),
+            (self.samples_path, _samples_record_problem),
+            (self.events_path, None),
+        ):
             problem = jsonl.read_lines(path, check).problem(path.name)
             if problem:
                 out.append(problem)
@@ -493,8 +502,10 @@ class RunDir:
         """
         owner = self.owner()
         if owner is None:
-            raise RunOwnerError(f"{self.path}: no process of this run is running (its recorded pid is gone or now "
-                                "belongs to another process); no signal sent")
+            raise RunOwnerError(
+                f"{self.path}: no process of this run is running (its recorded pid is gone or now "
+                "belongs to another process); no signal sent"
+            )
         try:
             signal_process(owner, sig)
         except IdentityMismatch as exc:
@@ -518,9 +529,7 @@ class RunDir:
         except Timeout:
             holder = self._recorded_owner()
             who = holder.describe() if holder is not None else "another process"
-            raise RunLockedError(
-                f"{self.path}: the run is in use by {who}; wait for it to end or stop it first"
-            ) from None
+            raise RunLockedError(f"{self.path}: the run is in use by {who}; wait for it to end or stop it first") from None
         try:
             _write_json_atomic(self.owner_path, me.to_record())
             yield me

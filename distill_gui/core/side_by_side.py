@@ -39,8 +39,14 @@ class PromptStyle:
 class SideBySide:
     """A teacher/student pair answering prompts; either side may be omitted, and either may change."""
 
-    def __init__(self, teacher: str | None = None, student: str | None = None, device: str = "auto", chat_template: str = "auto",
-                 status: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        teacher: str | None = None,
+        student: str | None = None,
+        device: str = "auto",
+        chat_template: str = "auto",
+        status: Callable[[str], None] | None = None,
+    ):
         self.paths: dict[str, str | None] = {"teacher": teacher, "student": student}
         self.device = device
         self.style = PromptStyle(chat_template=chat_template)
@@ -75,8 +81,9 @@ class SideBySide:
             self._loaded[role] = (key, load_model(ModelConfig(path=path, device=self.device), role))
         return self._loaded[role][1]
 
-    def answer_as(self, role: str, prompts: list[str], max_new_tokens: int = 128, temperature: float = 0.0,
-                  style: PromptStyle | None = None) -> list[str | None]:
+    def answer_as(
+        self, role: str, prompts: list[str], max_new_tokens: int = 128, temperature: float = 0.0, style: PromptStyle | None = None
+    ) -> list[str | None]:
         """One role's answers (None each when that role has no model)."""
         if not self.paths[role]:
             return [None] * len(prompts)
@@ -85,14 +92,19 @@ class SideBySide:
 
         style = style or self.style
         loaded = self.model(role)
-        rendered = [render_prompt(Example(prompt=p, completion="", format=style.data_format), loaded.tokenizer,
-                                  style.chat_template, style.system_prompt) for p in prompts]
+        rendered = [
+            render_prompt(
+                Example(prompt=p, completion="", format=style.data_format), loaded.tokenizer, style.chat_template, style.system_prompt
+            )
+            for p in prompts
+        ]
         self.status(f"the {role} is writing…")
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
         return [a[0] for a in generate(loaded.model, loaded.tokenizer, rendered, settings)]
 
-    def answer(self, prompts: list[str], max_new_tokens: int = 128, temperature: float = 0.0,
-               style: PromptStyle | None = None) -> list[Answer]:
+    def answer(
+        self, prompts: list[str], max_new_tokens: int = 128, temperature: float = 0.0, style: PromptStyle | None = None
+    ) -> list[Answer]:
         """Each prompt answered by both (plain text; rendered as the training data would be)."""
         answers = {role: self.answer_as(role, prompts, max_new_tokens, temperature, style) for role in ROLES}
         return [Answer(prompt=p, teacher=t, student=s) for p, t, s in zip(prompts, answers["teacher"], answers["student"])]

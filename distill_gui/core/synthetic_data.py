@@ -83,13 +83,16 @@ class SyntheticConfig:
         if not 0.0 <= self.threshold <= 1.0:
             raise SyntheticDataError(f"threshold: the least agreement is a share between 0 and 1 (got {self.threshold})")
         if self.samples > 1 and self.temperature <= 0:
-            raise SyntheticDataError(f"temperature: {self.samples} samples at temperature 0 are all the same answer; "
-                                     "set a temperature above 0 (e.g. 0.8)")
+            raise SyntheticDataError(
+                f"temperature: {self.samples} samples at temperature 0 are all the same answer; set a temperature above 0 (e.g. 0.8)"
+            )
         if self.labels not in LABELS:
             raise SyntheticDataError(f"labels: {self.labels!r}; choose one of {', '.join(LABELS)}")
         if self.generator != "fewshot" and self.generator not in GENERATORS:
-            raise SyntheticDataError(f"generator: {self.generator!r} is not a question maker; choose fewshot or one of "
-                                     f"{', '.join(sorted(GENERATORS))} (or register one with synthetic_data.register_generator)")
+            raise SyntheticDataError(
+                f"generator: {self.generator!r} is not a question maker; choose fewshot or one of "
+                f"{', '.join(sorted(GENERATORS))} (or register one with synthetic_data.register_generator)"
+            )
         try:
             get_checker(self.checker)
         except KeyError as exc:
@@ -181,8 +184,15 @@ def label_question(question: NewQuestion, texts: Sequence[str], config: Syntheti
     """The record of one labelled question: the kept answer (or None), how it was labelled, its confidence."""
     from distill_gui.core.verify import answers_match
 
-    record = {"question": question.text, "seed": question.seed, "reference": question.reference, "samples": list(texts),
-              "answer": None, "confidence": 0.0, "label": None}
+    record = {
+        "question": question.text,
+        "seed": question.seed,
+        "reference": question.reference,
+        "samples": list(texts),
+        "answer": None,
+        "confidence": 0.0,
+        "label": None,
+    }
     if question.reference is not None and config.labels != "majority":
         right = []
         for i, text in enumerate(texts):
@@ -227,8 +237,9 @@ def make_questions(model, tokenizer, seeds: Sequence[str], config: SyntheticConf
     seen = {question_key(s) for s in seeds}
     made: list[NewQuestion] = []
     tries, budget = 0, config.max_tries or 10 * config.count
-    settings = GenerationSettings(max_new_tokens=config.question_max_tokens, temperature=config.question_temperature,
-                                  batch_size=config.batch_size)
+    settings = GenerationSettings(
+        max_new_tokens=config.question_max_tokens, temperature=config.question_temperature, batch_size=config.batch_size
+    )
     while len(made) < config.count and tries < budget:
         want = min(max(config.count - len(made), config.batch_size), budget - tries)
         if config.generator == "fewshot":
@@ -236,8 +247,9 @@ def make_questions(model, tokenizer, seeds: Sequence[str], config: SyntheticConf
             for _ in range(want):
                 prompts.append(_fewshot_prompt(seeds, rng, config.shots))
                 sources.append(rng.randrange(len(seeds)))
-            rendered = [render_prompt(Example(prompt=p, completion=""), tokenizer, config.chat_template, config.system_prompt)
-                        for p in prompts]
+            rendered = [
+                render_prompt(Example(prompt=p, completion=""), tokenizer, config.chat_template, config.system_prompt) for p in prompts
+            ]
             texts = generate(model, tokenizer, rendered, settings, seed=config.seed * 7919 + tries)
             batch = [NewQuestion(_first_question(t[0]), s) for t, s in zip(texts, sources)]
         else:
@@ -251,7 +263,8 @@ def make_questions(model, tokenizer, seeds: Sequence[str], config: SyntheticConf
         if not made and tries >= min(budget, 2 * config.batch_size):
             raise SyntheticDataError(
                 f"generator {config.generator!r} made {tries} questions and every one repeats a seed question or an earlier "
-                "one; give seeds it can vary (for numbers: questions with whole numbers in them), or another generator")
+                "one; give seeds it can vary (for numbers: questions with whole numbers in them), or another generator"
+            )
     return made, tries
 
 
@@ -273,9 +286,11 @@ class SyntheticReport:
     out: str = ""
 
     def summary(self) -> str:
-        return (f"{self.questions} new questions ({self.tries} made, duplicates dropped); {self.labelled} labelled, "
-                f"{self.kept} kept ({self.by_verifier} by the verifier, {self.by_majority} by majority vote); "
-                f"{self.below_threshold} dropped below the agreement threshold or unverified")
+        return (
+            f"{self.questions} new questions ({self.tries} made, duplicates dropped); {self.labelled} labelled, "
+            f"{self.kept} kept ({self.by_verifier} by the verifier, {self.by_majority} by majority vote); "
+            f"{self.below_threshold} dropped below the agreement threshold or unverified"
+        )
 
 
 def read_seeds(path: str | Path, config: SyntheticConfig) -> list[str]:
@@ -285,8 +300,9 @@ def read_seeds(path: str | Path, config: SyntheticConfig) -> list[str]:
     examples, report = load_examples(str(path), config.data_format, config.columns)
     seeds = [e.prompt.strip() for e in examples if e.prompt.strip()]
     if not seeds:
-        raise SyntheticDataError(f"{path}: no seed question to start from ({report.summary(max_rows=3)}); give question/answer "
-                                 "or prompt/completion rows")
+        raise SyntheticDataError(
+            f"{path}: no seed question to start from ({report.summary(max_rows=3)}); give question/answer or prompt/completion rows"
+        )
     return seeds
 
 
@@ -298,9 +314,25 @@ def _labels_path(out: Path) -> Path:
     return out.with_name(out.name + ".labels.jsonl")
 
 
-SETTINGS_KEYS = ("count", "generator", "shots", "question_temperature", "question_max_tokens", "samples", "temperature",
-                 "max_new_tokens", "threshold", "labels", "checker", "max_tries", "data_format", "columns", "chat_template",
-                 "system_prompt", "seed")
+SETTINGS_KEYS = (
+    "count",
+    "generator",
+    "shots",
+    "question_temperature",
+    "question_max_tokens",
+    "samples",
+    "temperature",
+    "max_new_tokens",
+    "threshold",
+    "labels",
+    "checker",
+    "max_tries",
+    "data_format",
+    "columns",
+    "chat_template",
+    "system_prompt",
+    "seed",
+)
 """The settings that change what a job makes: a job is continued only with the same ones."""
 
 
@@ -320,7 +352,8 @@ def _check_settings(out: Path, config: SyntheticConfig) -> None:
         if changed:
             raise SyntheticDataError(
                 f"{out}: this job was started with other settings ({', '.join(f'{k}: {old[k]!r}' for k in changed)}); "
-                f"use another --out, or delete {_questions_path(out).name} and {_labels_path(out).name} to start over")
+                f"use another --out, or delete {_questions_path(out).name} and {_labels_path(out).name} to start over"
+            )
         return
     atomic_files.write_json(path, settings)
 
@@ -353,13 +386,15 @@ def make_synthetic_data(
         if config.labels == "verifier" and not any(q.reference for q in questions):
             raise SyntheticDataError(
                 f"labels: verifier needs reference answers, and generator {config.generator!r} gives its questions none; "
-                "use labels: auto or majority (majority vote of the teacher's samples)")
+                "use labels: auto or majority (majority vote of the teacher's samples)"
+            )
         atomic_files.write_jsonl(questions_file, [asdict(q) for q in questions])
     report = SyntheticReport(questions=len(questions), tries=tries, out=str(out))
     labels_file = _labels_path(out)
     done = {int(r["index"]): r for r in jsonl.read_lines(labels_file).records if "index" in r}
-    settings = GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                                  num_samples=config.samples, batch_size=config.batch_size)
+    settings = GenerationSettings(
+        max_new_tokens=config.max_new_tokens, temperature=config.temperature, num_samples=config.samples, batch_size=config.batch_size
+    )
     pending = [i for i in range(len(questions)) if i not in done]
     if progress is not None:
         progress(len(done), len(questions))
@@ -367,9 +402,16 @@ def make_synthetic_data(
         if stop is not None and stop.is_set():
             report.stopped = True
             break
-        batch = pending[start:start + config.batch_size]
-        prompts = [render_prompt(Example(prompt=questions[i].text, completion="", format="question_answer"), tokenizer,
-                                 config.chat_template, config.system_prompt) for i in batch]
+        batch = pending[start : start + config.batch_size]
+        prompts = [
+            render_prompt(
+                Example(prompt=questions[i].text, completion="", format="question_answer"),
+                tokenizer,
+                config.chat_template,
+                config.system_prompt,
+            )
+            for i in batch
+        ]
         answers = generate(model, tokenizer, prompts, settings, seed=config.seed * 1_000_003 + batch[0])
         for i, texts in zip(batch, answers):
             record = {"index": i, **label_question(questions[i], texts, config)}
@@ -387,7 +429,14 @@ def make_synthetic_data(
         report.kept += 1
         report.by_verifier += record["label"] == "verifier"
         report.by_majority += record["label"] == "majority"
-        rows.append({"question": record["question"], "answer": record["answer"], "confidence": record["confidence"],
-                     "label": record["label"], "seed": record["seed"]})
+        rows.append(
+            {
+                "question": record["question"],
+                "answer": record["answer"],
+                "confidence": record["confidence"],
+                "label": record["label"],
+                "seed": record["seed"],
+            }
+        )
     atomic_files.write_jsonl(out, rows)
     return report

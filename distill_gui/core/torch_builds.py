@@ -226,13 +226,19 @@ def choose(hardware: Hardware, requested: str = "auto") -> TorchChoice:
         driver = hardware.nvidia_driver
         for build in CUDA_BUILDS:
             if driver_supports(build, driver, hardware.system) and gpus_supported(build, hardware.gpus):
-                return TorchChoice(build.tag, index_url(build.tag),
-                                   f"the newest CUDA build (CUDA {build.cuda[0]}.{build.cuda[1]}) that driver {format_version(driver)} runs")
+                return TorchChoice(
+                    build.tag,
+                    index_url(build.tag),
+                    f"the newest CUDA build (CUDA {build.cuda[0]}.{build.cuda[1]}) that driver {format_version(driver)} runs",
+                )
         for build in reversed(CUDA_BUILDS):
             if driver_compatible(build, driver, hardware.system) and gpus_supported(build, hardware.gpus):
-                return TorchChoice(build.tag, index_url(build.tag),
-                                   f"CUDA {build.cuda[0]}.{build.cuda[1]} through minor-version compatibility: driver "
-                                   f"{format_version(driver)} is older than the toolkit's; a newer driver gives a newer build")
+                return TorchChoice(
+                    build.tag,
+                    index_url(build.tag),
+                    f"CUDA {build.cuda[0]}.{build.cuda[1]} through minor-version compatibility: driver "
+                    f"{format_version(driver)} is older than the toolkit's; a newer driver gives a newer build",
+                )
         oldest = CUDA_BUILDS[-1]
         need = oldest.family_windows_driver if hardware.system == "Windows" else oldest.family_linux_driver
         if driver < need:
@@ -263,8 +269,13 @@ def matches_driver(torch_cuda: str | None, driver: tuple[int, ...] | None, syste
             if driver_supports(build, driver, system):
                 return True, f"driver {format_version(driver)} runs CUDA {torch_cuda} (needs {format_version(need)})"
             if driver_compatible(build, driver, system):
-                return True, f"driver {format_version(driver)} runs CUDA {torch_cuda} through minor-version compatibility (full support from {format_version(need)})"
+                return (
+                    True,
+                    f"driver {format_version(driver)} runs CUDA {torch_cuda} through minor-version compatibility (full support from {format_version(need)})",
+                )
             family = build.family_windows_driver if system == "Windows" else build.family_linux_driver
-            return False, (f"driver {format_version(driver)} is older than {format_version(family)}, which CUDA {torch_cuda} needs: "
-                           f"update the driver or reinstall with --torch {choose(Hardware(system, '', driver)).build}")
+            return False, (
+                f"driver {format_version(driver)} is older than {format_version(family)}, which CUDA {torch_cuda} needs: "
+                f"update the driver or reinstall with --torch {choose(Hardware(system, '', driver)).build}"
+            )
     return True, f"CUDA {torch_cuda} is not in distill-gui's table; driver {format_version(driver)}"

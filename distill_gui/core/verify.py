@@ -24,9 +24,7 @@ Checker = Callable[[str, str], bool]
 
 _HASHES = re.compile(r"####\s*(.*)")
 _THIN = "\u2009\u202f\u00a0"  # thin space, narrow and plain no-break space: thousands separators
-_NUMBER = re.compile(
-    rf"[-+]?(?:\d{{1,3}}(?:,\d{{3}})+|\d{{1,3}}(?:[{_THIN}]\d{{3}})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-+]?\.\d+"
-)
+_NUMBER = re.compile(rf"[-+]?(?:\d{{1,3}}(?:,\d{{3}})+|\d{{1,3}}(?:[{_THIN}]\d{{3}})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-+]?\.\d+")
 _CURRENCY = re.compile(r"[$€£¥%]|\\\$|\\%")
 _LATEX = re.compile(r"[\\^_{}]")
 _LATEX_FRACTION = re.compile(r"(-?)\\[dt]?frac\{\s*(\d+)\s*\}\{\s*(\d+)\s*\}")

@@ -168,8 +168,13 @@ class Method:
         from distill_gui.core.training.trainer import make_trainer_class
 
         return make_trainer_class()(
-            model=setup.student, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
-            data_collator=DataCollator(setup.tokenizer.pad_token_id), callbacks=callbacks, setup=setup,
+            model=setup.student,
+            args=args,
+            train_dataset=prepared.train,
+            eval_dataset=prepared.eval,
+            data_collator=DataCollator(setup.tokenizer.pad_token_id),
+            callbacks=callbacks,
+            setup=setup,
         )
 
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:

@@ -45,12 +45,16 @@ KD_CACHED_CHUNK_COPIES = 3
 class KDConfig:
     """Soft-label KD settings."""
 
-    loss: str = choice("forward_kl", KD_LOSSES, "KD divergence: forward KL(teacher||student), reverse KL(student||teacher) or generalized JSD.")
+    loss: str = choice(
+        "forward_kl", KD_LOSSES, "KD divergence: forward KL(teacher||student), reverse KL(student||teacher) or generalized JSD."
+    )
     beta: float = option(
         0.5,
         "JSD mixture weight of the teacher (TRL's GKD convention): 0 gives exactly the forward KL, 1 exactly the "
         "reverse KL; values between give a generalized JSD, not a blend of the two KLs.",
-        min=0.0, max=1.0, when={"loss": "jsd"},
+        min=0.0,
+        max=1.0,
+        when={"loss": "jsd"},
     )
     temperature: float = option(1.0, "Softmax temperature for both models; the KD term is scaled by T².", min=1e-3, max=1e3)
     alpha: float = option(0.5, "Weight of the KD term; the hard-label cross-entropy gets 1 - alpha.", min=0.0, max=1.0)
@@ -72,18 +76,20 @@ class KDConfig:
         "On-policy fraction λ (GKD): the share of micro-batches whose completions the student samples itself; the "
         "teacher scores every token the student wrote and the loss is the divergence alone on those tokens (reported "
         "as kd_on_policy). 0 trains on the data's completions only (plain KD); 1 on the student's own only.",
-        min=0.0, max=1.0,
+        min=0.0,
+        max=1.0,
     )
     on_policy_temperature: float = option(
         1.0,
-        "Sampling temperature of the student's on-policy completions (0 = greedy); the divergence itself uses "
-        "temperature.",
-        min=0.0, max=10.0,
+        "Sampling temperature of the student's on-policy completions (0 = greedy); the divergence itself uses temperature.",
+        min=0.0,
+        max=10.0,
     )
     max_new_tokens: int = option(
         128,
         "Longest on-policy completion the student samples (tokens; a row ends earlier at its end-of-turn token).",
-        min=1, max=32768,
+        min=1,
+        max=32768,
     )
 
 
@@ -103,7 +109,10 @@ class KD(Method):
         MetricSpec("kd", "KD", "Loss", "nats/token", "The divergence from the teacher (times T²)."),
         MetricSpec("ce", "CE", "Loss", "nats/token", "Cross-entropy on the data's completion tokens."),
         MetricSpec(
-            "kd_on_policy", "KD on student samples", "Loss", "nats/token",
+            "kd_on_policy",
+            "KD on student samples",
+            "Loss",
+            "nats/token",
             "The divergence from the teacher (times T²) on completions the student sampled itself (on_policy > 0).",
         ),
     )
@@ -152,8 +161,13 @@ class KD(Method):
         from distill_gui.core.methods.kd_on_policy import make_on_policy_trainer_class
 
         return make_on_policy_trainer_class()(
-            model=setup.student, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
-            data_collator=DataCollator(setup.tokenizer.pad_token_id), callbacks=callbacks, setup=setup,
+            model=setup.student,
+            args=args,
+            train_dataset=prepared.train,
+            eval_dataset=prepared.eval,
+            data_collator=DataCollator(setup.tokenizer.pad_token_id),
+            callbacks=callbacks,
+            setup=setup,
         )
 
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
@@ -172,8 +186,14 @@ class KD(Method):
         s_head = output_head(model)
         # The student's own completions: the divergence alone (its own tokens are no targets for a cross-entropy).
         on_policy = ON_POLICY_KEY in inputs
-        options = dict(loss=kd.loss, beta=kd.beta, temperature=kd.temperature, alpha=1.0 if on_policy else kd.alpha,
-                       chunk_size=kd.chunk_size, vocab_size=ctx.shared_vocab_size)
+        options = dict(
+            loss=kd.loss,
+            beta=kd.beta,
+            temperature=kd.temperature,
+            alpha=1.0 if on_policy else kd.alpha,
+            chunk_size=kd.chunk_size,
+            vocab_size=ctx.shared_vocab_size,
+        )
         if ctx.teacher_cache is not None and not on_policy:
             t_ids, t_log_probs = ctx.teacher_cache.for_rows(inputs["row"].tolist())
             parts = kd_loss_from_cache(hidden, s_head, t_ids.to(hidden.device), t_log_probs.to(hidden.device), labels, **options)
@@ -185,9 +205,13 @@ class KD(Method):
                     input_ids=inputs["input_ids"].to(ctx.teacher_device), attention_mask=inputs["attention_mask"].to(ctx.teacher_device)
                 ).last_hidden_state.to(hidden.device)
             parts = kd_loss_from_hidden(
-                hidden, s_head,
-                teacher_hidden[:, :-1].reshape(-1, teacher_hidden.shape[-1]), output_head(ctx.teacher).detach().to(hidden.device),
-                labels, top_k=kd.top_k, **options,
+                hidden,
+                s_head,
+                teacher_hidden[:, :-1].reshape(-1, teacher_hidden.shape[-1]),
+                output_head(ctx.teacher).detach().to(hidden.device),
+                labels,
+                top_k=kd.top_k,
+                **options,
             )
         if on_policy:
             return LossResult(total=parts.total, metrics={"kd_on_policy": parts.kd.detach()})

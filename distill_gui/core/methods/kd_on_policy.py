@@ -82,7 +82,13 @@ def on_policy_batch(
     from distill_gui.core.generation import sample_token_ids
 
     completions = sample_token_ids(
-        model, prompts, max_new_tokens=budget, temperature=temperature, stop_ids=stop_ids, pad_id=pad_id, generator=generator,
+        model,
+        prompts,
+        max_new_tokens=budget,
+        temperature=temperature,
+        stop_ids=stop_ids,
+        pad_id=pad_id,
+        generator=generator,
         vocab_size=vocab_size,
     )
     width = max(len(p) + len(c) for p, c in zip(prompts, completions))
@@ -172,8 +178,14 @@ def make_on_policy_trainer_class() -> type:
             generator.manual_seed(sampling_seed(self.args.seed, step, micro, self.args.process_index))
             with self.accelerator.autocast():
                 return on_policy_batch(
-                    model, batch, max_new_tokens=self.kd.max_new_tokens, temperature=self.kd.on_policy_temperature,
-                    stop_ids=self.stop_ids, pad_id=self.pad_id, generator=generator, max_positions=self.max_positions,
+                    model,
+                    batch,
+                    max_new_tokens=self.kd.max_new_tokens,
+                    temperature=self.kd.on_policy_temperature,
+                    stop_ids=self.stop_ids,
+                    pad_id=self.pad_id,
+                    generator=generator,
+                    max_positions=self.max_positions,
                     vocab_size=self.setup.shared_vocab_size,
                 )
 

@@ -53,38 +53,46 @@ class RLVRConfig:
         4,
         "Answers sampled per question (GRPO's group); each answer's advantage is its reward minus its group's mean. "
         "training.batch_size × gradient_accumulation_steps counts answers and must be a multiple of it.",
-        min=2, max=64,
+        min=2,
+        max=64,
     )
     beta: float = option(
         0.04,
         "Weight of the KL penalty to the starting policy (the student before RL): higher keeps the student closer to "
         "where it started. 0 turns it off and keeps no reference model (less memory).",
-        min=0.0, max=10.0,
+        min=0.0,
+        max=10.0,
     )
     clip_epsilon: float = option(
         0.2,
         "Clip range ε of the probability ratio between the updated and the sampling policy (PPO-style); it matters "
         "when a batch of answers is trained on more than once (num_iterations > 1).",
-        min=0.0, max=1.0,
+        min=0.0,
+        max=1.0,
     )
     max_completion_length: int = option(
         256,
         "Longest sampled answer in tokens; longer answers are cut off (and usually fail the verifier).",
-        min=1, max=32768,
+        min=1,
+        max=32768,
     )
     temperature: float = option(
-        1.0, "Sampling temperature of the answers: higher gives more varied groups (more signal), lower surer ones.",
-        min=0.05, max=5.0,
+        1.0,
+        "Sampling temperature of the answers: higher gives more varied groups (more signal), lower surer ones.",
+        min=0.05,
+        max=5.0,
     )
     correct_weight: float = option(
-        1.0, "Weight of the verifier's reward: 1 for an answer whose final answer matches the reference, 0 otherwise.",
-        min=0.0, max=100.0,
+        1.0,
+        "Weight of the verifier's reward: 1 for an answer whose final answer matches the reference, 0 otherwise.",
+        min=0.0,
+        max=100.0,
     )
     format_weight: float = option(
         0.0,
-        "Weight of the format reward: 1 for an answer that states its final answer as '#### answer' or "
-        "\\boxed{answer}. 0 turns it off.",
-        min=0.0, max=100.0,
+        "Weight of the format reward: 1 for an answer that states its final answer as '#### answer' or \\boxed{answer}. 0 turns it off.",
+        min=0.0,
+        max=100.0,
     )
     checker: str = option(
         "numeric",
@@ -92,16 +100,20 @@ class RLVRConfig:
         "checks LaTeX/symbolic equivalence; a checker registered with verify.register_checker can be named too.",
     )
     loss_type: str = choice(
-        "dapo", LOSS_TYPES,
+        "dapo",
+        LOSS_TYPES,
         "How token losses are averaged (TRL's loss_type): dapo over all answer tokens of the step (no length bias), "
         "grpo per answer then over answers, dr_grpo by a constant (max_completion_length), bnpo over the micro-batch.",
     )
     num_iterations: int = option(
-        1, "Optimizer passes over each batch of sampled answers (μ); above 1 reuses the samples and the clip applies.",
-        min=1, max=8,
+        1,
+        "Optimizer passes over each batch of sampled answers (μ); above 1 reuses the samples and the clip applies.",
+        min=1,
+        max=8,
     )
     sampler: str = choice(
-        "distill", SAMPLERS,
+        "distill",
+        SAMPLERS,
         "What samples the answers: distill is distill-gui's KV-cache sampler, in which a finished answer leaves the "
         "batch; trl is TRL's (transformers' generate, which runs every row to the longest answer).",
     )
@@ -187,7 +199,7 @@ def grpo_rows(examples: list["Example"], tokenizer: Any, config: "RunConfig") ->
             continue
         prompt = render_prompt(example, tokenizer, config.data.chat_template, config.data.system_prompt)
         if adds_bos and prompt.startswith(bos):
-            prompt = prompt[len(bos):]
+            prompt = prompt[len(bos) :]
         if len(tokenizer(prompt)["input_ids"]) > config.data.max_length:
             too_long += 1
             continue
@@ -203,7 +215,9 @@ def _dataset(examples: list["Example"], setup: Any, what: str, key: str) -> Any:
     rows, unreferenced, too_long = grpo_rows(examples, setup.tokenizer, setup.config)
     if not rows:
         if too_long and not unreferenced:
-            raise ConfigError(f"data.max_length: every {what} prompt is longer than {setup.config.data.max_length} tokens; raise data.max_length")
+            raise ConfigError(
+                f"data.max_length: every {what} prompt is longer than {setup.config.data.max_length} tokens; raise data.max_length"
+            )
         raise _no_references_error(key, f"the {what} data")
     if unreferenced or too_long:
         parts = [f"{unreferenced} without a reference answer"] if unreferenced else []
@@ -283,8 +297,9 @@ class KVCacheRollout:
         prompt_ids = self.tokenizer(text=list(prompts))["input_ids"]
         model = trainer.accelerator.unwrap_model(trainer.model)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        completion_ids = sample_token_ids(model, prompt_ids, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                                          stop_ids=trainer.eos_token_ids, pad_id=pad)
+        completion_ids = sample_token_ids(
+            model, prompt_ids, max_new_tokens=self.max_new_tokens, temperature=self.temperature, stop_ids=trainer.eos_token_ids, pad_id=pad
+        )
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
 
 
@@ -343,9 +358,22 @@ def make_grpo_trainer_class() -> type:
     return RLVRTrainer
 
 
-REPORTED = frozenset({"reward", "reward_std", "accuracy", "solved_groups", "frac_reward_zero_std", "kl", "entropy",
-                      "completions_mean_length", "completions_max_length", "completions_clipped_ratio", "verifier_errors",
-                      "clip_ratio_region_mean"})
+REPORTED = frozenset(
+    {
+        "reward",
+        "reward_std",
+        "accuracy",
+        "solved_groups",
+        "frac_reward_zero_std",
+        "kl",
+        "entropy",
+        "completions_mean_length",
+        "completions_max_length",
+        "completions_clipped_ratio",
+        "verifier_errors",
+        "clip_ratio_region_mean",
+    }
+)
 """What GRPO logs that a run reports (besides each reward's mean, ``rewards_<name>_mean``); TRL logs more."""
 
 
@@ -363,9 +391,16 @@ class RLVR(Method):
     metrics = (
         MetricSpec("reward", "mean reward", "Reward", "", "Mean total reward of the sampled answers (weighted sum of the rewards)."),
         MetricSpec("accuracy", "accuracy", "Accuracy", "", "Share of sampled answers the verifier accepted."),
-        MetricSpec("solved_groups", "groups solved", "Accuracy", "", "Share of questions with at least one accepted answer in their group."),
-        MetricSpec("frac_reward_zero_std", "all-equal groups", "Accuracy", "",
-                   "Share of groups whose answers all got the same reward: they teach nothing."),
+        MetricSpec(
+            "solved_groups", "groups solved", "Accuracy", "", "Share of questions with at least one accepted answer in their group."
+        ),
+        MetricSpec(
+            "frac_reward_zero_std",
+            "all-equal groups",
+            "Accuracy",
+            "",
+            "Share of groups whose answers all got the same reward: they teach nothing.",
+        ),
         MetricSpec("kl", "KL", "KL", "nats/token", "KL divergence of the student from the starting policy (logged when beta > 0)."),
         MetricSpec("completions_mean_length", "answer length", "Answer length", "tokens", "Mean length of the sampled answers."),
         MetricSpec("completions_clipped_ratio", "cut off", "Answer length", "", "Share of answers cut off at max_completion_length."),
@@ -381,8 +416,9 @@ class RLVR(Method):
 
         section = self.section(config)
         if importlib.util.find_spec("trl") is None:
-            raise ConfigError("method.kind: rlvr trains with TRL's GRPOTrainer, which is not installed; "
-                              "install it with: pip install 'distill-gui[trl]'")
+            raise ConfigError(
+                "method.kind: rlvr trains with TRL's GRPOTrainer, which is not installed; install it with: pip install 'distill-gui[trl]'"
+            )
         t = config.training
         answers = t.batch_size * t.gradient_accumulation_steps
         if answers % section.group_size:
@@ -432,8 +468,14 @@ class RLVR(Method):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="You are using 'rollout_func'")  # TRL marks the hook experimental
             trainer = make_grpo_trainer_class()(
-                model=setup.student, reward_funcs=rewards, args=grpo_args, train_dataset=train, eval_dataset=evaluate,
-                processing_class=setup.tokenizer, callbacks=callbacks, rollout_func=rollout,
+                model=setup.student,
+                reward_funcs=rewards,
+                args=grpo_args,
+                train_dataset=train,
+                eval_dataset=evaluate,
+                processing_class=setup.tokenizer,
+                callbacks=callbacks,
+                rollout_func=rollout,
             )
         rewards[0].in_training = lambda: bool(trainer.model.training)  # evaluation rounds do not count towards the warning
         _use_base_as_reference(trainer)

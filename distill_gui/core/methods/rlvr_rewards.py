@@ -67,8 +67,9 @@ class VerifierReward:
         except Exception as exc:  # noqa: BLE001 - a checker's failure on one answer is that answer's problem
             return 0.0, exc
 
-    def __call__(self, prompts: list, completions: list, reference: list | None = None, log_metric: Any = None,
-                 trainer_state: Any = None, **_: Any) -> list[float]:
+    def __call__(
+        self, prompts: list, completions: list, reference: list | None = None, log_metric: Any = None, trainer_state: Any = None, **_: Any
+    ) -> list[float]:
         texts = [completion_text(c) for c in completions]
         references = list(reference) if reference is not None else [None] * len(texts)
         rewards: list[float] = []

@@ -61,21 +61,27 @@ class SelfDistillConfig:
         2,
         "Rounds of sample → verify → fine-tune; each round samples from the student the previous round trained. "
         "training.max_steps is split evenly over the rounds.",
-        min=1, max=50,
+        min=1,
+        max=50,
     )
     samples_per_question: int = option(
-        4, "Answers the student samples per question and round (K); more finds correct answers to harder questions.",
-        min=1, max=64,
+        4,
+        "Answers the student samples per question and round (K); more finds correct answers to harder questions.",
+        min=1,
+        max=64,
     )
     temperature: float = option(
         0.8,
         "Sampling temperature: higher gives more varied answers (more distinct correct ones), lower surer ones. "
         "0 samples greedily (then only one answer per question makes sense).",
-        min=0.0, max=5.0,
+        min=0.0,
+        max=5.0,
     )
     max_new_tokens: int = option(256, "Longest sampled answer in tokens; longer answers are cut off.", min=1, max=32768)
     questions_per_round: int = option(
-        0, "Questions sampled per round, drawn afresh each round (seeded); 0 uses every training question.", min=0,
+        0,
+        "Questions sampled per round, drawn afresh each round (seeded); 0 uses every training question.",
+        min=0,
     )
     checker: str = option(
         "numeric",
@@ -89,8 +95,10 @@ class SelfDistillConfig:
         "Off: only answers the student finished are kept.",
     )
     generation_batch_size: int = option(
-        64, "Answers sampled together (questions × samples_per_question per batch); more is faster and takes more memory.",
-        min=1, max=4096,
+        64,
+        "Answers sampled together (questions × samples_per_question per batch); more is faster and takes more memory.",
+        min=1,
+        max=4096,
     )
 
 
@@ -220,8 +228,10 @@ class Rounds:
             setup.log(f"self_distill round {round_ + 1}/{self.count}: its answers were sampled before the restart; reusing them")
         else:
             asked = round_questions(self.questions, round_, section.questions_per_round, self.seed)
-            setup.log(f"self_distill round {round_ + 1}/{self.count}: sampling {section.samples_per_question} answers to each of "
-                      f"{len(asked)} questions (max {section.max_new_tokens} tokens, temperature {section.temperature})")
+            setup.log(
+                f"self_distill round {round_ + 1}/{self.count}: sampling {section.samples_per_question} answers to each of "
+                f"{len(asked)} questions (max {section.max_new_tokens} tokens, temperature {section.temperature})"
+            )
             result = sample_round(self._sampler(), asked, round_, self.store, between_batches=self._between_batches(round_))
         setup.log(result.summary(self.count))
         if not result.kept:
@@ -229,21 +239,35 @@ class Rounds:
         self.current, self.result, self._orders = round_, result, {}
         self.rows = _training_rows(result, self.by_index, setup)
         if not self.rows:
-            raise ConfigError(f"self_distill round {round_ + 1}: none of the {len(result.kept)} kept answers has a token "
-                              "left after tokenization; raise data.max_length")
+            raise ConfigError(
+                f"self_distill round {round_ + 1}: none of the {len(result.kept)} kept answers has a token "
+                "left after tokenization; raise data.max_length"
+            )
         steps = self.boundaries[round_ + 1] - self.boundaries[round_]
         passes = steps * self.rows_per_step / len(self.rows)
-        setup.emit(LogMessage(text=f"self_distill round {round_ + 1}/{self.count}: training steps {self.boundaries[round_] + 1}–"
-                                   f"{self.boundaries[round_ + 1]} on {len(self.rows)} answers ({passes:.1f} passes)"))
+        setup.emit(
+            LogMessage(
+                text=f"self_distill round {round_ + 1}/{self.count}: training steps {self.boundaries[round_] + 1}–"
+                f"{self.boundaries[round_ + 1]} on {len(self.rows)} answers ({passes:.1f} passes)"
+            )
+        )
         self.shown = False
 
     def _sampler(self) -> Sampler:
         from distill_gui.core.verify import get_checker
 
         s = self.section
-        return Sampler(model=self.model, tokenizer=self.setup.tokenizer, samples_per_question=s.samples_per_question,
-                       temperature=s.temperature, max_new_tokens=s.max_new_tokens, batch_rows=s.generation_batch_size,
-                       checker=get_checker(s.checker), keep_cut_off=s.keep_cut_off, seed=self.seed)
+        return Sampler(
+            model=self.model,
+            tokenizer=self.setup.tokenizer,
+            samples_per_question=s.samples_per_question,
+            temperature=s.temperature,
+            max_new_tokens=s.max_new_tokens,
+            batch_rows=s.generation_batch_size,
+            checker=get_checker(s.checker),
+            keep_cut_off=s.keep_cut_off,
+            seed=self.seed,
+        )
 
     def _between_batches(self, round_: int) -> Any:
         from distill_gui.core.events import LogMessage
@@ -254,10 +278,16 @@ class Rounds:
         def check(done: int, total: int, partial: RoundResult) -> None:
             if round_ == 0 and not state["warned"] and partial.correct == 0:
                 state["warned"] = True
-                setup.emit(LogMessage(level="warning", text=(
-                    f"self_distill: none of the student's first {partial.generated} answers is correct; if the whole round "
-                    "finds none, the run ends. A student that cannot yet answer learns first from the teacher's traces "
-                    "(trace SFT, method.kind: sft), whose run folder can then be student.path here")))
+                setup.emit(
+                    LogMessage(
+                        level="warning",
+                        text=(
+                            f"self_distill: none of the student's first {partial.generated} answers is correct; if the whole round "
+                            "finds none, the run ends. A student that cannot yet answer learns first from the teacher's traces "
+                            "(trace SFT, method.kind: sft), whose run folder can then be student.path here"
+                        ),
+                    )
+                )
             if time.time() - state["last"] >= PROGRESS_EVERY_S:
                 state["last"] = time.time()
                 setup.log(f"self_distill round {round_ + 1}: {done}/{total} questions sampled, {partial.correct} correct answers so far")
@@ -272,11 +302,15 @@ class Rounds:
     def _nothing_kept(self, result: RoundResult) -> str:
         section = self.section
         if result.correct and not section.keep_cut_off:
-            return (f"self_distill round {result.round + 1}: all {result.correct} correct answers were cut off at "
-                    f"method.self_distill.max_new_tokens ({section.max_new_tokens}); raise it, or set keep_cut_off: true")
-        return (f"self_distill round {result.round + 1}: the student got none of its {result.generated} answers right, so it "
-                "has nothing to learn from. Train it on the teacher's reasoning traces first (trace SFT, method.kind: sft) and "
-                "give that run's folder as student.path, or sample more answers (samples_per_question) at a higher temperature")
+            return (
+                f"self_distill round {result.round + 1}: all {result.correct} correct answers were cut off at "
+                f"method.self_distill.max_new_tokens ({section.max_new_tokens}); raise it, or set keep_cut_off: true"
+            )
+        return (
+            f"self_distill round {result.round + 1}: the student got none of its {result.generated} answers right, so it "
+            "has nothing to learn from. Train it on the teacher's reasoning traces first (trace SFT, method.kind: sft) and "
+            "give that run's folder as student.path, or sample more answers (samples_per_question) at a higher temperature"
+        )
 
     def stats(self) -> dict[str, float]:
         return self.result.stats() if self.result is not None else {}
@@ -295,8 +329,13 @@ class Rounds:
                 if question is None or not row["answers"]:
                     continue
                 mark = "✓" if row["correct"][0] else "✗"
-                samples.append(Sample(prompt=self.setup.tokenizer.decode(question.prompt_ids, skip_special_tokens=True),
-                                      student=f"{mark} {row['answers'][0]}", reference=question.reference))
+                samples.append(
+                    Sample(
+                        prompt=self.setup.tokenizer.decode(question.prompt_ids, skip_special_tokens=True),
+                        student=f"{mark} {row['answers'][0]}",
+                        reference=question.reference,
+                    )
+                )
                 if len(samples) >= SHOWN_SAMPLES:
                     return tuple(samples)
         return tuple(samples)
@@ -411,8 +450,13 @@ class SelfDistill(Method):
     teacher = TEACHER_NONE
     metrics = (
         MetricSpec("ce", "CE", "Loss", "nats/token", "Cross-entropy on the kept answers."),
-        MetricSpec("accuracy", "accuracy", "Accuracy", "", "Share of the round's sampled answers the verifier accepted "
-                   "(the student as the round began)."),
+        MetricSpec(
+            "accuracy",
+            "accuracy",
+            "Accuracy",
+            "",
+            "Share of the round's sampled answers the verifier accepted (the student as the round began).",
+        ),
         MetricSpec("solved", "questions solved", "Accuracy", "", "Share of the round's questions with at least one accepted answer."),
         MetricSpec("keep_rate", "kept / generated", "Accuracy", "", "Share of the round's sampled answers kept (correct and distinct)."),
         MetricSpec("generated", "generated", "Answers per round", "answers", "Answers the round sampled."),
@@ -427,7 +471,9 @@ class SelfDistill(Method):
 
         section = self.section(config)
         if section.checker not in checker_names():
-            raise ConfigError(f"method.self_distill.checker: {section.checker!r} is not a checker; choose one of {', '.join(checker_names())}")
+            raise ConfigError(
+                f"method.self_distill.checker: {section.checker!r} is not a checker; choose one of {', '.join(checker_names())}"
+            )
         if section.temperature == 0 and section.samples_per_question > 1:
             raise ConfigError(
                 f"method.self_distill.temperature: 0 samples greedily, so the {section.samples_per_question} answers per "
@@ -435,18 +481,24 @@ class SelfDistill(Method):
             )
         steps = config.training.max_steps
         if steps <= 0:
-            raise ConfigError("training.max_steps: self_distill needs a step budget (split evenly over the rounds); "
-                              "num_epochs has no meaning when each round makes its own data. Set max_steps above 0")
+            raise ConfigError(
+                "training.max_steps: self_distill needs a step budget (split evenly over the rounds); "
+                "num_epochs has no meaning when each round makes its own data. Set max_steps above 0"
+            )
         if steps < section.rounds:
-            raise ConfigError(f"training.max_steps: {steps} steps cannot be split over method.self_distill.rounds={section.rounds} "
-                              "rounds; give every round at least one step")
+            raise ConfigError(
+                f"training.max_steps: {steps} steps cannot be split over method.self_distill.rounds={section.rounds} "
+                "rounds; give every round at least one step"
+            )
         _check_references(config.data.train, config)
 
     # ---- Training
     def check(self, setup: Any) -> None:
         if setup.procs.world_size > 1:
-            raise ConfigError("method.kind: self_distill runs in one process (each round samples with the whole student); "
-                              "start it without accelerate launch")
+            raise ConfigError(
+                "method.kind: self_distill runs in one process (each round samples with the whole student); "
+                "start it without accelerate launch"
+            )
 
     def build_trainer(self, setup: Any, prepared: Any, args: Any, callbacks: list) -> Any:
         from distill_gui.core.data import DataCollator
@@ -456,15 +508,27 @@ class SelfDistill(Method):
         if not questions:
             raise ConfigError("data.train: " + NO_REFERENCES.format(what="the training data"))
         if unreferenced:
-            setup.emit(LogMessage(level="warning", text=f"self_distill: {unreferenced} training rows have no reference answer "
-                                                        f"and are left out; {len(questions)} questions are asked"))
+            setup.emit(
+                LogMessage(
+                    level="warning",
+                    text=f"self_distill: {unreferenced} training rows have no reference answer "
+                    f"and are left out; {len(questions)} questions are asked",
+                )
+            )
         t = setup.config.training
         rows_per_step = t.batch_size * t.gradient_accumulation_steps
         rounds = Rounds(setup, questions, t.max_steps, rows_per_step)
         collator = DataCollator(setup.tokenizer.pad_token_id)
         return make_self_distill_trainer_class()(
-            model=setup.student, args=args, train_dataset=_Slots(t.max_steps * rows_per_step), eval_dataset=prepared.eval,
-            data_collator=SlotsOrRows(collator), callbacks=callbacks, setup=setup, rounds=rounds, rows_collator=collator,
+            model=setup.student,
+            args=args,
+            train_dataset=_Slots(t.max_steps * rows_per_step),
+            eval_dataset=prepared.eval,
+            data_collator=SlotsOrRows(collator),
+            callbacks=callbacks,
+            setup=setup,
+            rounds=rounds,
+            rows_collator=collator,
         )
 
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:

@@ -63,13 +63,23 @@ class RoundResult:
     def summary(self, rounds: int) -> str:
         errors = f"; the verifier raised on {self.verifier_errors} (counted wrong)" if self.verifier_errors else ""
         cut = f"; {self.cut_off} cut off at max_new_tokens" if self.cut_off else ""
-        return (f"self_distill round {self.round + 1}/{rounds}: {self.correct} of {self.generated} answers correct "
-                f"({self.correct / max(self.generated, 1):.0%}), {len(self.kept)} kept after removing duplicates; "
-                f"{self.solved} of {self.questions} questions solved{cut}{errors}")
+        return (
+            f"self_distill round {self.round + 1}/{rounds}: {self.correct} of {self.generated} answers correct "
+            f"({self.correct / max(self.generated, 1):.0%}), {len(self.kept)} kept after removing duplicates; "
+            f"{self.solved} of {self.questions} questions solved{cut}{errors}"
+        )
 
     def to_dict(self) -> dict:
-        return {"round": self.round, "questions": self.questions, "generated": self.generated, "correct": self.correct,
-                "solved": self.solved, "cut_off": self.cut_off, "verifier_errors": self.verifier_errors, "kept": self.kept}
+        return {
+            "round": self.round,
+            "questions": self.questions,
+            "generated": self.generated,
+            "correct": self.correct,
+            "solved": self.solved,
+            "cut_off": self.cut_off,
+            "verifier_errors": self.verifier_errors,
+            "kept": self.kept,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> "RoundResult":
@@ -158,12 +168,20 @@ class Sampler:
         stop = _stop_ids(tokenizer, self.model)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         prompts = [q.prompt_ids for q in questions for _ in range(k)]
-        completions = sample_token_ids(self.model, prompts, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                                       stop_ids=stop, pad_id=pad, generator=generator, vocab_size=len(tokenizer))
+        completions = sample_token_ids(
+            self.model,
+            prompts,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            stop_ids=stop,
+            pad_id=pad,
+            generator=generator,
+            vocab_size=len(tokenizer),
+        )
         rows = []
         for i, question in enumerate(questions):
             answers, correct, ended, errors = [], [], [], 0
-            for ids in completions[i * k:(i + 1) * k]:
+            for ids in completions[i * k : (i + 1) * k]:
                 finished = bool(ids) and ids[-1] in stop
                 text = tokenizer.decode(ids[:-1] if finished else ids, skip_special_tokens=True)
                 right, raised = verdict(self.checker, text, question.reference)
@@ -190,7 +208,7 @@ def sample_round(
     once every batch is done.
     """
     per_batch = max(1, sampler.batch_rows // sampler.samples_per_question)
-    batches = [questions[i:i + per_batch] for i in range(0, len(questions), per_batch)]
+    batches = [questions[i : i + per_batch] for i in range(0, len(questions), per_batch)]
     saved = store.batches(round_)
     result = RoundResult(round=round_, questions=len(questions))
     seen: dict[int, set[str]] = {}

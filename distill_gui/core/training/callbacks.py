@@ -103,8 +103,11 @@ def make_event_bridge() -> type:
                 means.pop("loss", None)
                 return means
             standard = {"loss", "learning_rate", "grad_norm", "epoch", "step"}
-            return {key.replace("/", "_"): float(value) for key, value in logs.items()
-                    if key not in standard and isinstance(value, (int, float)) and not isinstance(value, bool)}
+            return {
+                key.replace("/", "_"): float(value)
+                for key, value in logs.items()
+                if key not in standard and isinstance(value, (int, float)) and not isinstance(value, bool)
+            }
 
         def on_step_end(self, args, state, control, **kwargs):
             s = self.setup

@@ -211,7 +211,9 @@ def _train_in_folder(setup: RunSetup, prepared: Any, run: RunDir, resume: bool) 
     except KeyboardInterrupt:
         # A second Ctrl-C: the process ends now; the folder says where it was (resumable).
         if procs.is_main:
-            run.write_status("interrupted", step=_step(trainer), message="interrupted (a second Ctrl-C); resume continues from the last checkpoint")
+            run.write_status(
+                "interrupted", step=_step(trainer), message="interrupted (a second Ctrl-C); resume continues from the last checkpoint"
+            )
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is reported into the run folder first
         step = _step(trainer)
@@ -247,8 +249,10 @@ def _disk_full_message(run: RunDir, latest: Path | None) -> str:
     free = shutil.disk_usage(run.path).free
     needed = sum(f.stat().st_size for f in latest.rglob("*") if f.is_file()) if latest is not None else 0
     need = f"; a checkpoint needs about {format_bytes(needed)}" if needed else ""
-    return (f"no space left on device: {run.path} has {format_bytes(free)} free{need}. "
-            "Free some space (or lower training.save_total_limit), then resume")
+    return (
+        f"no space left on device: {run.path} has {format_bytes(free)} free{need}. "
+        "Free some space (or lower training.save_total_limit), then resume"
+    )
 
 
 def _planned_steps(config: RunConfig, rows: int, world_size: int) -> int:

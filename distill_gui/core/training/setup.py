@@ -50,8 +50,12 @@ class RunSetup:
 
     def step_context(self, autocast: Any) -> StepContext:
         return StepContext(
-            config=self.config, teacher=self.teacher, teacher_device=self.teacher_device, teacher_cache=self.teacher_cache,
-            shared_vocab_size=self.shared_vocab_size, autocast=autocast,
+            config=self.config,
+            teacher=self.teacher,
+            teacher_device=self.teacher_device,
+            teacher_cache=self.teacher_cache,
+            shared_vocab_size=self.shared_vocab_size,
+            autocast=autocast,
         )
 
     # ---- Side-by-side samples

@@ -78,9 +78,16 @@ class _Mirror:
             if not self.started:
                 self.started = True
                 specs = {s["key"]: s for i in range(n) for s in self._specs(i)}
-                self.emit(dataclasses.replace(event, run_dir=str(self.parent.path), total_steps=self.total,
-                                              start_step=self.offset + event.start_step, metric_specs=tuple(specs.values()),
-                                              method=" → ".join(self.config.stage_config(i).method.kind for i in range(n))))
+                self.emit(
+                    dataclasses.replace(
+                        event,
+                        run_dir=str(self.parent.path),
+                        total_steps=self.total,
+                        start_step=self.offset + event.start_step,
+                        metric_specs=tuple(specs.values()),
+                        method=" → ".join(self.config.stage_config(i).method.kind for i in range(n)),
+                    )
+                )
             self.emit(LogMessage(text=f"stage {self.index + 1}/{n} ({name}) started at step {event.start_step}"))
         elif isinstance(event, _STEPPED):
             changes: dict[str, Any] = {"step": event.step + self.offset}
@@ -98,8 +105,15 @@ class _Mirror:
         return [spec.to_dict() for spec in methods.get(self.config.stage_config(index).method.kind).metrics]
 
 
-def train_stages(config: RunConfig, *, runs_root: str | Path | None = None, run: RunDir | None = None,
-                 on_event: EventCallback | None = None, control: RunControl | None = None, resume: bool = False) -> RunOutcome:
+def train_stages(
+    config: RunConfig,
+    *,
+    runs_root: str | Path | None = None,
+    run: RunDir | None = None,
+    on_event: EventCallback | None = None,
+    control: RunControl | None = None,
+    resume: bool = False,
+) -> RunOutcome:
     """Run the stages of ``config`` (or, with ``resume``, continue them in ``run``); returns how the whole recipe ended."""
     from distill_gui.core.training.run import train
 
