@@ -163,7 +163,8 @@ def describe_gguf(file: Path, name: str, where: str) -> FoundModel:
     from distill_gui.core.gguf_header import gguf_metadata
 
     meta = gguf_metadata(file, _GGUF_KEYS)
-    quant = _GGUF_FILE_TYPES.get(int(meta["general.file_type"]), "") if isinstance(meta.get("general.file_type"), int) else ""
+    file_type = meta.get("general.file_type")
+    quant = _GGUF_FILE_TYPES.get(file_type, "") if isinstance(file_type, int) else ""
     if not quant:
         match = _QUANT_IN_NAME.search(file.stem)
         quant = match.group(1).upper() if match else ""

@@ -83,6 +83,10 @@ class PairChecker:
             from distill_gui.core.models import describe_model
 
             self._infos[key] = describe_model(cfg, role)
+        if not cfg.gguf_file:  # header reads only, each check: a file copied again is seen at once
+            from distill_gui.core.safetensors_check import check_safetensors_folder
+
+            check_safetensors_folder(cfg.path)  # a cut-short weights file would fail the run only once it loads
         return self._infos[key]
 
     def _licence(self, path: str) -> Any:
@@ -202,7 +206,11 @@ def serve(stdin=None, stdout=None) -> int:
             emit({"id": request_id, "kind": "failed", "role": "pair", "message": describe(exc)})
             emit({"id": request_id, "kind": "done"})
             continue
-        checker.check(request_id, config, emit, lambda rid=request_id: requests.newest_id != rid)
+
+        def stale(rid: int = request_id) -> bool:
+            return requests.newest_id != rid
+
+        checker.check(request_id, config, emit, stale)
 
 
 if __name__ == "__main__":
