@@ -235,7 +235,7 @@ def load_results(folder: str | Path) -> dict[str, Any]:
 def load_questions(folder: str | Path) -> list[dict[str, Any]]:
     """The per-question records of ``predictions.jsonl`` (lines cut short by a crash are skipped)."""
     path = Path(folder) / "predictions.jsonl"
-    out = []
+    out: list[dict[str, Any]] = []
     if not path.is_file():
         return out
     for line in path.read_text(encoding="utf-8").splitlines():

@@ -164,7 +164,8 @@ def detect(run: Runner = run_command, system: str | None = None, machine: str | 
     system = system or platform.system()
     machine = machine or platform.machine()
     notes = []
-    driver, gpus = None, ()
+    driver: tuple[int, ...] | None = None
+    gpus: tuple[Gpu, ...] = ()
     if system in ("Linux", "Windows"):
         code, out = run(["nvidia-smi", QUERY, "--format=csv,noheader,nounits"])
         if code != 0 and code != 127:

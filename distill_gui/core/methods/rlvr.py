@@ -339,7 +339,7 @@ def make_grpo_trainer_class() -> type:
             return int(self.state.num_input_tokens_seen or 0)
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-            mode = "train" if self.model.training else "eval"
+            mode = "train" if self.model is not None and self.model.training else "eval"
             means = {}
             for key, values in self._metrics[mode].items():
                 name = key.replace("/", "_")
