@@ -248,7 +248,8 @@ class _Batch:
         positions = (mask.cumsum(-1) - 1).clamp_min_(0)
         key = _cache_argument(model)
         cache = DynamicCache(config=model.config)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **{key: cache})
+        keep_last = {"logits_to_keep": 1} if _takes(model, "logits_to_keep") else {}  # remote-code models may not
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **keep_last, **{key: cache})
         budget = torch.full((len(contexts),), max_new_tokens, dtype=torch.long, device=device)
         rows_t = torch.tensor(rows, dtype=torch.long, device=device)
         return cls(cache, key, rows_t, mask, positions[:, -1:] + 1, out.logits[:, -1], budget, stop)
@@ -313,10 +314,15 @@ class _Batch:
 
 def _cache_argument(model) -> str:
     """The name ``forward`` takes the KV cache under: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    return "cache" if _takes(model, "cache") else "past_key_values"
+
+
+def _takes(model, argument: str) -> bool:
+    """Whether the model's ``forward`` names ``argument`` (a PEFT model passes its base model's through)."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model passes it through
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return argument in inspect.signature(base.forward).parameters
 
 
 def _draw(logits, temperature: float, generator, top_p: float = 1.0):
