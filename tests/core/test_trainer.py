@@ -149,6 +149,7 @@ def test_non_finite_loss_stops_as_diverged_and_keeps_the_last_good_checkpoint(ti
     assert outcome.run.status()["state"] == "diverged"
     failed = [e for e in events if isinstance(e, RunFailed)]
     assert failed and failed[0].kind == "diverged" and failed[0].checkpoint.endswith("step-000002")
+    assert failed[0].step == 3 and "at step 3" in failed[0].reason  # the step it happened in, said once
     assert [s for s, _ in outcome.run.checkpoints()] == [2]
     assert outcome.run.final_model() is None
     for _, path in outcome.run.checkpoints():

@@ -52,7 +52,7 @@ def make_event_bridge() -> type:
             if grads:
                 norm = torch.nn.utils.get_total_norm(grads)
                 if not torch.isfinite(norm):
-                    raise Diverged(f"the gradient norm became {norm.item()} at step {state.global_step + 1}")
+                    raise Diverged(f"the gradient norm became {norm.item()} at step {state.global_step + 1}", step=state.global_step + 1)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -125,8 +125,13 @@ def make_event_bridge() -> type:
             s = self.setup
             if s.control.paused and not s.control.stop_requested:
                 s.emit(RunPaused(step=self.trainer.state.global_step))
+                paused_at = time.time()
                 while s.control.paused and not s.control.stop_requested:
                     time.sleep(0.05)
+                # A pause is not training time: tokens/s and the ETA count from where training was.
+                paused_for = time.time() - paused_at
+                self.last_log_time += paused_for
+                self.start_time += paused_for
                 if not s.control.stop_requested:
                     s.emit(RunResumed(step=self.trainer.state.global_step))
 

@@ -43,7 +43,7 @@ def commit_saved(setup: Any, model: Any, step: int) -> None:
     if not all_finite(model):
         if procs.is_main:
             shutil.rmtree(source, ignore_errors=True)
-        raise Diverged(f"non-finite weights at step {step}; the checkpoint was not written")
+        raise Diverged(f"non-finite weights at step {step}; the checkpoint was not written", step=step)
     target = setup.run.checkpoints_dir / ckpt.step_dir_name(step)
     if procs.is_main:
         try:

@@ -10,7 +10,11 @@ from distill_gui.core.runs import RunDir
 
 
 class Diverged(RuntimeError):
-    """The loss or the gradients stopped being finite."""
+    """The loss or the gradients stopped being finite (``step``: the optimizer step it happened in)."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 class TrainingError(UserError):

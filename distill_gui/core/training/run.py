@@ -203,7 +203,7 @@ def _train_in_folder(setup: RunSetup, prepared: Any, run: RunDir, resume: bool) 
         emit(RunFinished(step=step, final_path=str(final), elapsed_s=time.time() - bridge.start_time))
         return RunOutcome(run=run, state="finished", step=step, final_path=final)
     except Diverged as exc:
-        step = _step(trainer)
+        step = exc.step if exc.step is not None else _step(trainer)
         latest = run.latest_checkpoint()
         reason = f"{exc}; the last good checkpoint is {latest}" if latest else f"{exc}; no checkpoint was written"
         emit(RunFailed(step=step, reason=reason, kind="diverged", checkpoint=str(latest) if latest else None))

@@ -77,7 +77,7 @@ def make_trainer_class() -> type:
             result = setup.method.loss(ctx, model, inputs)
             loss = result.total
             if not torch.isfinite(loss.detach()):
-                raise Diverged(f"the loss became {loss.item()} at step {self.state.global_step + 1}")
+                raise Diverged(f"the loss became {loss.item()} at step {self.state.global_step + 1}", step=self.state.global_step + 1)
             self.means[mode].add({"loss": loss.detach(), **result.metrics}, tokens)
             if mode == "train" and num_items_in_batch is not None:
                 step_tokens = max(int(num_items_in_batch), 1)
