@@ -48,6 +48,7 @@ installers: setup
 lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/ruff check distill_gui tests benchmarks docs packaging
+	$(BIN)/ruff format --check distill_gui/core
 	$(BIN)/mypy
 
 clean:

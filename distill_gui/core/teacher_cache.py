@@ -69,11 +69,18 @@ class TeacherCache:
         from safetensors.torch import save_file
 
         path = Path(path)
-        meta = {"format": str(FORMAT_VERSION), "fingerprint": self.fingerprint, "top_k": str(self.top_k),
-                "temperature": repr(self.temperature)}
+        meta = {
+            "format": str(FORMAT_VERSION),
+            "fingerprint": self.fingerprint,
+            "top_k": str(self.top_k),
+            "temperature": repr(self.temperature),
+        }
         with atomic_files.atomic_path(path) as tmp:
-            save_file({"ids": self.ids.contiguous(), "log_probs": self.log_probs.contiguous(), "offsets": self.offsets.contiguous()},
-                      str(tmp), metadata=meta)
+            save_file(
+                {"ids": self.ids.contiguous(), "log_probs": self.log_probs.contiguous(), "offsets": self.offsets.contiguous()},
+                str(tmp),
+                metadata=meta,
+            )
         return path
 
     @classmethod
@@ -87,9 +94,12 @@ class TeacherCache:
         except (SafetensorError, OSError, KeyError) as exc:
             raise TeacherCacheError(f"{path}: not a readable teacher cache ({exc}); delete it to rebuild it") from None
         if meta.get("format") != str(FORMAT_VERSION):
-            raise TeacherCacheError(f"{path}: teacher cache format {meta.get('format')!r}, expected {FORMAT_VERSION}; delete it to rebuild it")
-        return cls(tensors["ids"], tensors["log_probs"], tensors["offsets"], int(meta["top_k"]),
-                   float(meta["temperature"]), meta["fingerprint"])
+            raise TeacherCacheError(
+                f"{path}: teacher cache format {meta.get('format')!r}, expected {FORMAT_VERSION}; delete it to rebuild it"
+            )
+        return cls(
+            tensors["ids"], tensors["log_probs"], tensors["offsets"], int(meta["top_k"]), float(meta["temperature"]), meta["fingerprint"]
+        )
 
 
 # ---- Fingerprint --------------------------------------------------------------------------------
@@ -145,10 +155,20 @@ def fingerprint(
     """
     import numpy as np
 
-    identity: dict[str, Any] = {"teacher": _model_identity(teacher_path), "top_k": top_k, "temperature": temperature,
-                "vocab": vocab_size, "format": FORMAT_VERSION}
-    loading = {"revision": teacher_revision, "gguf_file": teacher_gguf_file, "quantization": teacher_quantization,
-               "dtype": teacher_dtype, "autocast": autocast_dtype}
+    identity: dict[str, Any] = {
+        "teacher": _model_identity(teacher_path),
+        "top_k": top_k,
+        "temperature": temperature,
+        "vocab": vocab_size,
+        "format": FORMAT_VERSION,
+    }
+    loading = {
+        "revision": teacher_revision,
+        "gguf_file": teacher_gguf_file,
+        "quantization": teacher_quantization,
+        "dtype": teacher_dtype,
+        "autocast": autocast_dtype,
+    }
     identity.update({key: str(value) for key, value in loading.items() if value is not None})
     if _post_processed_head(identity["teacher"]):
         # Caches from before the head's scale / soft cap was applied hold wrong log-probs: never reuse them.
@@ -327,8 +347,9 @@ def build_teacher_cache_from_served(
     )
 
 
-def load_or_build(path: str | Path, expected_fingerprint: str, build: Callable[[], TeacherCache],
-                  log: Callable[[str], None] = lambda _s: None) -> tuple[TeacherCache, bool]:
+def load_or_build(
+    path: str | Path, expected_fingerprint: str, build: Callable[[], TeacherCache], log: Callable[[str], None] = lambda _s: None
+) -> tuple[TeacherCache, bool]:
     """The cache at ``path`` when it was made for the same teacher, rows and settings, else a new one
     written there; returns (cache, reused). A file made for something else raises (never overwritten)."""
     path = Path(path)

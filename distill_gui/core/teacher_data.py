@@ -29,8 +29,21 @@ from distill_gui.core.config import CHAT_TEMPLATE_CHOICES
 from distill_gui.core.generation import GenerationSettings, generate
 from distill_gui.core.verify import DEFAULT_CHECKER, answers_match, extract_answer, get_checker
 
-_GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "num_samples", "verify", "checker", "dedup",
-                    "max_per_prompt", "data_format", "columns", "chat_template", "system_prompt", "seed")
+_GENERATION_KEYS = (
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "num_samples",
+    "verify",
+    "checker",
+    "dedup",
+    "max_per_prompt",
+    "data_format",
+    "columns",
+    "chat_template",
+    "system_prompt",
+    "seed",
+)
 
 
 @dataclass
@@ -244,8 +257,14 @@ def judge_samples(row: SourceRow, texts: Sequence[str], config: TeacherDataConfi
             kept_texts.add(text.strip())
         samples.append({"text": text, "answer": extract_answer(text), "correct": correct, "kept": keep})
     return {
-        "index": row.index, "prompt": row.prompt, "reference": row.reference, "format": row.format, "row": row.row,
-        "samples": samples, "generated": len(texts), "kept": kept,
+        "index": row.index,
+        "prompt": row.prompt,
+        "reference": row.reference,
+        "format": row.format,
+        "row": row.row,
+        "samples": samples,
+        "generated": len(texts),
+        "kept": kept,
     }
 
 
@@ -255,8 +274,12 @@ def write_dataset(records: dict[int, dict], out: str | Path) -> int:
     Rows keep the input's format with the teacher's text as the answer, so the trainer renders their
     prompts exactly as the teacher saw them.
     """
-    rows = (output_row(records[index]["row"], records[index]["format"], sample["text"])
-            for index in sorted(records) for sample in records[index]["samples"] if sample["kept"])
+    rows = (
+        output_row(records[index]["row"], records[index]["format"], sample["text"])
+        for index in sorted(records)
+        for sample in records[index]["samples"]
+        if sample["kept"]
+    )
     return atomic_files.write_jsonl(out, rows)
 
 
@@ -296,8 +319,12 @@ def write_completions(model, tokenizer, prompts: list[str], settings: Generation
 
     if isinstance(model, ServedTeacher):
         answers = model.complete_many(
-            prompts, samples=settings.num_samples, seed=seed, max_tokens=settings.max_new_tokens,
-            temperature=settings.temperature, top_p=settings.top_p,
+            prompts,
+            samples=settings.num_samples,
+            seed=seed,
+            max_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
         )
         return [[c.text for c in row] for row in answers]
     return generate(model, tokenizer, prompts, settings, seed=seed)
@@ -348,7 +375,9 @@ def generate_dataset(
             break
         batch = pending[start : start + config.batch_size]
         served_before = getattr(model, "completion_tokens", 0)
-        outputs = write_completions(model, tokenizer, [row.prompt for row in batch], settings, seed=config.seed * 1_000_003 + batch[0].index)
+        outputs = write_completions(
+            model, tokenizer, [row.prompt for row in batch], settings, seed=config.seed * 1_000_003 + batch[0].index
+        )
         batch_records = [judge_samples(row, texts, config) for row, texts in zip(batch, outputs)]
         _append_batch(log_path, batch_records)
         for record in batch_records:

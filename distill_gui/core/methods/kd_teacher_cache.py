@@ -29,9 +29,16 @@ def attach_teacher_cache(setup: Any, prepared: Any) -> None:
     vocab = setup.shared_vocab_size or setup.teacher.get_output_embeddings().weight.shape[0]
     dtype = autocast_dtype(config.training.precision, setup.teacher_device)
     fingerprint = tc.fingerprint(
-        config.teacher.path, rows, kd.top_k, kd.temperature, vocab,
-        teacher_revision=config.teacher.revision, teacher_gguf_file=config.teacher.gguf_file,
-        teacher_quantization=config.teacher.quantization, teacher_dtype=str(setup.teacher.dtype), autocast_dtype=str(dtype),
+        config.teacher.path,
+        rows,
+        kd.top_k,
+        kd.temperature,
+        vocab,
+        teacher_revision=config.teacher.revision,
+        teacher_gguf_file=config.teacher.gguf_file,
+        teacher_quantization=config.teacher.quantization,
+        teacher_dtype=str(setup.teacher.dtype),
+        autocast_dtype=str(dtype),
     )
     path = Path(kd.teacher_cache) if kd.teacher_cache else setup.run.path / tc.DEFAULT_FILE_NAME
 
@@ -40,9 +47,16 @@ def attach_teacher_cache(setup: Any, prepared: Any) -> None:
         autocast = functools.partial(torch.autocast, setup.teacher_device.type, dtype=dtype) if dtype is not None else None
         _, decoder = decoder_of(setup.teacher)
         return tc.build_teacher_cache(
-            decoder, output_head(setup.teacher), rows, top_k=kd.top_k, temperature=kd.temperature, vocab_size=vocab,
-            fingerprint=fingerprint, batch_size=max(8, config.training.batch_size),
-            pad_token_id=setup.tokenizer.pad_token_id or 0, autocast=autocast,
+            decoder,
+            output_head(setup.teacher),
+            rows,
+            top_k=kd.top_k,
+            temperature=kd.temperature,
+            vocab_size=vocab,
+            fingerprint=fingerprint,
+            batch_size=max(8, config.training.batch_size),
+            pad_token_id=setup.tokenizer.pad_token_id or 0,
+            autocast=autocast,
         )
 
     cache = None
