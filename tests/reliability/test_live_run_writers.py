@@ -39,7 +39,7 @@ def _start(config, runs):
 
 
 def _wait_for_step(child, step):
-    """The run folder, once the run has logged ``step``."""
+    """The run folder, once the run has logged ``step`` (the child is killed if it ended first)."""
     run_dir = None
     for line in child.stdout:
         event = json.loads(line)
@@ -61,14 +61,22 @@ def _resume(run):
 
 
 @pytest.mark.slow
-def test_resume_of_a_live_run_is_refused_and_the_run_finishes(tmp_path, tiny_pair, tiny_data):
-    child = _start(_config(tmp_path, tiny_pair, tiny_data, 40), tmp_path / "runs")
-    run = _wait_for_step(child, 2)
-    refused = _resume(run)
-    assert refused.returncode == 2, refused.stderr
-    assert "in use by process" in refused.stderr and "Traceback" not in refused.stderr
-    assert _finish(child) == 0
-    assert run.status()["state"] == "finished" and run.final_model() is not None
+def test_resume_of_a_live_run_is_refused_and_the_run_goes_on(tmp_path, tiny_pair, tiny_data):
+    child = _start(_config(tmp_path, tiny_pair, tiny_data, 100_000), tmp_path / "runs")  # still training when the resume comes
+    try:
+        run = _wait_for_step(child, 2)
+        refused = _resume(run)
+        assert refused.returncode == 2, refused.stderr
+        assert "in use by process" in refused.stderr and "Traceback" not in refused.stderr
+        assert run.status()["state"] == "running"
+        step = run.status()["step"]
+        child.send_signal(signal.SIGTERM)
+        assert _finish(child) == 3  # it went on training, then stopped on request with a checkpoint
+        assert run.status()["state"] == "stopped" and run.status()["step"] >= step
+    finally:
+        if child.poll() is None:
+            child.kill()
+            _finish(child)
 
 
 @pytest.mark.slow

@@ -101,8 +101,6 @@ def train(
     if resume:
         if run is None:
             raise TrainingError("resume needs the run folder")
-        if run.final_model() is not None:
-            raise TrainingError(f"{run.path}: this run already finished; its model is in {run.final_dir}")
         config = run.load_config()
     else:
         config.validate_for_run()
@@ -114,6 +112,8 @@ def train(
         if resume and procs.is_main:
             assert run is not None
             hold.enter_context(run.lock())  # a second writer is refused before anything loads
+            if run.final_model() is not None:  # checked under the lock: the run may have just finished
+                raise TrainingError(f"{run.path}: this run already finished; its model is in {run.final_dir}")
             reporter.record_into(run)
         setup = RunSetup(config=config, run=run, emit=emit, control=control, method=method, procs=procs)
         prepared = _load(setup, reporter)
