@@ -2,7 +2,7 @@
 
 Models with a 32,000-word vocabulary, 8 x 256 positions, fp32 on the CPU: the logit blocks dominate,
 as in real models. The stated tolerance: the estimate is within 0.75x-1.35x of the measured peak RSS
-growth of the training process (measured here: SFT 0.96, live KD 1.05, cached KD ~1.05).
+growth of the training process (measured here: SFT 0.96, live KD 1.05-1.06; cached KD 0.51-1.05, unstable).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ PROBE = Path(__file__).resolve().parents[1] / "memory_probe.py"
 TOLERANCE = (0.75, 1.35)
 
 
-@pytest.mark.slow
 CACHED_IS_UNSTABLE = pytest.mark.xfail(
     strict=False,
     reason="the cached run's measured peak varies between identical runs (333-730 MB seen, estimate 354 MB): the "
@@ -27,6 +26,7 @@ CACHED_IS_UNSTABLE = pytest.mark.xfail(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["sft"], ["kd"], pytest.param(["kd", "cache"], marks=CACHED_IS_UNSTABLE)],
                          ids=["sft", "kd", "kd-cached"])
 def test_estimate_follows_the_measured_peak(tmp_path, args):
