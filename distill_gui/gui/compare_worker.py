@@ -16,7 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from distill_gui.core.compare import CompareSettings, compare_event_from_json
-from distill_gui.gui.supervisor import trainer_command
+from distill_gui.gui.supervisor import child_environment, trainer_command
 
 TAIL_LINES = 40
 
@@ -85,13 +85,7 @@ class CompareProcess(QObject):
     # ---- Thread body
     @Slot()
     def run(self) -> None:
-        env = dict(os.environ if self.env is None else self.env)
-        env["PYTHONUNBUFFERED"] = "1"
-        env.setdefault("PYTHONIOENCODING", "utf-8")
-        package_root = str(Path(__file__).resolve().parents[2])
-        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if package_root not in paths:
-            env["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
+        env = child_environment(self.env)
         kwargs: dict = {"start_new_session": True} if os.name == "posix" else {}
         try:
             with self._lock:

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from distill_gui.gui.supervisor import trainer_command
+from distill_gui.gui.supervisor import child_environment, trainer_command
 
 KINDS = (("hf", "Hugging Face folder (merged safetensors)"), ("gguf", "GGUF file (llama.cpp, LM Studio)"),
          ("ollama", "Ollama (GGUF + Modelfile)"))
@@ -75,13 +75,7 @@ class ExportProcess(QObject):
     # ---- Thread body
     @Slot()
     def run(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        env.setdefault("PYTHONIOENCODING", "utf-8")
-        package_root = str(Path(__file__).resolve().parents[2])
-        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if package_root not in paths:
-            env["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
+        env = child_environment()
         kwargs: dict = {"start_new_session": True} if os.name == "posix" else {}
         try:
             with self._lock:

@@ -73,6 +73,37 @@ def trainer_command() -> list[str]:
     return [sys.executable, "-m", "distill_gui"]
 
 
+def child_environment(base: dict | None = None) -> dict:
+    """The environment of a child that imports this very package, wherever it was imported from."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    package_root = str(Path(__file__).resolve().parents[2])
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if package_root not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    return env
+
+
+def own_session() -> dict:
+    """Popen arguments for a child in its own session: Ctrl+C in the app's terminal does not reach it,
+    and it can outlive the window when the user chooses to leave it running."""
+    if os.name == "posix":
+        return {"start_new_session": True}
+    return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+
+
+def interrupt_child(proc: subprocess.Popen | None) -> bool:
+    """Ctrl+C for a child of ours; False when it is gone."""
+    if proc is None or proc.poll() is not None:
+        return False
+    try:
+        proc.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
+        return True
+    except OSError:
+        return False
+
+
 def explain_exit(returncode: int, stderr_tail: str) -> tuple[str, str]:
     """(kind, reason) for a training process that ended without a final event."""
     lowered = stderr_tail.lower()
@@ -139,33 +170,13 @@ class ChildSupervisor(QObject):
     def interrupt(self) -> bool:
         """Ctrl+C for the child (commands that stop cleanly on SIGINT); False when it is gone."""
         with self._lock:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                return False
-            try:
-                proc.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
-                return True
-            except OSError:
-                return False
+            return interrupt_child(self._proc)
 
     # ---- Thread body
     @Slot()
     def run(self) -> None:
-        env = dict(os.environ if self.env is None else self.env)
-        env["PYTHONUNBUFFERED"] = "1"
-        # The child imports this very package, wherever it was imported from (installed or a checkout).
-        package_root = str(Path(__file__).resolve().parents[2])
-        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if package_root not in paths:
-            env["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
-        env.setdefault("PYTHONIOENCODING", "utf-8")
-        kwargs: dict = {}
-        if os.name == "posix":
-            # Its own session: Ctrl+C in the app's terminal does not reach the run, and the run can
-            # outlive the window when the user chooses to leave it running.
-            kwargs["start_new_session"] = True
-        else:
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+        env = child_environment(self.env)
+        kwargs = own_session()
         # stdout and stderr go to files the child owns, not pipes: a run left training after the
         # window closes keeps writing to them instead of dying on a broken pipe.
         self.stream_dir.mkdir(parents=True, exist_ok=True)
@@ -308,14 +319,7 @@ class RunWatcher(QObject):
     def interrupt(self) -> bool:
         """Ctrl+C for our own child (before its run folder exists); False when there is none."""
         with self._lock:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                return False
-            try:
-                proc.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
-                return True
-            except OSError:
-                return False
+            return interrupt_child(self._proc)
 
     def kill(self) -> None:
         """End our child now (a run we did not start is never killed)."""
@@ -360,20 +364,8 @@ class RunWatcher(QObject):
             _LEFT_RUNNING.append(self._proc)
 
     def _start_child(self) -> dict[str, "_Tail"]:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very package
-        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if package_root not in paths:
-            env["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
-        env.setdefault("PYTHONIOENCODING", "utf-8")
-        kwargs: dict = {}
-        if os.name == "posix":
-            # Its own session: Ctrl+C in the app's terminal does not reach the run, and the run can
-            # outlive the window when the user chooses to leave it running.
-            kwargs["start_new_session"] = True
-        else:
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+        env = child_environment()
+        kwargs = own_session()
         assert self.stream_dir is not None and self.argv is not None
         # stdout and stderr go to files, not pipes: a run left training after the window closes
         # keeps writing to them instead of dying on a broken pipe.
