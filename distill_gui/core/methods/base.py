@@ -178,8 +178,11 @@ class Method:
         )
 
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
-        """The loss of one micro-batch (with the default trainer): a mean over its trained tokens."""
-        raise NotImplementedError
+        """The loss of one micro-batch (with the default trainer): a mean over its trained tokens.
+
+        A method overrides this, or :meth:`build_trainer` when it trains with a loop of its own.
+        """
+        raise TypeError(f"method {self.name!r} ({type(self).__module__}) defines neither loss() nor build_trainer()")
 
     # ---- Memory
     def memory(self, config: "RunConfig", sizes: MemoryInputs) -> MethodMemory:
