@@ -30,8 +30,8 @@ class Event:
         data = {"event": type(self).__name__}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "samples":
-                value = [dataclasses.asdict(s) for s in value]
+            if f.name in ("samples", "items"):
+                value = tuple(dataclasses.asdict(s) for s in value)
             data[f.name] = _jsonable(value)
         return data
 
@@ -119,6 +119,46 @@ class SamplesGenerated(Event):
 
 
 @dataclass(frozen=True)
+class ScoredSample:
+    """One answer the student sampled while training, with the verifier's verdict on it.
+
+    ``correct`` is None when there was nothing to check against (no reference answer); ``reward`` is the
+    total reward the answer earned (RLVR), else None; ``answer`` is the final answer the verifier read
+    from ``completion`` (None when it found none); ``error`` is what the verifier raised (then it counts
+    as wrong).
+    """
+
+    prompt: str
+    completion: str
+    correct: bool | None = None
+    reward: float | None = None
+    answer: str | None = None
+    reference: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SamplesScored(Event):
+    """A few of the answers the student sampled for training at ``step`` (rlvr, self_distill, on-policy KD),
+    each with the verifier's mark; emitted at most every :data:`SCORED_SAMPLE_STEPS` steps."""
+
+    step: int
+    items: tuple[ScoredSample, ...]
+    method: str = ""
+
+
+SCORED_SAMPLE_STEPS = 10
+"""Steps between two :class:`SamplesScored` events of a method that samples every step (the first step always reports)."""
+SCORED_SAMPLE_ITEMS = 8
+"""Sampled answers one :class:`SamplesScored` event carries at most."""
+
+
+def scored_step_due(step: int, every: int = SCORED_SAMPLE_STEPS) -> bool:
+    """Whether optimizer step ``step`` (1-based) reports its sampled answers: the first, then every ``every``."""
+    return step == 1 or (every > 0 and step % every == 0)
+
+
+@dataclass(frozen=True)
 class CheckpointSaved(Event):
     """A complete checkpoint was written."""
 
@@ -184,6 +224,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StepLogged,
         EvalLogged,
         SamplesGenerated,
+        SamplesScored,
         CheckpointSaved,
         RunPaused,
         RunResumed,
@@ -214,6 +255,11 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         raise ValueError(f"unknown event {name!r}")
     if cls is SamplesGenerated:
         data["samples"] = tuple(Sample(**s) for s in data.get("samples", ()))
+    if cls is SamplesScored:
+        fields = {f.name for f in dataclasses.fields(ScoredSample)}
+        data["items"] = tuple(
+            ScoredSample(**{k: v for k, v in item.items() if k in fields}) for item in data.get("items") or () if isinstance(item, dict)
+        )
     if cls is StepLogged:
         data["metrics"] = step_metrics(data)
     if cls is RunStarted:

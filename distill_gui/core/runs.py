@@ -50,6 +50,7 @@ from distill_gui.core.events import (
     RunStarted,
     RunStopped,
     SamplesGenerated,
+    SamplesScored,
     StepLogged,
     event_from_dict,
 )
@@ -630,6 +631,10 @@ def describe_event(event: Event) -> str:
         return f"eval at step {event.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
     if isinstance(event, SamplesGenerated):
         return f"samples at step {event.step}: {len(event.samples)} prompts"
+    if isinstance(event, SamplesScored):
+        checked = [item.correct for item in event.items if item.correct is not None]
+        marks = f", {sum(checked)} of {len(checked)} correct" if checked else ""
+        return f"sampled answers at step {event.step}: {len(event.items)} shown{marks}"
     if isinstance(event, CheckpointSaved):
         return f"checkpoint saved: {event.path}"
     if isinstance(event, RunPaused):

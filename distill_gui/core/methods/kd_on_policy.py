@@ -14,6 +14,10 @@ Because the replacement happens before the count, the step's gradient stays the 
 all its micro-batches, on- and off-policy alike. The choice and the sampling draw from generators seeded
 by (``training.seed``, optimizer step, micro-batch, process), never from the global random state, so a
 run resumed from a checkpoint draws the same samples and ends with the same weights.
+
+The first step with on-policy micro-batches, and then one at least ``training.sample_steps`` (else 10) later, reports a few of the
+student's samples (:func:`scored_samples`: a SamplesScored event, with the verifier's mark where the row's
+own completion states a final answer).
 """
 
 from __future__ import annotations
@@ -134,10 +138,54 @@ class KeyedTokenMeans:
         return {key: value / tokens[key] for key, value in sums.items() if tokens[key] > 0}
 
 
+def scored_samples(tokenizer: Any, step: int, pairs: list[tuple[dict, dict]]) -> Any:
+    """A :class:`~distill_gui.core.events.SamplesScored` event of the first sampled rows of ``pairs``
+    (each an original micro-batch and its on-policy replacement).
+
+    An answer is checked by the verifier (``numeric``) when the row's own completion states a final answer
+    (``#### 42`` or ``\\boxed{}``); otherwise it carries no mark.
+    """
+    from distill_gui.core.events import SCORED_SAMPLE_ITEMS, SamplesScored, ScoredSample
+    from distill_gui.core.verify import answers_match, extract_answer
+
+    items: list[ScoredSample] = []
+    for original, batch in pairs:
+        for row in range(batch["input_ids"].shape[0]):
+            if len(items) >= SCORED_SAMPLE_ITEMS:
+                break
+            ids, labels = batch["input_ids"][row].tolist(), batch["labels"][row].tolist()
+            trained = [i for i, label in enumerate(labels) if label != -100]
+            start = trained[0] if trained else len(ids)
+            prompt = tokenizer.decode(ids[:start], skip_special_tokens=True)
+            completion = tokenizer.decode([ids[i] for i in trained], skip_special_tokens=True)
+            wanted = [t for t in original["labels"][row].tolist() if t != -100]
+            own = tokenizer.decode(wanted, skip_special_tokens=True)
+            reference = extract_answer(own) if ("####" in own or "\\boxed" in own) else None
+            correct: bool | None = None
+            error = None
+            if reference is not None:
+                try:
+                    correct = answers_match(completion, reference)
+                except Exception as exc:  # noqa: BLE001 - a verifier's failure on one answer marks it wrong
+                    correct, error = False, f"{type(exc).__name__}: {exc}"
+            items.append(
+                ScoredSample(
+                    prompt=prompt,
+                    completion=completion,
+                    correct=correct,
+                    answer=extract_answer(completion) if reference is not None else None,
+                    reference=reference,
+                    error=error,
+                )
+            )
+    return SamplesScored(step=step, items=tuple(items), method="kd")
+
+
 def make_on_policy_trainer_class() -> type:
     """distill-gui's Trainer subclass with on-policy micro-batches mixed in (built lazily: imports torch)."""
     import torch
 
+    from distill_gui.core.events import SCORED_SAMPLE_STEPS
     from distill_gui.core.generation import _stop_ids
     from distill_gui.core.methods.base import trained_positions
     from distill_gui.core.training.trainer import make_trainer_class
@@ -156,14 +204,21 @@ def make_on_policy_trainer_class() -> type:
             self.stop_ids = _stop_ids(tokenizer, setup.student)
             self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
             self.max_positions = context_limit(setup.student, setup.teacher)
+            self.scored_at = 0  # the last step whose samples were reported
 
         def get_batch_samples(self, epoch_iterator, num_batches, device):
             batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
             step, seed = self.state.global_step, self.args.seed
+            originals = batch_samples
             batch_samples = [
                 self.student_batch(batch, step, micro) if is_on_policy(seed, step, micro, self.kd.on_policy) else batch
                 for micro, batch in enumerate(batch_samples)
             ]
+            sampled = [(o, b) for o, b in zip(originals, batch_samples) if ON_POLICY_KEY in b]
+            every = self.setup.config.training.sample_steps or SCORED_SAMPLE_STEPS
+            if sampled and self.args.process_index == 0 and (not self.scored_at or step + 1 >= self.scored_at + every):
+                self.scored_at = step + 1
+                self.setup.emit(scored_samples(self.setup.tokenizer, step + 1, sampled))
             count = sum(int(trained_positions(batch["labels"]).sum()) for batch in batch_samples if "labels" in batch)
             total = torch.tensor(count, device=device, dtype=torch.long)
             if self.args.world_size > 1:

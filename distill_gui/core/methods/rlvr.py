@@ -442,7 +442,7 @@ class RLVR(Method):
     # ---- Training
     def build_trainer(self, setup: Any, prepared: Any, args: Any, callbacks: list) -> Any:
         from distill_gui.core.events import LogMessage
-        from distill_gui.core.methods.rlvr_rewards import FormatReward, VerifierReward
+        from distill_gui.core.methods.rlvr_rewards import FormatReward, ScoredAnswers, VerifierReward
 
         section = self.section(setup.config)
         train = _dataset(prepared.train_examples, setup, "training", "data.train")
@@ -454,6 +454,7 @@ class RLVR(Method):
 
         stop_at_turn_end(setup.student, setup.tokenizer, setup.config)
         rewards: list = [VerifierReward(section.checker, warn)]
+        rewards[0].on_scored = ScoredAnswers(setup.emit, section.correct_weight, section.format_weight, setup.config.training.sample_steps)
         if section.format_weight > 0:
             rewards.append(FormatReward())
         setup.log(

@@ -10,7 +10,9 @@ answer counts as wrong and the error is reported (a warning naming the step, how
 first error). It also logs the numbers the app plots besides TRL's own: the share of correct answers
 (``accuracy``), the share of groups with at least one correct answer (``solved_groups``) and of answers
 the verifier raised on (``verifier_errors``); and warns once when no answer earned a reward in the
-first rounds (all rewards equal: GRPO learns nothing), suggesting trace SFT first.
+first rounds (all rewards equal: GRPO learns nothing), suggesting trace SFT first. Every few steps it hands
+a few of the answers with their verdicts to ``on_scored`` (:class:`ScoredAnswers`, which emits them as a
+:class:`~distill_gui.core.events.SamplesScored` event for the Generations page).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class VerifierReward:
         self.warned_zero = False
         self.in_training: Callable[[], bool] = lambda: True
         """Whether the trainer is training (evaluation rounds do not count towards the all-zero warning)."""
+        self.on_scored: Callable[..., None] | None = None
+        """Called as ``on_scored(step, prompts, texts, references, rewards, errors)`` after each training round."""
 
     def verdict(self, completion: str, reference: str | None) -> tuple[float, BaseException | None]:
         """The reward of one answer and the error the checker raised (then the reward is 0)."""
@@ -94,6 +98,8 @@ class VerifierReward:
             log_metric("verifier_errors", len(errors) / len(texts))
         if self.in_training():
             self._watch_for_zero(rewards, texts)
+            if self.on_scored is not None:
+                self.on_scored(step, [completion_text(p) for p in prompts], texts, references, rewards, dict(errors))
         return rewards
 
     def _watch_for_zero(self, rewards: list[float], texts: list[str]) -> None:
@@ -119,3 +125,48 @@ class FormatReward:
 
     def __call__(self, prompts: list, completions: list, **_: Any) -> list[float]:
         return [1.0 if _FORMATTED.search(completion_text(c)) else 0.0 for c in completions]
+
+
+class ScoredAnswers:
+    """Emits a few sampled answers with the verifier's verdict and their total reward, at most every ``every`` steps.
+
+    ``weights`` are the reward weights (verifier, and format when it is used): an answer's reward is
+    ``correct_weight × verdict + format_weight × format``, the number GRPO's advantage is computed from.
+    """
+
+    def __init__(self, emit: Callable[[Any], None], correct_weight: float, format_weight: float = 0.0, every: int | None = None):
+        from distill_gui.core.events import SCORED_SAMPLE_STEPS
+
+        self.emit = emit
+        self.correct_weight = correct_weight
+        self.format_weight = format_weight
+        self.every = every or SCORED_SAMPLE_STEPS
+        self.last_step = 0
+
+    def __call__(
+        self, step: int, prompts: list[str], texts: list[str], references: list, rewards: list[float], errors: dict[int, BaseException]
+    ) -> None:
+        from distill_gui.core.events import SCORED_SAMPLE_ITEMS, SamplesScored, ScoredSample, scored_step_due
+
+        if step <= self.last_step or not scored_step_due(step, self.every):
+            return
+        self.last_step = step
+        items = []
+        for i in range(min(len(texts), SCORED_SAMPLE_ITEMS)):
+            verdict = rewards[i] > 0
+            total = self.correct_weight * rewards[i]
+            if self.format_weight > 0:
+                total += self.format_weight * (1.0 if _FORMATTED.search(texts[i]) else 0.0)
+            error = errors.get(i)
+            items.append(
+                ScoredSample(
+                    prompt=prompts[i],
+                    completion=texts[i],
+                    correct=verdict,
+                    reward=float(total),
+                    answer=extract_answer(texts[i]),
+                    reference=None if references[i] is None else str(references[i]),
+                    error=None if error is None else f"{type(error).__name__}: {error}",
+                )
+            )
+        self.emit(SamplesScored(step=step, items=tuple(items), method="rlvr"))

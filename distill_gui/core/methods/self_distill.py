@@ -16,8 +16,9 @@ read back from the run folder (``self_distill/round-NN.json``), the current roun
 its last written batch and its training from the checkpoint, giving the weights an uninterrupted run gives.
 
 Each step reports the round's numbers (answers generated and kept, their accuracy, the questions solved);
-the round's first step also carries some of its sampled answers as samples. A student that gets no answer
-right is told so after the round's first batch, and a round that keeps nothing ends the run with advice.
+the round's first step also carries some of its sampled answers as samples, and as a SamplesScored event
+with the verifier's verdict on each. A student that gets no answer right is told so after the round's
+first batch, and a round that keeps nothing ends the run with advice.
 """
 
 from __future__ import annotations
@@ -340,6 +341,33 @@ class Rounds:
                     return tuple(samples)
         return tuple(samples)
 
+    def scored_samples(self, step: int) -> Any:
+        """The first of the current round's sampled answers with the verifier's verdicts, as a SamplesScored event."""
+        from distill_gui.core.events import SCORED_SAMPLE_ITEMS, SamplesScored, ScoredSample
+        from distill_gui.core.verify import extract_answer
+
+        items: list[ScoredSample] = []
+        records = sorted(self.store.batches(self.current).values(), key=lambda r: r["batch"]) if self.current is not None else []
+        for record in records:
+            for row in record["questions"]:
+                question = self.by_index.get(int(row["question"]))
+                if question is None:
+                    continue
+                prompt = self.setup.tokenizer.decode(question.prompt_ids, skip_special_tokens=True)
+                for answer, correct in zip(row["answers"], row["correct"]):
+                    if len(items) >= SCORED_SAMPLE_ITEMS:
+                        return SamplesScored(step=step, items=tuple(items), method="self_distill")
+                    items.append(
+                        ScoredSample(
+                            prompt=prompt,
+                            completion=answer,
+                            correct=bool(correct),
+                            answer=extract_answer(answer),
+                            reference=question.reference,
+                        )
+                    )
+        return SamplesScored(step=step, items=tuple(items), method="self_distill")
+
 
 class _Slots:
     """The training set the Trainer iterates: one slot per row the run trains (filled in by :class:`Rounds`)."""
@@ -418,6 +446,7 @@ def make_self_distill_trainer_class() -> type:
             samples = self.rounds.shown_samples()
             if samples:
                 self.setup.emit(SamplesGenerated(step=self.state.global_step, samples=samples))
+                self.setup.emit(self.rounds.scored_samples(self.state.global_step + 1))
             return batches
 
         def take_means(self, mode: str) -> dict[str, float]:

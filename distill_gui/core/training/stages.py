@@ -30,6 +30,7 @@ from distill_gui.core.events import (
     RunStarted,
     RunStopped,
     SamplesGenerated,
+    SamplesScored,
     StepLogged,
     fan_out,
 )
@@ -39,7 +40,7 @@ from distill_gui.core.training.control import RunControl, current_processes
 from distill_gui.core.training.outcome import RunOutcome, TrainingError
 
 STAGES_DIR = "stages"
-_STEPPED = (StepLogged, EvalLogged, SamplesGenerated, CheckpointSaved, RunPaused, RunResumed)
+_STEPPED = (StepLogged, EvalLogged, SamplesGenerated, SamplesScored, CheckpointSaved, RunPaused, RunResumed)
 
 
 def stage_runs(parent: RunDir) -> dict[str, RunDir]:
