@@ -1,5 +1,7 @@
 """The Generations page: teacher and student answers to the probe prompts side by side, from the
-step they were generated at, and a prompt box that asks both models anything (in a worker thread)."""
+step they were generated at, the answers the student sampled while training with the verifier's mark
+(:mod:`~distill_gui.gui.sampled_answers_panel`), and a prompt box that asks both models anything (in a
+worker thread)."""
 
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ from PySide6.QtWidgets import (
 )
 
 from distill_gui.core.chat_markup import has_markup, user_text
-from distill_gui.core.events import Sample, SamplesGenerated
+from distill_gui.core.events import Sample, SamplesGenerated, SamplesScored
 from distill_gui.gui.plain_text import plain_tooltip
+from distill_gui.gui.sampled_answers_panel import SampledAnswersPanel
 from distill_gui.gui.token_view import TokenView
 
 
@@ -206,10 +209,13 @@ class GenerationsPage(QWidget):
         self.tools.addTab(ask_box, "Ask both models")
         self.tools.addTab(explain_box, "What the student has not learned")
         splitter = QSplitter(Qt.Orientation.Vertical)
+        self.sampled = SampledAnswersPanel()  # rlvr, self_distill and on-policy KD runs; hidden otherwise
         splitter.addWidget(samples)
+        splitter.addWidget(self.sampled)
         splitter.addWidget(self.tools)
         splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setStretchFactor(2, 2)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
 
@@ -220,6 +226,7 @@ class GenerationsPage(QWidget):
         self.step_combo.clear()
         self.step_combo.blockSignals(blocked)
         self.table.setRowCount(0)
+        self.sampled.clear()
         self.caption.setText("No samples yet. Set training.sample_steps on the Method page to probe the models while training.")
 
     def set_models(self, teacher: str, student: str, device: str = "auto", chat_template: str = "auto",
@@ -266,6 +273,8 @@ class GenerationsPage(QWidget):
     def on_event(self, event) -> None:
         if isinstance(event, SamplesGenerated):
             self.add_samples(event.step, event.samples)
+        elif isinstance(event, SamplesScored):
+            self.sampled.add(event)
 
     @Slot(int)
     def on_step_chosen(self, index: int) -> None:

@@ -968,6 +968,7 @@ class MainWindow(QMainWindow):
             log_text = ""
         self.train_page.show_run_from_disk(run.metrics(), log_text, run.status())
         self.generations_page.show_records(run.samples())
+        self.generations_page.sampled.show_events(run.events())
         self.generations_page.set_run_dir(str(run.path))
         self.shown_run = str(run.path)
         self.settings.set_last_run(str(run.path))
