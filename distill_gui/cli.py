@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 
 from distill_gui import __version__
-from distill_gui.core.config import CHAT_TEMPLATE_CHOICES
+from distill_gui.core.config import CHAT_TEMPLATE_CHOICES, STRATEGIES
 from distill_gui.core.errors import UserError, is_user_error
 
 # Exit codes
@@ -123,6 +123,7 @@ def _restore_signal_handlers(previous: dict) -> None:
 
 
 def _run_training(args, config=None, run=None, resume=False) -> int:
+    from distill_gui.core import distributed_launch
     from distill_gui.core.training import RunControl, train
 
     control = RunControl()
@@ -132,8 +133,15 @@ def _run_training(args, config=None, run=None, resume=False) -> int:
         outcome = train(config, runs_root=getattr(args, "runs_dir", None), run=run, on_event=reporter, control=control, resume=resume)
     finally:
         _restore_signal_handlers(previous)
-    if args.events != "json":
+    main_process = distributed_launch.is_main_process()
+    if args.events != "json" and main_process:
         print(outcome.run.path)
+    if distributed_launch.launch_dir() is not None:
+        # One of the processes we launched through accelerate: the launching command reports how the run
+        # ended (a non-zero exit here would make the launcher print a failure report for a clean stop).
+        if main_process:
+            distributed_launch.write_outcome(outcome.state, outcome.run.path)
+        return EXIT_OK if outcome.state in ("finished", "stopped") else EXIT_FAILED
     if outcome.state == "finished":
         return EXIT_OK
     if outcome.state == "stopped":
@@ -141,15 +149,63 @@ def _run_training(args, config=None, run=None, resume=False) -> int:
     return EXIT_FAILED
 
 
+def _launch_processes(args, training) -> int:
+    """Run this very command in ``training.processes`` processes through ``accelerate launch``.
+
+    The accelerate config is written into a scratch folder; the main process copies it into the run
+    folder. Returns the exit code the run would have had in one process.
+    """
+    import subprocess
+    import tempfile
+
+    from distill_gui.core import distributed_launch
+
+    where = Path(tempfile.mkdtemp(prefix="distill-gui-launch-"))
+    try:
+        launch = distributed_launch.prepare_launch(training, where, list(args.argv))
+        print(f"starting {training.processes} processes ({training.strategy}) through accelerate launch", file=sys.stderr)
+        env = {**os.environ, **launch.env}
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            # Ctrl-C reaches every process of the terminal's group; the launched ones stop after their step.
+            previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+        try:
+            code = subprocess.run(launch.argv, env=env).returncode
+        finally:
+            _restore_signal_handlers(previous)
+        outcome = distributed_launch.read_outcome(launch.folder)
+    finally:
+        import shutil
+
+        shutil.rmtree(where, ignore_errors=True)
+    state = outcome.get("state")
+    if state == "finished":
+        return EXIT_OK
+    if state == "stopped":
+        return EXIT_STOPPED
+    if state is None:
+        print(f"distill-gui: error: the training processes ended (code {code}) before the run reported how it ended", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def cmd_train(args) -> int:
+    from distill_gui.core import distributed_launch
     from distill_gui.core.config import load_config
 
-    config = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.processes is not None:
+        overrides.append(f"training.processes={args.processes}")
+    if args.strategy is not None:
+        overrides.append(f"training.strategy={args.strategy}")
+    config = load_config(args.config, overrides)
     if args.dry_run:
         from distill_gui.core.config import dump_config
 
         print(dump_config(config), end="")
         return EXIT_OK
+    if distributed_launch.needs_launch(config.training):
+        config.validate_for_run()  # bad input is refused here, before any process starts
+        return _launch_processes(args, config.training)
     return _run_training(args, config=config)
 
 
@@ -159,6 +215,11 @@ def cmd_resume(args) -> int:
     run = RunDir(Path(args.run_dir))
     if not run.is_run():
         raise UserError(f"{args.run_dir}: not a run folder (no config.yaml)")
+    from distill_gui.core import distributed_launch
+
+    training = run.load_config().training
+    if distributed_launch.needs_launch(training):  # a run of several processes resumes as one
+        return _launch_processes(args, training)
     return _run_training(args, run=run, resume=True)
 
 
@@ -262,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=None, help="where run folders go (default: the user data dir)")
     p.add_argument("--events", choices=["text", "json"], default="text", help="json: one event per line on stdout, commands on stdin")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="train in N processes, one per GPU, through accelerate launch (training.processes)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
+                   help="how the processes share the work: ddp, fsdp or deepspeed (training.strategy)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("resume", help="continue a stopped or crashed run from its last complete checkpoint")
@@ -342,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a launch of several processes runs again
     if extra:
         # key=value overrides may come after options: `train cfg.yaml --runs-dir R training.max_steps=5`
         if getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):

@@ -34,6 +34,8 @@ CHAT_TEMPLATE_CHOICES = ("auto", "always", "never")
 """When a tokenizer's chat template renders prompts (the data settings, eval, generate, compare)."""
 DATA_FORMATS = ("auto", "prompt_completion", "alpaca", "messages", "sharegpt", "question_answer", "text")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+STRATEGIES = ("ddp", "fsdp", "deepspeed")
+"""How the processes of a multi-process run share the work (see :mod:`distill_gui.core.distributed_launch`)."""
 
 
 @dataclass
@@ -193,6 +195,22 @@ class TrainingConfig:
         item_choices=("none", "tensorboard", "mlflow", "trackio"),
     )
 
+    processes: int = _doc(
+        1,
+        "Training processes, one per GPU (started through `accelerate launch`); batch_size is per process, so "
+        "the step's global batch is batch_size x processes x gradient_accumulation_steps. On a machine without "
+        "a GPU, CPU processes (gloo) can be tried.",
+        min=1,
+        max=1024,
+    )
+    strategy: str = _choice(
+        "ddp",
+        STRATEGIES,
+        "How several processes share the work: ddp (each holds the whole student, gradients are averaged), "
+        "fsdp (weights, gradients and optimizer state split across GPUs; GPUs only), deepspeed (ZeRO stage 2; GPUs "
+        "only, needs the deepspeed package). Used when processes is above 1.",
+    )
+
     def __post_init__(self) -> None:
         from distill_gui.core.tracking import check_report_to
 
@@ -264,6 +282,9 @@ class RunConfig:
                 raise ConfigError(f"data.mix[{index}].path: no data is set; give a data file, or remove the entry")
         if self.data.mix and not any(source.weight > 0 for source in self.data.mix):
             raise ConfigError("data.mix: every weight is 0; give at least one source a weight above 0")
+        from distill_gui.core.distributed_launch import check_launch
+
+        check_launch(self.training)  # processes and strategy this machine can run
 
 
 # ---- (de)serialisation -----------------------------------------------------------------------

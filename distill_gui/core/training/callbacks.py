@@ -123,11 +123,14 @@ def make_event_bridge() -> type:
 
         def _honour_pause(self) -> None:
             s = self.setup
-            if s.control.paused and not s.control.stop_requested:
+            # Only the main process reads the requests; every process asks it (procs.any) whether to wait,
+            # so all of them pause at the same step and wait in short collectives, never in one that
+            # could time out during a long pause.
+            if s.procs.any(s.control.paused and not s.control.stop_requested):
                 s.emit(RunPaused(step=self.trainer.state.global_step))
                 paused_at = time.time()
-                while s.control.paused and not s.control.stop_requested:
-                    time.sleep(0.05)
+                while s.procs.any(s.control.paused and not s.control.stop_requested):
+                    time.sleep(0.05 if s.procs.world_size == 1 else 0.2)
                 # A pause is not training time: tokens/s and the ETA count from where training was.
                 paused_for = time.time() - paused_at
                 self.last_log_time += paused_for

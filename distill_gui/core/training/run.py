@@ -23,6 +23,7 @@ from typing import Any
 from distill_gui.core import checkpoints as ckpt
 from distill_gui.core import methods
 from distill_gui.core.config import ModelConfig, RunConfig
+from distill_gui.core.distributed_launch import record_launch
 from distill_gui.core.errors import one_line
 from distill_gui.core.events import Event, EventCallback, LogMessage, RunCreated, RunFailed, RunFinished, RunStopped
 from distill_gui.core.memory import format_bytes
@@ -127,6 +128,7 @@ def train(
         assert run is not None
         if procs.is_main:  # pause/resume/stop requests through the folder (the app's one channel)
             hold.enter_context(RequestWatcher(run.path, control))
+            record_launch(run.path)  # a launch of several processes keeps its accelerate.yaml in the folder
         return _train_in_folder(setup, prepared, run, resume)
 
 
