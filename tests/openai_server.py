@@ -3,7 +3,8 @@
 ``/v1/models``, ``/v1/completions`` and ``/v1/chat/completions`` (with ``logprobs`` / ``top_logprobs``), a
 threading ``http.server``. Knobs for the failure cases a real server shows: ``fail_next`` answers the
 next requests with an HTTP status (429, 503), ``delay`` holds every answer back, ``malformed`` answers
-with JSON that lacks ``choices``, ``api_key`` demands a bearer key. With ``max_batch_wait`` > 0 requests
+with JSON that lacks ``choices``, ``api_key`` demands a bearer key, ``logprobs = False`` ignores ``logprobs``
+and ``echo`` (as servers without log-probs do). With ``max_batch_wait`` > 0 requests
 arriving within that many seconds of each other are generated as one batch (as vLLM, SGLang and
 llama.cpp's parallel slots batch concurrent requests), with distill-gui's batched generation.
 
@@ -31,6 +32,7 @@ class ModelServer:
         self.delay = 0.0
         self.malformed = False
         self.api_key: str | None = None
+        self.logprobs = True  # False: answer as a server that ignores logprobs and echo (no log-probs at all)
         self.requests = 0
         self.lock = threading.Lock()
         self.model_lock = threading.Lock()
@@ -92,6 +94,8 @@ class ModelServer:
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
+                if not server.logprobs:
+                    top = 0
                 if self.path == "/v1/completions" and body.get("echo") and top:
                     self._send(
                         200,

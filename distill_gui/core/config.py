@@ -59,7 +59,8 @@ class ModelConfig:
     url: str = _doc(
         "",
         "Teacher only: an OpenAI-compatible server (Ollama, LM Studio, llama.cpp, vLLM, SGLang) that serves the teacher, "
-        "e.g. http://localhost:11434/v1. Used where the teacher only writes text (generate-data); logit KD needs `path`.",
+        "e.g. http://localhost:11434/v1. When set, runs use the server, not `path`: it writes text (generate-data, probe answers) "
+        "and, where it returns top_logprobs and cuts text like the student, fills KD's teacher cache (method.kd.cache_teacher).",
     )
     api_key_env: str = _doc("", "Teacher only: the environment variable holding the server's API key (empty: no key).")
     model: str = _doc("", "Teacher only: the model name on the server at `url` (empty: the server's first model).")
@@ -194,7 +195,6 @@ class TrainingConfig:
         factory=lambda: ["none"],
         item_choices=("none", "tensorboard", "mlflow", "trackio"),
     )
-
     processes: int = _doc(
         1,
         "Training processes, one per GPU (started through `accelerate launch`); batch_size is per process, so "
@@ -267,9 +267,9 @@ class RunConfig:
         from distill_gui.core import methods
 
         method = methods.method_for(self)
-        if method.needs_teacher(self) and not self.teacher.path:
+        if method.needs_teacher(self) and not self.teacher.path and not self.teacher.url:
             raise ConfigError(
-                f"teacher.path: method.kind {method.name} ({method.title}) needs a teacher; set teacher.path "
+                f"teacher.path: method.kind {method.name} ({method.title}) needs a teacher; set teacher.path (or teacher.url) "
                 "or choose a method that needs none (e.g. method.kind: sft)"
             )
         method.validate(self)

@@ -100,7 +100,12 @@ def needs_teacher(config: "RunConfig") -> bool:
 
 
 def loads_teacher(config: "RunConfig") -> bool:
-    """The training process loads the teacher: for the method, or for side-by-side samples when one is set."""
+    """The training process loads the teacher: for the method, or for side-by-side samples when one is set.
+
+    A served teacher (``teacher.url``) is never loaded for the samples: the server answers the probe prompts.
+    """
+    from distill_gui.core.served_teacher_config import is_served
+
     if method_for(config).loads_teacher_for_training(config):
         return True
-    return bool(config.teacher.path) and config.training.sample_steps > 0
+    return bool(config.teacher.path) and not is_served(config.teacher) and config.training.sample_steps > 0

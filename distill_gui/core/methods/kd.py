@@ -119,8 +119,18 @@ class KD(Method):
     order = 10
 
     # ---- Config
+    def loads_teacher_for_training(self, config: "RunConfig") -> bool:
+        """A served teacher (``teacher.url``) is not loaded: its top log-probs fill the teacher cache."""
+        from distill_gui.core.served_teacher_config import is_served
+
+        return not is_served(config.teacher)
+
     def validate(self, config: "RunConfig") -> None:
+        from distill_gui.core.served_teacher_config import is_served
+
         kd = self.section(config)
+        if is_served(config.teacher):
+            _validate_served(kd)
         if kd.cache_teacher and kd.top_k < 1:
             raise ConfigError("method.kd.top_k: method.kd.cache_teacher keeps the teacher's top-k log-probs; set top_k (e.g. 32)")
         if kd.on_policy > 0 and kd.cache_teacher:
@@ -136,8 +146,15 @@ class KD(Method):
     # ---- Training
     def check(self, setup: Any) -> None:
         from distill_gui.core.heads import output_head
+        from distill_gui.core.served_teacher_config import is_served
         from distill_gui.core.vocab import check_compatibility, require_kd_compatible
 
+        if is_served(setup.config.teacher):
+            from distill_gui.core.methods.kd_served_teacher import check_served_teacher
+
+            output_head(setup.student)
+            check_served_teacher(setup)  # a served teacher: its tokens must be the student's
+            return
         output_head(setup.teacher)  # an architecture whose logit post-processing is unknown is refused here
         output_head(setup.student)
         student_rows = setup.student.get_output_embeddings().weight.shape[0] if hasattr(setup.student, "get_output_embeddings") else 0
@@ -231,7 +248,28 @@ class KD(Method):
             logits = chunk * vocab * 4 * KD_CACHED_CHUNK_COPIES
             k = max(kd.top_k, 1)
             cached = sizes.positions * (k + 1) * (4 + 8)  # top-k ids (int64) and log-probs (fp32) of the batch
-            return MethodMemory(logits=int(logits + cached), teacher_weights_at_start=True)
+            return MethodMemory(logits=int(logits + cached), teacher_weights_at_start=self.loads_teacher_for_training(config))
         teacher_hidden = sizes.positions * sizes.teacher_hidden * sizes.teacher_dtype_bytes
         teacher_layer = sizes.positions * sizes.teacher_layer_values * sizes.teacher_dtype_bytes
         return MethodMemory(logits=int(logits), teacher_activations=int(teacher_hidden + teacher_layer), teacher_weights_resident=True)
+
+
+def _validate_served(kd: KDConfig) -> None:
+    """KD from a served teacher reads its top log-probs once, into the teacher cache, at temperature 1."""
+    if kd.on_policy > 0:
+        raise ConfigError(
+            "method.kd.on_policy: on-policy KD needs the teacher's whole distribution on every token the student samples, "
+            "which a served teacher (teacher.url) does not give; set on_policy: 0, or use a local teacher (teacher.path, "
+            "teacher.url empty)"
+        )
+    if not kd.cache_teacher or kd.top_k < 1:
+        raise ConfigError(
+            "method.kd.cache_teacher: a served teacher (teacher.url) teaches soft-label KD through the teacher cache filled "
+            "from its top_logprobs; set method.kd.cache_teacher: true and method.kd.top_k to what the server gives "
+            "(often at most 20, e.g. top_k: 20)"
+        )
+    if kd.temperature != 1.0:
+        raise ConfigError(
+            f"method.kd.temperature: {kd.temperature:g}; a served teacher's top_logprobs are at temperature 1, so KD from "
+            "it needs temperature: 1"
+        )

@@ -1,13 +1,15 @@
 """KD's offline teacher cache in a run: run the teacher once over the rows, keep its top-k log-probs,
 free the teacher (``method.kd.cache_teacher``). The cache itself is :mod:`distill_gui.core.teacher_cache`.
+
+A served teacher (``teacher.url``) fills the cache from its ``top_logprobs`` instead
+(:mod:`distill_gui.core.methods.kd_served_teacher`); it was never loaded, so there is nothing to free.
 """
 
 from __future__ import annotations
 
 import functools
-import gc
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def attach_teacher_cache(setup: Any, prepared: Any) -> None:
@@ -23,9 +25,16 @@ def attach_teacher_cache(setup: Any, prepared: Any) -> None:
     from distill_gui.core.heads import output_head
     from distill_gui.core.hidden_states import decoder_of
 
-    config, procs = setup.config, setup.procs
+    config = setup.config
     kd = config.method.kd
     rows = list(prepared.train) + (list(prepared.eval) if prepared.eval is not None else [])
+    path = Path(kd.teacher_cache) if kd.teacher_cache else setup.run.path / tc.DEFAULT_FILE_NAME
+    if setup.served_teacher is not None:
+        from distill_gui.core.methods.kd_served_teacher import build_served_cache, served_fingerprint
+
+        served_print = served_fingerprint(setup, rows)
+        _finish(setup, prepared, path, served_print, lambda: build_served_cache(setup, rows, served_print))
+        return
     vocab = setup.shared_vocab_size or setup.teacher.get_output_embeddings().weight.shape[0]
     dtype = autocast_dtype(config.training.precision, setup.teacher_device)
     fingerprint = tc.fingerprint(
@@ -40,7 +49,6 @@ def attach_teacher_cache(setup: Any, prepared: Any) -> None:
         teacher_dtype=str(setup.teacher.dtype),
         autocast_dtype=str(dtype),
     )
-    path = Path(kd.teacher_cache) if kd.teacher_cache else setup.run.path / tc.DEFAULT_FILE_NAME
 
     def build() -> "tc.TeacherCache":
         setup.log(f"teacher cache: running the teacher over {len(rows):,} rows (top-{kd.top_k})")
@@ -59,6 +67,16 @@ def attach_teacher_cache(setup: Any, prepared: Any) -> None:
             autocast=autocast,
         )
 
+    _finish(setup, prepared, path, fingerprint, build)
+
+
+def _finish(setup: Any, prepared: Any, path: Path, fingerprint: str, build: Callable[[], Any]) -> None:
+    """Reuse or build the cache (the main process), share it, answer the probes, free the teacher, number the rows."""
+    import gc
+
+    from distill_gui.core import teacher_cache as tc
+
+    config, procs = setup.config, setup.procs
     cache = None
     if procs.is_main:
         cache, _ = tc.load_or_build(path, fingerprint, build, setup.log)

@@ -12,8 +12,9 @@ from typing import Any
 
 from distill_gui.core.config import RunConfig
 from distill_gui.core.events import EventCallback, LogMessage, Sample, SamplesGenerated
-from distill_gui.core.methods import Method, StepContext, loads_teacher
+from distill_gui.core.methods import Method, StepContext, loads_teacher, needs_teacher
 from distill_gui.core.runs import RunDir
+from distill_gui.core.served_teacher_config import is_served
 from distill_gui.core.training.control import Processes, RunControl
 
 
@@ -43,6 +44,8 @@ class RunSetup:
     teacher_answers: list[str] | None = None
     teacher_cache: Any = None
     """The offline teacher cache (KD's cache_teacher); the teacher itself is freed then."""
+    served_teacher: Any = None
+    """The teacher served over HTTP (``teacher.url``; a :class:`~distill_gui.core.served_teacher.ServedTeacher`), never loaded here."""
     stopped: bool = False
 
     def log(self, text: str) -> None:
@@ -67,13 +70,28 @@ class RunSetup:
 
     def answer_probes_with_teacher(self) -> None:
         """The teacher's answers to the probe prompts (it does not change during a run: answer once, reuse)."""
+        if self.served_teacher is not None:
+            self.teacher_answers = self._answer_probes_served()
+            return
         self.teacher_answers = self._answer_probes(self.teacher, self.teacher_tokenizer)
+
+    def _answer_probes_served(self) -> list[str]:
+        """The served teacher's greedy answers to the probe prompts (as rendered for the student, sent as they are);
+        none, with one warning, when the server fails: the samples then show the student alone (not asked again)."""
+        from distill_gui.core.served_teacher import ServedTeacherError
+
+        try:
+            answers = self.served_teacher.complete_many(self.probe_prompts, max_tokens=self.config.training.max_new_tokens)
+        except ServedTeacherError as exc:
+            self.emit(LogMessage(text=f"side-by-side samples without the teacher: {exc}", level="warning"))
+            return []
+        return [row[0].text if row else "" for row in answers]
 
     def emit_samples(self, model: Any, step: int) -> None:
         if not self.probe_prompts or not self.procs.is_main:
             return
         student = self._answer_probes(model, self.tokenizer)
-        if self.teacher is not None and self.teacher_answers is None:
+        if (self.teacher is not None or self.served_teacher is not None) and self.teacher_answers is None:
             self.answer_probes_with_teacher()
         teacher: list[str | None] = list(self.teacher_answers) if self.teacher_answers else [None] * len(student)
         samples = tuple(
@@ -109,6 +127,25 @@ def load_models(setup: RunSetup) -> None:
         setup.teacher_tokenizer = teacher.tokenizer
         setup.teacher_device = teacher.device
         setup.teacher_params = teacher.num_params
+    elif is_served(config.teacher) and (needs_teacher(config) or config.training.sample_steps > 0):
+        setup.served_teacher = _served_teacher(setup, required=needs_teacher(config))
+
+
+def _served_teacher(setup: RunSetup, required: bool) -> Any:
+    """The client of the served teacher, its model resolved; for the samples alone a server that fails is a warning."""
+    from distill_gui.core.served_teacher import ServedTeacherError
+    from distill_gui.core.served_teacher_config import describe, served_teacher_for
+
+    setup.log(f"teacher: served, {describe(setup.config.teacher)}")
+    try:
+        served = served_teacher_for(setup.config.teacher)
+        served.resolve_model()
+    except ServedTeacherError as exc:
+        if required:
+            raise
+        setup.emit(LogMessage(text=f"side-by-side samples without the teacher: {exc}", level="warning"))
+        return None
+    return served
 
 
 def probe_prompts(config: RunConfig, prepared: Any, tokenizer: Any) -> tuple[list[str], list[str | None]]:
