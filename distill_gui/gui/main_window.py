@@ -112,7 +112,7 @@ class MainWindow(QMainWindow):
         self.models_page = ModelsPage(self.binder, self.settings)
         self.data_page = DataPage(self.binder)
         self.method_page = MethodPage(self.binder)
-        self.train_page = TrainPage(self.controller)
+        self.train_page = TrainPage(self.controller, self.binder)
         self.generations_page = GenerationsPage()
         # A runs folder given on the command line is for this session; one chosen on the Runs page is remembered.
         root = Path(runs_root) if runs_root is not None else self.settings.runs_root()

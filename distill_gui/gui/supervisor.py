@@ -28,7 +28,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from distill_gui.core.config import RunConfig, resolve_paths, save_config
+from distill_gui.core.config import ConfigError, RunConfig, resolve_paths, save_config
 from distill_gui.core.events import (
     Event,
     RunCreated,
@@ -71,6 +71,22 @@ def run_in_thread(worker: QObject, parent: QObject, name: str) -> QThread:
 def trainer_command() -> list[str]:
     """How to start the training process: this Python running the package's CLI."""
     return [sys.executable, "-m", "distill_gui"]
+
+
+def training_launch(config: RunConfig, work_dir: str | Path, cli_args: list[str], command: list[str] | None = None) -> tuple[list[str], dict]:
+    """The command line and extra environment that start ``distill-gui <cli_args>`` for ``config``.
+
+    One process: ``command`` (this Python running the package's CLI). Several (``training.processes``):
+    the same CLI in every process through ``accelerate launch``, with its accelerate config written into
+    ``work_dir`` (the run's main process copies it into the run folder). Raises a ConfigError naming the
+    setting when this machine cannot run the processes or the strategy.
+    """
+    from distill_gui.core import distributed_launch
+
+    if int(config.training.processes) > 1:
+        launch = distributed_launch.prepare_launch(config.training, work_dir, cli_args)
+        return launch.argv, dict(launch.env)
+    return [*(command or trainer_command()), *cli_args], {}
 
 
 def child_environment(base: dict | None = None) -> dict:
@@ -288,9 +304,11 @@ class RunWatcher(QObject):
     OWNER_CHECK_S = 1.0
 
     def __init__(self, run_dir: str | Path | None, argv: list[str] | None = None, stream_dir: str | Path | None = None,
-                 skip_existing: bool = True, poll_s: float = 0.1):
+                 skip_existing: bool = True, poll_s: float = 0.1, env: dict | None = None):
         super().__init__()
         self.argv = list(argv) if argv else None
+        self.env = dict(env or {})
+        """Added to the child's environment (a launch of several processes: see :func:`training_launch`)."""
         self.stream_dir = Path(stream_dir) if stream_dir is not None else None
         self.folder = RunDir(run_dir) if run_dir else None
         self._poll_s = poll_s
@@ -322,10 +340,17 @@ class RunWatcher(QObject):
             return interrupt_child(self._proc)
 
     def kill(self) -> None:
-        """End our child now (a run we did not start is never killed)."""
+        """End our child now (a run we did not start is never killed).
+
+        A launch of several processes is ended through its launcher (SIGTERM): it ends the processes it
+        started, which run in sessions of their own and would outlive a killed launcher.
+        """
         with self._lock:
             if self._proc is not None and self._proc.poll() is None:
-                self._proc.kill()
+                if self.env:
+                    self._proc.terminate()
+                else:
+                    self._proc.kill()
 
     def detach(self) -> None:
         """Stop following (the run goes on); ``run`` returns within a poll interval."""
@@ -364,7 +389,7 @@ class RunWatcher(QObject):
             _LEFT_RUNNING.append(self._proc)
 
     def _start_child(self) -> dict[str, "_Tail"]:
-        env = child_environment()
+        env = {**child_environment(), **self.env}
         kwargs = own_session()
         assert self.stream_dir is not None and self.argv is not None
         # stdout and stderr go to files, not pipes: a run left training after the window closes
@@ -491,18 +516,29 @@ class RunController(QObject):
         path = work / "config.yaml"
         save_config(config, path)
         Path(runs_root).mkdir(parents=True, exist_ok=True)
-        argv = [*self.command, "train", str(path), "--runs-dir", str(runs_root), "--events", "json"]
+        argv, env = training_launch(config, work, ["train", str(path), "--runs-dir", str(runs_root), "--events", "json"], self.command)
         self.run_dir = None
-        self._launch(RunWatcher(None, argv, self._work_dir), attached=False)
+        self._launch(RunWatcher(None, argv, self._work_dir, env=env), attached=False)
 
     def resume(self, run_dir: str | Path) -> None:
         """Continue a stopped or crashed run from its latest checkpoint."""
         if self.is_active():
             raise RuntimeError("a run is already active")
-        argv = [*self.command, "resume", str(run_dir), "--events", "json"]
-        self._new_work_dir()
+        work = self._new_work_dir()
+        cli_args = ["resume", str(run_dir), "--events", "json"]
+        try:
+            config = RunDir(run_dir).load_config()
+        except ConfigError:  # a damaged config.yaml: the child says what is wrong with it
+            config = RunConfig()
+        try:
+            argv, env = training_launch(config, work, cli_args, self.command)
+        except ConfigError as exc:  # e.g. a run of 4 processes resumed on a machine with 2 GPUs
+            self._cleanup_work_dir()
+            self.sig_log.emit(f"cannot resume: {exc}")
+            self.sig_ended.emit(self.FAILED, f"cannot resume: {exc}")
+            return
         self._set_run_dir(str(run_dir))
-        self._launch(RunWatcher(run_dir, argv, self._work_dir), attached=False)
+        self._launch(RunWatcher(run_dir, argv, self._work_dir, env=env), attached=False)
 
     def attach(self, run_dir: str | Path) -> bool:
         """Follow a run that trains in another process (started before the app was restarted)."""

@@ -7,16 +7,20 @@ import time
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
+from distill_gui.core import distributed_launch
+from distill_gui.core.config import TrainingConfig
 from distill_gui.core.events import (
     Event,
     LogMessage,
@@ -29,6 +33,7 @@ from distill_gui.core.events import (
     StepLogged,
 )
 from distill_gui.core.runs import describe_event
+from distill_gui.gui.fields import ConfigBinder, make_field_widget
 from distill_gui.gui.plots import MetricsPlots
 from distill_gui.gui.supervisor import RunController
 
@@ -62,9 +67,11 @@ class TrainPage(QWidget):
     sig_resume_requested = Signal()
     """The user asked to continue the shown (stopped or interrupted) run from its latest checkpoint."""
 
-    def __init__(self, controller: RunController, parent: QWidget | None = None):
+    def __init__(self, controller: RunController, binder: ConfigBinder | None = None, parent: QWidget | None = None,
+                 devices: distributed_launch.Devices | None = None):
         super().__init__(parent)
         self.controller = controller
+        self.binder = binder if binder is not None else ConfigBinder(self)
         self._pending_log: list[str] = []
         self._last_step: StepLogged | None = None
         self._paused_at: int | None = None
@@ -107,6 +114,8 @@ class TrainPage(QWidget):
         self.compare_button.clicked.connect(self.sig_compare_requested)
         buttons.addWidget(self.compare_button)
 
+        devices_row = self._devices_row()
+
         self.progress = QProgressBar()
         self.progress.setObjectName("progress")
         self.progress.setRange(0, 1)
@@ -131,6 +140,7 @@ class TrainPage(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
+        layout.addLayout(devices_row)
         layout.addWidget(self.start_reason)
         layout.addWidget(self.progress)
         layout.addWidget(splitter, 1)
@@ -148,7 +158,34 @@ class TrainPage(QWidget):
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
+        self.set_devices(devices if devices is not None else distributed_launch.devices())
         self.on_state_changed(controller.state)
+
+    def _devices_row(self) -> QHBoxLayout:
+        """Processes and strategy: the config's ``training.processes`` and ``training.strategy``."""
+        processes = make_field_widget(TrainingConfig, "processes", "training.processes")
+        strategy = make_field_widget(TrainingConfig, "strategy", "training.strategy")
+        assert isinstance(processes, QSpinBox) and isinstance(strategy, QComboBox)
+        self.processes, self.strategy = processes, strategy
+        self.binder.add(processes)
+        self.binder.add(strategy)
+        processes.setToolTip(
+            "How many training processes: one per GPU, each with its own share of every batch (batch size is per "
+            "process). More than 1 starts the run through `accelerate launch`.\n\n" + processes.toolTip()
+        )
+        self._devices_label = QLabel("")
+        self._devices_label.setObjectName("devices_reason")
+        self._devices_label.setTextFormat(Qt.TextFormat.PlainText)
+        self._devices_label.setWordWrap(True)
+        processes.valueChanged.connect(self._on_devices_edited)
+        strategy.currentIndexChanged.connect(self._on_devices_edited)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Processes"))
+        row.addWidget(processes)
+        row.addWidget(QLabel("Strategy"))
+        row.addWidget(strategy)
+        row.addWidget(self._devices_label, 1)
+        return row
 
     # ---- Public API
     def clear(self) -> None:
@@ -173,6 +210,75 @@ class TrainPage(QWidget):
 
     def start_blocked(self) -> str:
         return self._start_blocked
+
+    def set_devices(self, devices: distributed_launch.Devices) -> None:
+        """What this machine offers to a run of several processes; the choices follow it."""
+        self.devices = devices
+        strategies = devices.strategies()
+        blocked = self.strategy.blockSignals(True)
+        try:
+            current = self.strategy.currentData()
+            self.strategy.clear()
+            for name in strategies:
+                self.strategy.addItem(distributed_launch.STRATEGY_TITLES[name], name)
+                self.strategy.setItemData(self.strategy.count() - 1, distributed_launch.STRATEGY_HELP[name], Qt.ItemDataRole.ToolTipRole)
+            index = self.strategy.findData(current)
+            if index < 0 and current is not None:  # a config written elsewhere: shown, and refused at Start
+                self.strategy.addItem(str(current), current)
+                index = self.strategy.count() - 1
+            self.strategy.setCurrentIndex(max(index, 0))
+        finally:
+            self.strategy.blockSignals(blocked)
+        unavailable = [name for name in distributed_launch.STRATEGIES if name not in strategies]
+        lines = [f"{distributed_launch.STRATEGY_TITLES[name]}: {distributed_launch.STRATEGY_HELP[name]}" for name in strategies]
+        if unavailable:
+            lines.append("Not offered here: " + ", ".join(unavailable) + " (" + self._why_not(unavailable) + ").")
+        self.strategy.setToolTip("How the processes share the work.\n\n" + "\n\n".join(lines))
+        self._on_devices_edited()
+
+    @staticmethod
+    def _why_not(names: list[str]) -> str:
+        reasons = []
+        if "fsdp" in names:
+            reasons.append("FSDP needs GPUs")
+        if "deepspeed" in names:
+            reasons.append("DeepSpeed needs GPUs and the deepspeed package")
+        return "; ".join(reasons)
+
+    def devices_problem(self) -> str:
+        """Why the shown processes and strategy cannot start here ("" when they can)."""
+        from distill_gui.core.schema import ConfigError
+
+        settings = TrainingConfig(processes=self.processes.value(), strategy=str(self.strategy.currentData() or "ddp"))
+        try:
+            distributed_launch.check_launch(settings, self.devices)
+        except ConfigError as exc:
+            return str(exc)
+        return ""
+
+    @Slot()
+    def _on_devices_edited(self) -> None:
+        devices = getattr(self, "devices", None)
+        if devices is None:
+            return
+        several = self.processes.value() > 1
+        single = devices.single_reason()
+        # One GPU: a second process has nowhere to run (the control stays usable to go back to 1).
+        self.processes.setEnabled(self._idle() and (not single or several))
+        self.strategy.setEnabled(self._idle() and several)
+        problem = self.devices_problem()
+        if problem:
+            text = problem
+        elif several:
+            text = f"{self.processes.value()} processes through accelerate launch ({devices.describe()})"
+        else:
+            text = single or f"One process ({devices.describe()})"
+        self._devices_label.setText(text)
+        self._devices_label.setToolTip(text)
+        self.processes.setToolTip(self.processes.toolTip().split("\n\nNot now: ")[0] + (f"\n\nNot now: {single}" if single else ""))
+
+    def _idle(self) -> bool:
+        return not self.controller.is_active()
 
     def set_resumable(self, resumable: bool) -> None:
         """Offer "Resume this run" beside Start for a shown run that stopped or was interrupted."""
@@ -252,6 +358,7 @@ class TrainPage(QWidget):
     def on_state_changed(self, state: str) -> None:
         active = self.controller.is_active()
         self._update_start()
+        self._on_devices_edited()  # processes and strategy are fixed while a run trains
         if active:
             self.compare_button.setVisible(False)
         self.pause_button.setEnabled(state in (RunController.RUNNING, RunController.PAUSED))

@@ -1,0 +1,108 @@
+"""The Train page's processes and strategy: what they offer on a machine, and the launch they produce."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox
+
+from distill_gui.core import distributed_launch
+from distill_gui.core.distributed_launch import Devices
+
+pytestmark = pytest.mark.gui
+
+
+def _valid_config(tmp_path: Path):
+    """A config that passes the checks before a start (its model paths exist but are never loaded)."""
+    from distill_gui.core.config import RunConfig
+
+    (tmp_path / "m").mkdir(exist_ok=True)
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n", encoding="utf-8")
+    config = RunConfig(name="launch")
+    config.teacher.path = config.student.path = str(tmp_path / "m")
+    config.data.train = str(data)
+    return config
+
+
+def _started(window, monkeypatch) -> list:
+    """Start the window's run, capturing the child watcher instead of starting the child."""
+    watchers: list = []
+    monkeypatch.setattr(window.controller, "_launch", lambda worker, attached: watchers.append(worker))
+    assert window.start_run()
+    return watchers
+
+
+def test_two_cpu_processes_start_through_accelerate_launch(make_window, tmp_path, monkeypatch):
+    window = make_window()
+    window.set_config(_valid_config(tmp_path))
+    page = window.train_page
+    page.set_devices(Devices(gpus=0, cpu_cores=2))
+    processes = window.findChild(QSpinBox, "training.processes")
+    strategy = window.findChild(QComboBox, "training.strategy")
+    assert processes.isEnabled() and not strategy.isEnabled()  # a strategy matters from 2 processes on
+    assert [strategy.itemData(i) for i in range(strategy.count())] == ["ddp"], "without a GPU only DDP runs"
+    processes.setValue(2)
+    assert strategy.isEnabled()
+    assert "2 processes through accelerate launch" in window.findChild(QLabel, "devices_reason").text()
+    config = window.current_config()
+    assert (config.training.processes, config.training.strategy) == (2, "ddp")
+
+    watcher = _started(window, monkeypatch)[0]
+    argv = watcher.argv
+    assert argv[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]
+    assert argv[5:8] == ["-m", "distill_gui", "train"] and argv[-2:] == ["--events", "json"]
+    written = yaml.safe_load(Path(argv[4]).read_text(encoding="utf-8"))
+    assert written["num_processes"] == 2 and written["distributed_type"] == "MULTI_GPU" and written["mixed_precision"] == "no"
+    assert watcher.env[distributed_launch.LAUNCHED_ENV] == "1"
+    assert watcher.env[distributed_launch.LAUNCH_DIR_ENV] == str(Path(argv[4]).parent)
+    handed = yaml.safe_load(Path(argv[8]).read_text(encoding="utf-8"))  # the config the processes read
+    assert handed["training"]["processes"] == 2
+
+
+def test_one_process_starts_as_before(make_window, tmp_path, monkeypatch):
+    window = make_window()
+    window.set_config(_valid_config(tmp_path))
+    window.train_page.set_devices(Devices(gpus=0, cpu_cores=2))
+    watcher = _started(window, monkeypatch)[0]
+    assert watcher.argv[: len(window.controller.command) + 1] == [*window.controller.command, "train"]
+    assert "accelerate.commands.launch" not in watcher.argv and watcher.env == {}
+
+
+def test_one_gpu_disables_processes_and_says_why(make_window, tmp_path, monkeypatch):
+    window = make_window()
+    window.set_config(_valid_config(tmp_path))
+    page = window.train_page
+    page.set_devices(Devices(gpus=1, cpu_cores=16))
+    processes = window.findChild(QSpinBox, "training.processes")
+    reason = window.findChild(QLabel, "devices_reason")
+    assert not processes.isEnabled()
+    assert "Only one GPU" in reason.text() and "Only one GPU" in processes.toolTip()
+    # A config written on a bigger machine is shown as it is, with why it cannot start here, and refused.
+    config = _valid_config(tmp_path)
+    config.training.processes = 2
+    window.set_config(config)
+    assert processes.value() == 2 and processes.isEnabled(), "the user can go back to 1"
+    assert "training.processes: 2 processes need 2 GPUs" in reason.text()
+    monkeypatch.setattr(window.controller, "_launch", lambda worker, attached: pytest.fail("must not start"))
+    assert not window.start_run()
+
+
+def test_strategies_follow_the_gpus(make_window, monkeypatch):
+    window = make_window()
+    page = window.train_page
+    strategy = window.findChild(QComboBox, "training.strategy")
+    monkeypatch.setattr(distributed_launch, "deepspeed_installed", lambda: False)
+    page.set_devices(Devices(gpus=4, cpu_cores=16))
+    assert [strategy.itemData(i) for i in range(strategy.count())] == ["ddp", "fsdp"]
+    assert "DeepSpeed needs GPUs and the deepspeed package" in strategy.toolTip()
+    monkeypatch.setattr(distributed_launch, "deepspeed_installed", lambda: True)
+    page.set_devices(Devices(gpus=4, cpu_cores=16))
+    assert [strategy.itemData(i) for i in range(strategy.count())] == ["ddp", "fsdp", "deepspeed"]
+    window.findChild(QSpinBox, "training.processes").setValue(4)
+    strategy.setCurrentIndex(1)
+    assert window.current_config().training.strategy == "fsdp"
+    assert "4 processes through accelerate launch (4 GPUs" in window.findChild(QLabel, "devices_reason").text()
