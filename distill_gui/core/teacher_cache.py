@@ -12,10 +12,19 @@ The cache is one safetensors file (``teacher_cache.safetensors`` in the run fold
 file with the same fingerprint is reused (a resumed run, or several students distilled from one
 teacher on the same data); a file made for something else is never overwritten: the run refuses and
 says so.
+
+Two encodings (format 2): ``compact``, the default of the builders here (sorted delta-coded ids, one
+byte per top-k log-prob, the tail exact, zlib per data row: about 180 bytes per position at top-128
+instead of 1,029; :mod:`distill_gui.core.teacher_cache_encoding` states its tolerance), and ``exact``
+(int32 ids and float32 log-probs, bit for bit what the live top-k loss sees). A compact cache holds in
+memory exactly the values its file holds, so a run that builds the cache and a run that reuses it
+train the same. A format-1 file (exact, from before format 2) is refused with what to do, never read
+as something else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -23,10 +32,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from distill_gui.core import atomic_files
+from distill_gui.core import teacher_cache_encoding as enc
 from distill_gui.core.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_FILE_NAME = "teacher_cache.safetensors"
+DEFAULT_ENCODING = enc.COMPACT
+"""What :func:`build_teacher_cache` and :func:`build_teacher_cache_from_served` write unless told otherwise."""
+_CANONICAL_CHUNK = 16384  # positions per step when a compact cache's values are brought to what its file keeps
 
 
 class TeacherCacheError(UserError, RuntimeError):
@@ -39,6 +52,10 @@ class TeacherCache:
 
     Row ``r`` of the tokenized data owns positions ``offsets[r]:offsets[r + 1]``, in the order of its
     counted labels (label not -100, after the one-token shift of causal LM training).
+
+    With ``encoding="compact"`` the values are replaced, when the cache is made, by what the compact
+    file keeps of them (ids sorted ascending per position, log-probs within
+    :data:`~distill_gui.core.teacher_cache_encoding.LOG_PROB_TOLERANCE`); ``exact`` keeps them as given.
     """
 
     ids: Any
@@ -47,6 +64,23 @@ class TeacherCache:
     top_k: int
     temperature: float
     fingerprint: str
+    encoding: str = enc.EXACT
+    canonical: bool = dataclasses.field(default=False, repr=False)
+    """True when the values already are what the encoding keeps (a loaded cache): nothing to redo."""
+
+    def __post_init__(self) -> None:
+        import torch
+
+        if self.encoding not in enc.ENCODINGS:
+            raise TeacherCacheError(f"teacher cache encoding {self.encoding!r}: choose {' or '.join(enc.ENCODINGS)}")
+        if self.encoding == enc.COMPACT and not self.canonical and self.positions:
+            parts = [
+                enc.canonical(self.ids[a : a + _CANONICAL_CHUNK], self.log_probs[a : a + _CANONICAL_CHUNK])
+                for a in range(0, self.positions, _CANONICAL_CHUNK)
+            ]
+            self.ids = torch.cat([p[0] for p in parts])
+            self.log_probs = torch.cat([p[1] for p in parts])
+        self.canonical = True
 
     @property
     def rows(self) -> int:
@@ -64,23 +98,39 @@ class TeacherCache:
         index = torch.cat([torch.arange(a, b) for a, b in spans]) if spans else torch.zeros(0, dtype=torch.long)
         return self.ids.index_select(0, index), self.log_probs.index_select(0, index)
 
+    def _tensors(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The file's tensors and the encoding's own metadata."""
+        import numpy as np
+        import torch
+
+        offsets = self.offsets.contiguous()
+        if self.encoding == enc.EXACT:
+            return {"ids": self.ids.contiguous(), "log_probs": self.log_probs.contiguous(), "offsets": offsets}, {}
+        id_dtype = enc.id_dtype_for(self.ids)
+        blocks = [
+            enc.encode_block(self.ids[int(a) : int(b)], self.log_probs[int(a) : int(b)], id_dtype)
+            for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())
+        ]
+        ends = torch.tensor([0] + [len(b) for b in blocks], dtype=torch.long).cumsum(0)
+        payload = torch.from_numpy(np.frombuffer(b"".join(blocks), dtype=np.uint8).copy())
+        return {"blocks": payload, "block_offsets": ends, "offsets": offsets}, {"id_dtype": id_dtype}
+
     def save(self, path: str | Path) -> Path:
-        """Write atomically (a temporary file renamed into place)."""
+        """Write atomically (a temporary file renamed into place), in the cache's encoding."""
         from safetensors.torch import save_file
 
         path = Path(path)
+        tensors, extra = self._tensors()
         meta = {
             "format": str(FORMAT_VERSION),
+            "encoding": self.encoding,
             "fingerprint": self.fingerprint,
             "top_k": str(self.top_k),
             "temperature": repr(self.temperature),
+            **extra,
         }
         with atomic_files.atomic_path(path) as tmp:
-            save_file(
-                {"ids": self.ids.contiguous(), "log_probs": self.log_probs.contiguous(), "offsets": self.offsets.contiguous()},
-                str(tmp),
-                metadata=meta,
-            )
+            save_file(tensors, str(tmp), metadata=meta)
         return path
 
     @classmethod
@@ -90,16 +140,50 @@ class TeacherCache:
         try:
             with safe_open(str(path), framework="pt") as fh:
                 meta = fh.metadata() or {}
-                tensors = {name: fh.get_tensor(name) for name in ("ids", "log_probs", "offsets")}
-        except (SafetensorError, OSError, KeyError) as exc:
+                names = set(fh.keys())
+                tensors = {name: fh.get_tensor(name) for name in names}
+        except (SafetensorError, OSError) as exc:
             raise TeacherCacheError(f"{path}: not a readable teacher cache ({exc}); delete it to rebuild it") from None
         if meta.get("format") != str(FORMAT_VERSION):
             raise TeacherCacheError(
-                f"{path}: teacher cache format {meta.get('format')!r}, expected {FORMAT_VERSION}; delete it to rebuild it"
+                f"{path}: teacher cache format {meta.get('format')!r} (written by another version of distill-gui), "
+                f"expected {FORMAT_VERSION}; delete it to rebuild it"
             )
-        return cls(
-            tensors["ids"], tensors["log_probs"], tensors["offsets"], int(meta["top_k"]), float(meta["temperature"]), meta["fingerprint"]
-        )
+        encoding = meta.get("encoding")
+        wanted = {enc.EXACT: {"ids", "log_probs", "offsets"}, enc.COMPACT: {"blocks", "block_offsets", "offsets"}}.get(str(encoding))
+        if wanted is None or not wanted <= names or not {"top_k", "temperature", "fingerprint"} <= set(meta):
+            raise TeacherCacheError(
+                f"{path}: not a readable teacher cache (encoding {encoding!r}, tensors {sorted(names)}); delete it to rebuild it"
+            )
+        top_k, offsets = int(meta["top_k"]), tensors["offsets"]
+        if encoding == enc.EXACT:
+            ids, log_probs = tensors["ids"], tensors["log_probs"]
+        else:
+            ids, log_probs = _decode_blocks(path, tensors["blocks"], tensors["block_offsets"], offsets, top_k, meta.get("id_dtype", ""))
+        return cls(ids, log_probs, offsets, top_k, float(meta["temperature"]), meta["fingerprint"], encoding=str(encoding), canonical=True)
+
+
+def _decode_blocks(path: str | Path, blocks: Any, ends: Any, offsets: Any, top_k: int, id_dtype: str) -> tuple[Any, Any]:
+    """The ids and log-probs of every row's compact block, in row order."""
+    import zlib
+
+    import torch
+
+    if id_dtype not in ("uint16", "int32") or ends.shape != offsets.shape:
+        raise TeacherCacheError(f"{path}: not a readable teacher cache (id dtype {id_dtype!r}); delete it to rebuild it")
+    data = blocks.numpy().tobytes()
+    ids, log_probs = [], []
+    try:
+        for r in range(offsets.shape[0] - 1):
+            n = int(offsets[r + 1]) - int(offsets[r])
+            i, lp = enc.decode_block(data[int(ends[r]) : int(ends[r + 1])], n, top_k, id_dtype)
+            ids.append(i)
+            log_probs.append(lp)
+    except (zlib.error, ValueError) as exc:
+        raise TeacherCacheError(f"{path}: a damaged teacher cache (row {r}: {exc}); delete it to rebuild it") from None
+    if not ids:
+        return torch.zeros((0, top_k), dtype=torch.int32), torch.zeros((0, top_k + 1))
+    return torch.cat(ids), torch.cat(log_probs)
 
 
 # ---- Fingerprint --------------------------------------------------------------------------------
@@ -198,6 +282,7 @@ def build_teacher_cache(
     pad_token_id: int = 0,
     autocast: Callable | None = None,
     progress: Callable[[int, int], None] | None = None,
+    encoding: str | None = None,
 ) -> TeacherCache:
     """Run the teacher over tokenized ``rows`` (input_ids, labels) and keep its top-k buckets.
 
@@ -209,6 +294,7 @@ def build_teacher_cache(
 
     Rows are batched by similar length (less padding) and the results put back in row order.
     ``autocast`` is a context-manager factory for mixed precision (e.g. ``accelerator.autocast``).
+    ``encoding``: ``compact`` or ``exact`` (None: :data:`DEFAULT_ENCODING`).
     """
     import contextlib
 
@@ -259,6 +345,7 @@ def build_teacher_cache(
         top_k=top_k,
         temperature=float(temperature),
         fingerprint=fingerprint,
+        encoding=encoding or DEFAULT_ENCODING,
     )
 
 
@@ -285,6 +372,7 @@ def build_teacher_cache_from_served(
     temperature: float,
     fingerprint: str,
     progress: Callable[[int, int], None] | None = None,
+    encoding: str | None = None,
 ) -> TeacherCache:
     """The teacher cache from a served teacher's ``top_logprobs`` (:meth:`ServedTeacher.score`), for a server whose
     tokenizer is the student's ``tokenizer``.
@@ -293,6 +381,8 @@ def build_teacher_cache_from_served(
     and logit KD is refused, naming the first difference). The server's alternatives become the top-k ids
     (those it names by a piece of the student's vocabulary; missing ones get log-prob -1e4) and the tail bucket
     is the probability left. The server's log-probs are at temperature 1, so ``temperature`` must be 1.
+    ``encoding``: ``compact`` or ``exact`` (None: :data:`DEFAULT_ENCODING`; compact keeps the -1e4 of a missing
+    token as 75 nats under the position's top).
     """
     import math
 
@@ -344,6 +434,7 @@ def build_teacher_cache_from_served(
         top_k=top_k,
         temperature=1.0,
         fingerprint=fingerprint,
+        encoding=encoding or DEFAULT_ENCODING,
     )
 
 
@@ -364,6 +455,7 @@ def load_or_build(
         log(f"teacher cache: reusing {path} ({cache.positions:,} positions, top-{cache.top_k})")
         return cache, True
     cache = build()
-    cache.save(path)
-    log(f"teacher cache: wrote {path} ({cache.positions:,} positions, top-{cache.top_k})")
+    size = cache.save(path).stat().st_size
+    per = f", {size / cache.positions:,.0f} bytes each" if cache.positions else ""
+    log(f"teacher cache: wrote {path} ({cache.positions:,} positions, top-{cache.top_k}, {cache.encoding}{per})")
     return cache, False

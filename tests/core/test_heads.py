@@ -123,7 +123,7 @@ def test_teacher_cache_holds_the_teacher_logits_top_k(family):
         rows.append({"input_ids": ids[r].tolist(), "labels": labels})
     decoder = unwrap(teacher).get_decoder()
     cache = tc.build_teacher_cache(decoder, output_head(teacher), rows, top_k=6, temperature=1.5, vocab_size=VOCAB,
-                                   fingerprint="x", batch_size=3)
+                                   fingerprint="x", batch_size=3, encoding="exact")
     with torch.no_grad():
         logits = teacher(input_ids=ids).logits[:, :-1]
     labels = torch.tensor([row["labels"] for row in rows])[:, 1:]

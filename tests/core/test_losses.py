@@ -80,6 +80,29 @@ def test_cached_teacher_matches_live_top_k(loss, alpha, chunk_size):
         torch.testing.assert_close(got, want, **TOL)
 
 
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+@pytest.mark.parametrize("loss", ["forward_kl", "reverse_kl", "jsd"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_compact_teacher_cache_stays_within_its_stated_tolerance_of_live_top_k(loss, alpha, seed):
+    """The compact encoding (8-bit log-probs, exact tail) moves the loss and its gradients, within the stated bounds."""
+    from distill_gui.core.teacher_cache_encoding import GRAD_RTOL, KD_RTOL, canonical
+
+    sh, sw, th, tw, labels = _inputs(seed=seed)
+    options = dict(loss=loss, beta=0.3, temperature=1.7, alpha=alpha)
+    live = kd_loss_from_hidden(sh, sw, th, tw, labels, top_k=5, **options)
+    counted = labels != -100
+    ids, log_probs = canonical(*teacher_top_k((th @ tw.T)[counted][:, :V], 5, temperature=1.7))
+    cached = kd_loss_from_cache(sh, sw, ids, log_probs, labels, vocab_size=V, **options)
+    for name in ("total", "kd"):
+        torch.testing.assert_close(getattr(cached, name), getattr(live, name).detach(), rtol=KD_RTOL, atol=0)
+    torch.testing.assert_close(cached.ce, live.ce.detach(), **TOL)  # the hard labels do not pass through the cache
+    moved = False
+    for got, want in zip(_grads(cached, sh, sw), _grads(live, sh, sw)):
+        assert (got - want).norm() <= GRAD_RTOL * want.norm()
+        moved |= not torch.allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert moved  # quantized: the comparison is not of two identical computations
+
+
 def test_cached_teacher_rows_must_match_the_batch():
     sh, sw, th, tw, labels = _inputs()
     ids, log_probs = teacher_top_k(th @ tw.T, 5)  # every position, but some labels are masked

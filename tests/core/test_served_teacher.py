@@ -213,7 +213,7 @@ def test_top_logprobs_fill_the_teacher_cache(served, tiny_tokenizer):
 
     rows = _rows(tiny_tokenizer)
     teacher = ServedTeacher(served.url, model="tiny", api="completions")
-    cache = build_teacher_cache_from_served(teacher, tiny_tokenizer, rows, top_k=8, temperature=1.0, fingerprint="f")
+    cache = build_teacher_cache_from_served(teacher, tiny_tokenizer, rows, top_k=8, temperature=1.0, fingerprint="f", encoding="exact")
     trained = sum(sum(v != -100 for v in r["labels"][1:]) for r in rows)
     assert cache.rows == 3 and cache.positions == trained and tuple(cache.ids.shape) == (trained, 8)
     # every log-prob the server named is the model's own, at the same token

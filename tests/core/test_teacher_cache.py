@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from distill_gui.core import teacher_cache as tc
@@ -80,3 +82,112 @@ def test_caches_of_post_processed_heads_from_before_the_fix_are_not_reused(tmp_p
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps({"model_type": model_type}), encoding="utf-8")
         assert (_print(str(folder)) != old_fingerprint(str(folder))) is changed, model_type
+
+
+# ---- The compact encoding (format 2) ------------------------------------------------------------------
+
+
+def _top_k(positions=40, vocab=300, k=16, seed=0, scale=3.0):
+    import torch
+
+    from distill_gui.core.losses import teacher_top_k
+
+    g = torch.Generator().manual_seed(seed)
+    ids, log_probs = teacher_top_k(torch.randn(positions, vocab, generator=g) * scale, k)
+    return ids.to(torch.int32), log_probs
+
+
+def _cache(ids, log_probs, encoding, offsets=None):
+    import torch
+
+    offsets = torch.tensor([0, 10, 10, ids.shape[0]]) if offsets is None else offsets
+    return tc.TeacherCache(ids, log_probs, offsets, ids.shape[1], 1.0, "f", encoding=encoding)
+
+
+def _in_id_order(ids, log_probs):
+    import torch
+
+    order = ids.long().sort(1)
+    return order.values, torch.cat([log_probs[:, :-1].gather(1, order.indices), log_probs[:, -1:]], 1)
+
+
+@pytest.mark.parametrize("vocab", [300, 70_000])
+def test_a_compact_cache_reads_back_what_it_holds_within_the_stated_tolerance(tmp_path, vocab):
+    import torch
+
+    from distill_gui.core import teacher_cache_encoding as enc
+
+    ids, log_probs = _top_k(vocab=vocab, k=32)
+    cache = _cache(ids, log_probs, "compact")
+    want_ids, want_lp = _in_id_order(ids, log_probs)
+    assert torch.equal(cache.ids.long(), want_ids)  # the same tokens, sorted by id
+    torch.testing.assert_close(cache.log_probs[:, -1], log_probs[:, -1], rtol=0, atol=0)  # the tail exactly
+    near = want_lp[:, :-1] > want_lp[:, :-1].amax(1, keepdim=True) - 4
+    err = (cache.log_probs - want_lp).abs()
+    assert 0 < err[:, :-1][near].max() <= enc.LOG_PROB_TOLERANCE  # quantized, within 1/32 nat near the top
+    assert err.max() <= 0.6  # and within half a nat of the far grid anywhere
+    torch.testing.assert_close(cache.log_probs.logsumexp(1), torch.zeros(ids.shape[0]), rtol=0, atol=1e-5)
+
+    path = cache.save(tmp_path / "compact.safetensors")
+    loaded = tc.TeacherCache.load(path)
+    assert loaded.encoding == "compact" and torch.equal(loaded.offsets, cache.offsets)
+    assert torch.equal(loaded.ids, cache.ids) and torch.equal(loaded.log_probs, cache.log_probs)  # bit for bit
+    for rows in ([2], [1], [2, 0]):
+        got, want = loaded.for_rows(rows), cache.for_rows(rows)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    exact = _cache(ids, log_probs, "exact").save(tmp_path / "exact.safetensors")
+    assert path.stat().st_size < exact.stat().st_size / 2.5
+    # made again from the values it holds, a compact cache is unchanged
+    again = _cache(loaded.ids, loaded.log_probs, "compact")
+    assert torch.equal(again.ids, loaded.ids) and torch.equal(again.log_probs, loaded.log_probs)
+
+
+def test_an_exact_cache_keeps_every_value(tmp_path):
+    import torch
+
+    ids, log_probs = _top_k()
+    loaded = tc.TeacherCache.load(_cache(ids, log_probs, "exact").save(tmp_path / "c.safetensors"))
+    assert loaded.encoding == "exact" and torch.equal(loaded.ids, ids) and torch.equal(loaded.log_probs, log_probs)
+
+
+def test_the_builders_write_the_compact_encoding_by_default():
+    import inspect
+
+    assert tc.DEFAULT_ENCODING == "compact"
+    for builder in (tc.build_teacher_cache, tc.build_teacher_cache_from_served):
+        assert inspect.signature(builder).parameters["encoding"].default is None  # None: DEFAULT_ENCODING
+
+
+def test_a_missing_token_of_a_served_teacher_stays_negligible():
+    """The served path's -1e4 for a token the server did not name is kept as 75 nats under the top."""
+    import torch
+
+    ids = torch.tensor([[3, 9, 1]], dtype=torch.int32)
+    log_probs = torch.tensor([[-0.1, -2.5, -1e4, math.log(1 - math.exp(-0.1) - math.exp(-2.5))]])
+    cache = _cache(ids, log_probs, "compact", offsets=torch.tensor([0, 1]))
+    assert cache.ids.tolist() == [[1, 3, 9]]
+    missing, top = cache.log_probs[0, 0].item(), cache.log_probs[0, 1].item()
+    assert top == pytest.approx(-0.1, abs=2e-3) and missing == pytest.approx(top - 75, abs=1e-3)
+
+
+def test_an_old_or_damaged_cache_is_refused_never_misread(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    ids, log_probs = _top_k()
+    old = tmp_path / "v1.safetensors"
+    save_file({"ids": ids, "log_probs": log_probs, "offsets": torch.tensor([0, 10, 10, 40])}, str(old),
+              metadata={"format": "1", "fingerprint": "f", "top_k": "16", "temperature": "1.0"})
+    with pytest.raises(tc.TeacherCacheError, match="format '1' .* expected 2; delete it to rebuild it"):
+        tc.load_or_build(old, "f", lambda: pytest.fail("an old file is never overwritten"))
+
+    cache = _cache(ids, log_probs, "compact")
+    tensors, extra = cache._tensors()
+    tensors["blocks"][5:40] = 7  # bytes changed inside the first row's block
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata={"format": "2", "encoding": "compact", "fingerprint": "f", "top_k": "16",
+                                           "temperature": "1.0", **extra})
+    with pytest.raises(tc.TeacherCacheError, match="damaged teacher cache .* delete it to rebuild it"):
+        tc.TeacherCache.load(bad)
+    with pytest.raises(tc.TeacherCacheError, match="encoding 'zip'"):
+        _cache(ids, log_probs, "zip")

@@ -272,8 +272,11 @@ def test_kd_with_padded_student_vocab_and_lora(tiny_pair, tiny_data, tiny_tokeni
 # ---- The offline teacher cache --------------------------------------------------------------------
 
 
-def test_cached_teacher_trains_like_the_live_teacher(tiny_pair, tiny_data, tmp_path):
+def test_cached_teacher_trains_like_the_live_teacher(tiny_pair, tiny_data, tmp_path, monkeypatch):
+    from distill_gui.core import teacher_cache
     from distill_gui.core.teacher_cache import DEFAULT_FILE_NAME, TeacherCache
+
+    monkeypatch.setattr(teacher_cache, "DEFAULT_ENCODING", "exact")  # float32 cache: the same losses as live top-k
 
     live = make_config(tiny_pair, tiny_data, save_steps=0)
     live.method.kd.top_k = 8
