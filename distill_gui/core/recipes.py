@@ -300,11 +300,12 @@ def data_has_references(config: "RunConfig") -> bool | None:
     return None
 
 
-def check_needs(recipe: Recipe, config: "RunConfig", references: bool | None = None) -> list[NeedCheck]:
+def check_needs(recipe: Recipe, config: "RunConfig", references: bool | None = None, read_data: bool = True) -> list[NeedCheck]:
     """Each need of ``recipe`` against ``config``.
 
     ``references`` says whether the data has reference answers when the caller knows (the app has read
-    the data already); None reads small local data files here (:func:`data_has_references`).
+    the data already); None reads small local data files here (:func:`data_has_references`) unless
+    ``read_data`` is False (the app's GUI thread reads no data files): then it is not known.
     """
     from distill_gui.core.verify import checker_names
 
@@ -333,9 +334,9 @@ def check_needs(recipe: Recipe, config: "RunConfig", references: bool | None = N
             )
             out.append(NeedCheck(need, met, text))
         elif need == REFERENCES:
-            found = (
-                references if references is not None else (data_has_references(config) if config.data.train or config.data.mix else None)
-            )
+            found = references
+            if found is None and read_data and (config.data.train or config.data.mix):
+                found = data_has_references(config)
             if found is None:
                 text = "reference answers: not checked yet (choose the training data on the Data page)"
             elif found:

@@ -243,7 +243,7 @@ class MainWindow(QMainWindow):
             self._blockers.pop(source, None)
         self.binder.show(self._base)
         self._update_start_blockers()
-        self.method_page.update_enabled()
+        self.method_page.update_enabled(self._base)
         self._update_generation_models(config)
         self.compare_page.set_default_data(config.data.eval)
         self.inspect_timer.start()
@@ -578,6 +578,7 @@ class MainWindow(QMainWindow):
     def on_data_loaded(self, request_id: int, examples, report, count: int) -> None:
         if request_id == self._preview_id:
             self.data_page.show_loaded(examples, report, count)
+            self.method_page.set_data_references(examples)
             self._data_report = report
             self._update_start_blockers()
             self._update_home()
@@ -591,6 +592,7 @@ class MainWindow(QMainWindow):
     def on_data_failed(self, request_id: int, message: str) -> None:
         if request_id == self._preview_id:
             self.data_page.show_failed(message)
+            self.method_page.set_data_references(None)
             self._data_report = None
             self._data_failed = f"the training data cannot be used: {message} (fix it on the Data page)."
             self._update_start_blockers()
