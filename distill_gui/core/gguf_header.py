@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from distill_gui.core.models import ModelError
@@ -20,6 +21,8 @@ VERSIONS = (2, 3)
 MAX_COUNT = 1 << 24
 """No real model has more than 16 M tensors, metadata entries or array items in its header."""
 MAX_DIMS = 8
+SMALL_ARRAY = 4096
+"""Number arrays up to this length (per-layer head counts, rope sections) are read in full by read_gguf_header."""
 # value type -> struct format of one item (strings and arrays are handled apart)
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
@@ -150,3 +153,95 @@ def gguf_metadata(path: str | Path, keys: tuple[str, ...]) -> dict[str, object]:
     except (OSError, ValueError, _Damaged):
         return {}
     return found
+
+
+@dataclass(frozen=True)
+class GgufTensor:
+    """One entry of a GGUF file's tensor table."""
+
+    name: str
+    dims: tuple[int, ...]
+    """In GGUF order: the fastest-moving first (a linear layer's weight is (in_features, out_features))."""
+    ggml_type: int
+
+    @property
+    def count(self) -> int:
+        n = 1
+        for dim in self.dims:
+            n *= dim
+        return n
+
+
+@dataclass(frozen=True)
+class GgufHeader:
+    """A GGUF file's metadata and tensor table, read without touching the tensor data."""
+
+    metadata: dict[str, object]
+    """Strings and numbers as values; an array is a list for the keys asked for in full and for short number
+    arrays, else its length (as transformers' GGUF reader leaves them)."""
+    tensors: tuple[GgufTensor, ...] = field(default=())
+
+
+def _read_value(reader: _Reader, kind: int, key: str, full: bool) -> object:
+    if kind in _SCALARS:
+        return reader.take(_SCALARS[kind])
+    if kind == _STRING:
+        return reader.string(f"the value of {key}")
+    if kind != _ARRAY:
+        raise _Damaged(f"{key} has unknown value type {kind}")
+    item_kind = int(reader.take("I"))
+    n = reader.count(f"the length of {key}")
+    if item_kind == _STRING:
+        if full:
+            return [reader.string(f"an item of {key}") for _ in range(n)]
+        for _ in range(n):  # lengths only: not decoded
+            length = int(reader.take("Q"))
+            if reader.pos + length > len(reader.data):
+                raise _Damaged(f"an item of {key} at byte {reader.pos - 8:,} claims {length:,} bytes, past the end of the file")
+            reader.pos += length
+        return n
+    if item_kind not in _SCALARS:
+        raise _Damaged(f"{key} is an array of unknown type {item_kind}")
+    fmt = _SCALARS[item_kind]
+    size = struct.calcsize("<" + fmt) * n
+    if reader.pos + size > len(reader.data):
+        raise _Damaged(f"{key} ({n:,} items) runs past the end of the file")
+    values = list(struct.unpack_from(f"<{n}{fmt}", reader.data, reader.pos)) if full or n <= SMALL_ARRAY else n
+    reader.pos += size
+    return values
+
+
+def read_gguf_header(path: str | Path, full_arrays: tuple[str, ...] = ()) -> GgufHeader:
+    """Every metadata entry and the tensor table of a GGUF file (arrays in full only for ``full_arrays``,
+    e.g. the tokenizer's tokens and merges); a damaged header raises :class:`ModelError` naming the file."""
+    path = Path(path)
+    wanted = set(full_arrays)
+    metadata: dict[str, object] = {}
+    tensors = []
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if bytes(data[:4]) != MAGIC:
+                raise _Damaged(f"it does not start with GGUF (starts with {bytes(data[:4])!r}); not a GGUF file or damaged")
+            reader = _Reader(data)
+            reader.pos = 4
+            version = int(reader.take("I"))
+            if version not in VERSIONS:
+                raise _Damaged(f"GGUF version {version} is not one of {', '.join(map(str, VERSIONS))} (damaged or too new)")
+            n_tensors = reader.count("the tensor count")
+            for _ in range(reader.count("the metadata count")):
+                key = reader.string("a metadata key")
+                metadata[key] = _read_value(reader, int(reader.take("I")), key, key in wanted)
+            for _ in range(n_tensors):
+                name = reader.string("a tensor name")
+                n_dims = int(reader.take("I"))
+                if n_dims > MAX_DIMS:
+                    raise _Damaged(f"tensor {name} has {n_dims} dimensions (the header is damaged)")
+                dims = tuple(int(reader.take("Q")) for _ in range(n_dims))
+                ggml_type = int(reader.take("I"))
+                reader.take("Q")  # offset in the data section
+                tensors.append(GgufTensor(name, dims, ggml_type))
+    except _Damaged as exc:
+        raise ModelError(f"{path}: damaged GGUF file: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot read the GGUF file ({getattr(exc, 'strerror', None) or exc})") from None
+    return GgufHeader(metadata, tuple(tensors))

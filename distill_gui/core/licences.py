@@ -243,20 +243,11 @@ def licence_from_card(text: str) -> DetectedLicence | None:
 
 
 def licence_from_gguf(file: Path) -> DetectedLicence | None:
-    """``general.license`` from a GGUF file's metadata, or None."""
-    try:
-        from gguf import GGUFReader
+    """``general.license`` from a GGUF file's metadata (read from the header in plain Python: gguf's GGUFReader
+    parses every field with numpy, seconds for a whole vocabulary), or None."""
+    from distill_gui.core.gguf_header import gguf_metadata
 
-        reader = GGUFReader(str(file), "r")
-        field = reader.get_field("general.license")
-    except Exception:  # noqa: BLE001 - a file the reader cannot parse simply names no licence
-        return None
-    if field is None:
-        return None
-    try:
-        value = field.contents()
-    except Exception:  # noqa: BLE001
-        return None
+    value = gguf_metadata(file, ("general.license",)).get("general.license")
     return DetectedLicence(key=normalise_key(value), source="GGUF general.license") if isinstance(value, str) and value else None
 
 

@@ -105,6 +105,8 @@ class ModelInfo:
     linear_dims_total: int
     """Sum of (in_features + out_features) over the linear layers LoRA would adapt ('all-linear'):
     a LoRA adapter of rank r adds ``r * linear_dims_total`` parameters."""
+    chat_template: bool | None = None
+    """Whether the tokenizer carries a chat template (None: not known)."""
 
     @property
     def embedding_params(self) -> int:
@@ -125,6 +127,10 @@ class ModelInfo:
         ]
         if self.disk_bytes:
             parts.append(f"{format_bytes(self.disk_bytes)} on disk ({self.disk_dtype})")
+        if self.source.gguf_file:
+            parts.append(f"{format_bytes(self.num_params * 4)} de-quantized (fp32)")
+        if self.chat_template is False:
+            parts.append("no chat template")
         return ", ".join(parts)
 
 
@@ -407,14 +413,24 @@ def _tokenizer_location(cfg: ModelConfig, source: ModelSource) -> tuple[str, dic
     return source.path, kwargs
 
 
-def load_tokenizer(cfg: ModelConfig, role: str, source: ModelSource | None = None) -> PreTrainedTokenizerBase:
-    """The model's tokenizer (from ``cfg.tokenizer``, the model folder or the GGUF file); pad falls back to eos."""
+def _tokenizer_class(cfg: ModelConfig, source: ModelSource) -> Any:
+    """AutoTokenizer, or for a local GGUF file the class AutoTokenizer would pick, called directly: AutoTokenizer
+    first parses the whole GGUF header for the config (about 15 s for a 135M model), the class alone does not."""
     from transformers import AutoTokenizer
 
+    if source.gguf_file and source.is_local and not cfg.tokenizer:
+        from distill_gui.core.gguf_describe import gguf_tokenizer_class
+
+        return gguf_tokenizer_class(Path(source.path) / source.gguf_file) or AutoTokenizer
+    return AutoTokenizer
+
+
+def load_tokenizer(cfg: ModelConfig, role: str, source: ModelSource | None = None) -> PreTrainedTokenizerBase:
+    """The model's tokenizer (from ``cfg.tokenizer``, the model folder or the GGUF file); pad falls back to eos."""
     source = source or resolve_source(cfg)
     location, kwargs = _tokenizer_location(cfg, source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=cfg.trust_remote_code, **kwargs)
+        tokenizer = _tokenizer_class(cfg, source).from_pretrained(location, trust_remote_code=cfg.trust_remote_code, **kwargs)
     except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
         raise ModelError(
             f"{location}: could not load the {role} tokenizer ({_first_line(exc)}); the folder needs tokenizer.json "
@@ -684,8 +700,8 @@ def _describe_key(cfg: ModelConfig, source: ModelSource) -> tuple | None:
 def describe_model(cfg: ModelConfig, role: str) -> ModelInfo:
     """Read a model's facts from its config and tokenizer without loading any weights.
 
-    About a second for a model folder; GGUF files take longer (transformers parses the whole GGUF
-    header twice, for the config and the tokenizer). Answers are cached per file and settings.
+    About a second for a model folder; a local GGUF file is described from its header alone
+    (:mod:`distill_gui.core.gguf_describe`, a second or two). Answers are cached per file and settings.
     """
     source = resolve_source(cfg)
     check_safety(source, cfg, role)
@@ -693,7 +709,12 @@ def describe_model(cfg: ModelConfig, role: str) -> ModelInfo:
     key = _describe_key(cfg, source)
     if key is not None and key in _DESCRIBE_CACHE:
         return _DESCRIBE_CACHE[key]
-    info = _describe(cfg, role, source)
+    if source.gguf_file and source.is_local:
+        from distill_gui.core.gguf_describe import describe_gguf
+
+        info = describe_gguf(cfg, role, source)  # the header alone: seconds where transformers takes a minute
+    else:
+        info = _describe(cfg, role, source)
     if key is not None:
         if len(_DESCRIBE_CACHE) >= _DESCRIBE_CACHE_SIZE:
             _DESCRIBE_CACHE.pop(next(iter(_DESCRIBE_CACHE)))
@@ -746,4 +767,5 @@ def _describe(cfg: ModelConfig, role: str, source: ModelSource) -> ModelInfo:
         disk_bytes=disk_bytes,
         num_linear_layers=num_linear,
         linear_dims_total=linear_dims,
+        chat_template=bool(getattr(tokenizer, "chat_template", None)),
     )
