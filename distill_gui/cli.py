@@ -198,6 +198,13 @@ def cmd_train(args) -> int:
     if args.strategy is not None:
         overrides.append(f"training.strategy={args.strategy}")
     config = load_config(args.config, overrides)
+    if args.recipe:  # the recipe's method, stages and data.mix; key=value overrides keep their values
+        from distill_gui.core import recipes
+
+        recipe = recipes.get(args.recipe)
+        config = recipes.apply(recipe, config, keep=tuple(item.split("=", 1)[0].strip() for item in overrides))
+        for need in recipes.unmet(recipes.check_needs(recipe, config)):
+            print(f"distill-gui: recipe {recipe.name}: {need.text}", file=sys.stderr)
     if args.dry_run:
         from distill_gui.core.config import dump_config
 
@@ -323,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=None, help="where run folders go (default: the user data dir)")
     p.add_argument("--events", choices=["text", "json"], default="text", help="json: one event per line on stdout, commands on stdin")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--recipe", default=None, metavar="NAME",
+                   help="follow a recipe: its method, stages and data.mix over the config's (traces, logit_kd, on_policy_kd, "
+                        "self_distill, traces_rlvr, synthetic; see distill_gui.core.recipes); key=value overrides still win")
     p.add_argument("--processes", type=int, default=None, metavar="N",
                    help="train in N processes, one per GPU, through accelerate launch (training.processes)")
     p.add_argument("--strategy", choices=STRATEGIES, default=None,
