@@ -28,6 +28,7 @@ LONG_TESTS = (
     "tests/core/test_compare.py::test_sampling_gives_pass_at_k_and_majority",
     "tests/reliability/test_live_run_writers.py",
     "tests/test_cli.py::test_train_under_a_distributed_launcher",
+    "tests/core/test_distributed_launch.py::test_two_processes",
 )
 
 
