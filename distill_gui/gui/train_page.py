@@ -78,6 +78,7 @@ class TrainPage(QWidget):
         self._pace: list[tuple[float, int]] = []
         self._start_blocked = ""
         self._resumable = False
+        self._devices_shown: tuple = ()
 
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("start")
@@ -256,11 +257,15 @@ class TrainPage(QWidget):
             return str(exc)
         return ""
 
+    def _devices_key(self) -> tuple:
+        return (self.processes.value(), self.strategy.currentData(), self._idle())
+
     @Slot()
     def _on_devices_edited(self) -> None:
         devices = getattr(self, "devices", None)
         if devices is None:
             return
+        self._devices_shown = self._devices_key()
         several = self.processes.value() > 1
         single = devices.single_reason()
         # One GPU: a second process has nowhere to run (the control stays usable to go back to 1).
@@ -304,6 +309,8 @@ class TrainPage(QWidget):
     def refresh(self) -> None:
         """Timer tick (~10 Hz): redraw a plot with new points, flush log lines, update the progress bar."""
         self.plots.refresh_next()
+        if self._devices_shown != self._devices_key():  # values shown from a loaded config emit no edit
+            self._on_devices_edited()
         if self._pending_log:
             self.log.appendPlainText("\n".join(self._pending_log))
             self._pending_log.clear()

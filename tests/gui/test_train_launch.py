@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox
 from distill_gui.core import distributed_launch
 from distill_gui.core.distributed_launch import Devices
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("propagateSizeHints")]
 
 
 def _valid_config(tmp_path: Path):
@@ -72,7 +72,7 @@ def test_one_process_starts_as_before(make_window, tmp_path, monkeypatch):
     assert "accelerate.commands.launch" not in watcher.argv and watcher.env == {}
 
 
-def test_one_gpu_disables_processes_and_says_why(make_window, tmp_path, monkeypatch):
+def test_one_gpu_disables_processes_and_says_why(make_window, qtbot, tmp_path, monkeypatch):
     window = make_window()
     window.set_config(_valid_config(tmp_path))
     page = window.train_page
@@ -85,10 +85,13 @@ def test_one_gpu_disables_processes_and_says_why(make_window, tmp_path, monkeypa
     config = _valid_config(tmp_path)
     config.training.processes = 2
     window.set_config(config)
-    assert processes.value() == 2 and processes.isEnabled(), "the user can go back to 1"
+    qtbot.waitUntil(processes.isEnabled)  # the user can go back to 1
+    assert processes.value() == 2
     assert "training.processes: 2 processes need 2 GPUs" in reason.text()
+    monkeypatch.setattr(distributed_launch, "devices", lambda: Devices(gpus=1, cpu_cores=16))  # what Start checks
     monkeypatch.setattr(window.controller, "_launch", lambda worker, attached: pytest.fail("must not start"))
     assert not window.start_run()
+    assert "training.processes: 2 processes need 2 GPUs" in window.train_page.state_label.text()
 
 
 def test_strategies_follow_the_gpus(make_window, monkeypatch):
