@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from distill_gui.core import config as cfg
 from distill_gui.gui.fields import ConfigBinder, add_fields, make_field_widget
+from distill_gui.gui.served_teacher_panel import ServedTeacherPanel
 from distill_gui.gui.settings import Settings
 
 MODEL_FIELDS = ["dtype", "device", "quantization", "attn_implementation", "gguf_file", "tokenizer", "revision", "trust_remote_code", "allow_pickle"]
@@ -107,14 +108,19 @@ class ModelChooser(QGroupBox):
         """Asks whether to run the model's Python files (role, files) -> bool; tests replace it."""
 
         layout = QVBoxLayout(self)
-        layout.addLayout(path_row)
-        layout.addWidget(self.summary)
+        self.local_parts = QWidget()
+        """What only a model on this machine has (hidden for a served teacher)."""
+        local = QVBoxLayout(self.local_parts)
+        local.setContentsMargins(0, 0, 0, 0)
+        local.addLayout(path_row)
+        local.addWidget(self.summary)
         self.licence = QLabel("")
         self.licence.setObjectName(f"{role}_licence")
         self.licence.setWordWrap(True)
         self.licence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.licence)
-        layout.addLayout(form)
+        local.addWidget(self.licence)
+        local.addLayout(form)
+        layout.addWidget(self.local_parts)
 
         if role == "student":
             lora_box = QGroupBox("LoRA adapters (QLoRA with 4-bit quantization)")
@@ -255,6 +261,9 @@ class ModelsPage(QWidget):
         super().__init__(parent)
         self.teacher = ModelChooser("teacher", binder, settings)
         self.student = ModelChooser("student", binder, settings)
+        self.served_teacher = ServedTeacherPanel(binder)
+        self.teacher.layout().insertWidget(0, self.served_teacher)
+        self.served_teacher.sig_mode_changed.connect(self.on_teacher_served)
 
         self.compatibility = QLabel("Choose a teacher and a student to compare their tokenizers.")
         self.compatibility.setObjectName("compatibility")
@@ -277,6 +286,15 @@ class ModelsPage(QWidget):
         pair = QGridLayout(pair_box)
         pair.addWidget(QLabel("<b>Tokenizers</b>"), 0, 0, Qt.AlignmentFlag.AlignTop)
         pair.addWidget(self.compatibility, 0, 1)
+        self.served_note = QLabel(
+            "The teacher is served: its tokenizer is checked when a KD run starts (the server must return log-probs of "
+            "given text and cut it into the student's tokens; otherwise soft-label KD is refused, and SFT on text the "
+            "server writes still works). The memory estimate counts no teacher weights for KD from its cache."
+        )
+        self.served_note.setObjectName("served_teacher_note")
+        self.served_note.setWordWrap(True)
+        self.served_note.setVisible(False)
+        pair.addWidget(self.served_note, 0, 1)
         pair.addWidget(QLabel("<b>Memory</b>"), 1, 0, Qt.AlignmentFlag.AlignTop)
         pair.addWidget(self.memory, 1, 1)
         buttons = QHBoxLayout()
@@ -301,6 +319,13 @@ class ModelsPage(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
+
+    @Slot(bool)
+    def on_teacher_served(self, served: bool) -> None:
+        """A served teacher has no local path, load settings or tokenizer verdict here: hidden, and the note says why."""
+        self.teacher.local_parts.setVisible(not served)
+        self.compatibility.setVisible(not served)
+        self.served_note.setVisible(served)
 
     def set_runs_root(self, root: str) -> None:
         self.teacher.runs_root = self.student.runs_root = str(root)
