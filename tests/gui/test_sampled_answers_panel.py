@@ -95,3 +95,11 @@ def test_model_text_is_shown_as_text_and_live_events_follow_the_run(qtbot):
     page.on_event(SamplesScored(step=10, method="rlvr", items=(ScoredSample(prompt="Q", completion="#### 2", correct=True,
                                                                            reward=1.0, reference="2"),)))
     assert panel.steps() == [1, 10] and panel.row_count() == 1  # the newest step follows the run
+
+
+def test_opening_a_run_folder_shows_its_sampled_answers(make_window, self_distill_run):
+    window = make_window()
+    window.open_run(str(self_distill_run.path))
+    panel = window.generations_page.sampled
+    assert panel.steps() == [1, 2] and panel.row_count() == 8
+    assert window.method_page.recipe.chosen == "self_distill"  # its config opens on its recipe
