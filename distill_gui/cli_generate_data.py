@@ -69,8 +69,6 @@ def cmd_generate_data(args) -> int:
 
     if bool(args.teacher) == bool(args.teacher_url):
         raise UserError("generate-data: give either --teacher (a local model) or --teacher-url (a served one)")
-    if getattr(args, "synthetic", 0) and args.teacher_url:
-        raise UserError("generate-data --synthetic labels with a local teacher; give --teacher (a served one writes plain traces)")
     if getattr(args, "synthetic", 0):  # new questions from the seed rows (distill_gui.cli_synthetic)
         from distill_gui.cli_synthetic import run_synthetic
 

@@ -6,6 +6,7 @@ teacher answers that at least 3 of them agree on)::
     distill-gui generate-data --synthetic 200 --generator numbers --teacher TEACHER --data gsm8k_seeds.jsonl \\
         --out synthetic.jsonl --num-samples 5 --temperature 0.8 --threshold 0.6
 
+A served teacher (``--teacher-url URL --teacher-model NAME``, requests in flight at once) does the same.
 Then train on it mixed with real data: ``data.mix: [{path: synthetic.jsonl, weight: 0.3}, {path: real.jsonl, weight: 0.7}]``.
 Interrupt it at any time and run the same command again: it continues where it stopped.
 """
@@ -53,7 +54,22 @@ def run_synthetic(args) -> int:
         system_prompt=args.system_prompt, seed=args.seed,
     )
     read_seeds(args.data, config)  # bad seed data is refused before the teacher loads
-    loaded = load_model(ModelConfig(path=args.teacher, device=args.device, dtype=args.dtype), role="teacher")
+    if args.teacher_url:  # a served teacher writes the questions and the answers
+        from distill_gui.core.served_teacher import ServedTeacher
+
+        model = ServedTeacher(args.teacher_url, model=args.teacher_model, api_key_env=args.api_key_env, api=args.api,
+                              concurrency=args.concurrency, rate_limit=args.rate_limit, timeout=args.timeout)
+        model.resolve_model()  # the server answers and has the model, before anything is written
+        tokenizer = None
+        if args.tokenizer:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        if args.api == "chat" and tokenizer is None and config.chat_template == "auto":
+            config.chat_template = "never"  # the server applies the chat template to the user message
+    else:
+        loaded = load_model(ModelConfig(path=args.teacher, device=args.device, dtype=args.dtype), role="teacher")
+        model, tokenizer = loaded.model, loaded.tokenizer
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -68,7 +84,7 @@ def run_synthetic(args) -> int:
         bar.refresh()
 
     try:
-        report = make_synthetic_data(loaded.model, loaded.tokenizer, args.data, args.out, config, progress=progress, stop=stop)
+        report = make_synthetic_data(model, tokenizer, args.data, args.out, config, progress=progress, stop=stop)
     finally:
         bar.close()
         signal.signal(signal.SIGINT, previous)

@@ -2,7 +2,9 @@
 
 A prompt is an :class:`~distill_gui.core.data.Example` (drawn from a data file, or typed and wrapped in
 the data's prompt format), rendered for each model with its own tokenizer, so models with different
-tokenizers meet on the same question. The GUI calls this from a background worker.
+tokenizers meet on the same question. A served model (``http://host:port/v1#MODEL``, an OpenAI-compatible
+server) answers through its chat API, the server applying its own chat template. The GUI calls this from a
+background worker.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ class ArenaPlayers:
         self._loaded: OrderedDict[str, Any] = OrderedDict()
 
     def _model(self, spec: str):
+        from distill_gui.core.served_teacher_config import is_served_spec, served_model_for_spec
+
         if spec in self._loaded:
             self._loaded.move_to_end(spec)
             return self._loaded[spec]
         from distill_gui.core.compare import CompareSettings, load_ref
         from distill_gui.core.model_refs import resolve
 
-        loaded = load_ref(resolve(spec), CompareSettings(device=self.device, chat_template=self.chat_template))
+        if is_served_spec(spec):  # a served model (URL#MODEL): nothing is loaded here
+            loaded = served_model_for_spec(spec)
+        else:
+            loaded = load_ref(resolve(spec), CompareSettings(device=self.device, chat_template=self.chat_template))
         self._loaded[spec] = loaded
         while len(self._loaded) > MAX_LOADED:
             self._loaded.popitem(last=False)
@@ -39,8 +46,12 @@ class ArenaPlayers:
         """The model's answer to ``example`` (greedy when ``temperature`` is 0)."""
         from distill_gui.core.data import render_prompt
         from distill_gui.core.generation import GenerationSettings, generate
+        from distill_gui.core.served_teacher import ServedTeacher
 
         loaded = self._model(spec)
+        if isinstance(loaded, ServedTeacher):  # the server applies its own chat template to the prompt
+            prompt = render_prompt(example, None, "never")
+            return loaded.complete(prompt, max_tokens=max_new_tokens, temperature=temperature, seed=seed).text
         prompt = render_prompt(example, loaded.tokenizer, self.chat_template)
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=1)
         return generate(loaded.model, loaded.tokenizer, [prompt], settings, seed=seed)[0][0]

@@ -34,3 +34,37 @@ def served_teacher_for(model: "ModelConfig", api: str = "completions", **options
 def describe(model: "ModelConfig") -> str:
     """``tiny at http://host/v1`` (or the server alone when no model is named), for messages and logs."""
     return f"{model.model or '(its first model)'} at {model.url.strip()}"
+
+
+# ---- A served model named on its own (compare, the arena): ``URL#MODEL``
+
+
+def is_served_spec(spec: str) -> bool:
+    """``spec`` names a served model: ``http(s)://host:port/v1`` with ``#MODEL`` (the server's model name) or without
+    (its first model), as compare and the arena take it besides folders, .gguf files and hub ids."""
+    return str(spec).strip().startswith(("http://", "https://"))
+
+
+def split_served_spec(spec: str) -> tuple[str, str]:
+    """(url, model) of a served model's spec (model '' when none is named)."""
+    url, _, model = str(spec).strip().partition("#")
+    return url.strip(), model.strip()
+
+
+def served_spec_label(spec: str) -> str:
+    """A short name for tables and votes: ``MODEL@host:port`` (``host:port`` when no model is named)."""
+    from urllib.parse import urlsplit
+
+    url, model = split_served_spec(spec)
+    host = urlsplit(url).netloc or url
+    return f"{model}@{host}" if model else host
+
+
+def served_model_for_spec(spec: str, api: str = "chat", **options: Any) -> "ServedTeacher":
+    """The client for a served model's spec; its model resolved (the server answers and has it)."""
+    from distill_gui.core.served_teacher import ServedTeacher
+
+    url, model = split_served_spec(spec)
+    served = ServedTeacher(url, model=model, api=api, **options)
+    served.resolve_model()
+    return served

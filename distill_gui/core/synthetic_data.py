@@ -231,7 +231,8 @@ def _first_question(text: str) -> str:
 def make_questions(model, tokenizer, seeds: Sequence[str], config: SyntheticConfig) -> tuple[list[NewQuestion], int]:
     """``config.count`` new distinct questions (fewer when the tries run out) and how many tries it took."""
     from distill_gui.core.data import Example, render_prompt
-    from distill_gui.core.generation import GenerationSettings, generate
+    from distill_gui.core.generation import GenerationSettings
+    from distill_gui.core.teacher_data import write_completions
 
     rng = random.Random(f"synthetic-{config.seed}")
     seen = {question_key(s) for s in seeds}
@@ -250,7 +251,7 @@ def make_questions(model, tokenizer, seeds: Sequence[str], config: SyntheticConf
             rendered = [
                 render_prompt(Example(prompt=p, completion=""), tokenizer, config.chat_template, config.system_prompt) for p in prompts
             ]
-            texts = generate(model, tokenizer, rendered, settings, seed=config.seed * 7919 + tries)
+            texts = write_completions(model, tokenizer, rendered, settings, seed=config.seed * 7919 + tries)
             batch = [NewQuestion(_first_question(t[0]), s) for t, s in zip(texts, sources)]
         else:
             batch = GENERATORS[config.generator](seeds, rng, want)
@@ -367,9 +368,15 @@ def make_synthetic_data(
     progress: Callable[[int, int], None] | None = None,
     stop: threading.Event | None = None,
 ) -> SyntheticReport:
-    """Make (or continue making) the synthetic dataset ``out`` from the seed rows in ``seeds_path``."""
+    """Make (or continue making) the synthetic dataset ``out`` from the seed rows in ``seeds_path``.
+
+    ``model`` is a local model with its ``tokenizer``, or a served teacher
+    (:class:`~distill_gui.core.served_teacher.ServedTeacher`, ``tokenizer`` None or one whose chat template
+    renders the prompts): it writes the new questions (fewshot) and the answers the labels are voted from.
+    """
     from distill_gui.core.data import Example, render_prompt
-    from distill_gui.core.generation import GenerationSettings, generate
+    from distill_gui.core.generation import GenerationSettings
+    from distill_gui.core.teacher_data import write_completions
 
     config = config or SyntheticConfig()
     out = Path(out)
@@ -412,7 +419,7 @@ def make_synthetic_data(
             )
             for i in batch
         ]
-        answers = generate(model, tokenizer, prompts, settings, seed=config.seed * 1_000_003 + batch[0])
+        answers = write_completions(model, tokenizer, prompts, settings, seed=config.seed * 1_000_003 + batch[0])
         for i, texts in zip(batch, answers):
             record = {"index": i, **label_question(questions[i], texts, config)}
             jsonl.append_line(labels_file, record)
