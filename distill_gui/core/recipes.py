@@ -173,7 +173,7 @@ RECIPES: tuple[Recipe, ...] = (
         summary="The teacher writes new questions like yours and labels them (verifier, or majority vote of its "
         "answers); the student is fine-tuned on your data mixed with them (the Phi-4 pattern).",
         method={"kind": "sft"},
-        needs=(TEACHER_WEIGHTS, SYNTHETIC_DATA),
+        needs=(TEACHER, SYNTHETIC_DATA),
         mixes=True,
         how="Make the synthetic questions first with the command below (resumable); data.mix mixes them with data.train.",
     ),
@@ -266,10 +266,15 @@ def synthetic_path(train: str) -> str:
 
 def synthetic_command(config: "RunConfig", out: str) -> str:
     """The ``distill-gui generate-data --synthetic`` command that makes ``out`` from the config's data and teacher."""
-    teacher = config.teacher.path or "TEACHER"
+    t = config.teacher
+    if t.url and not t.path:  # a served teacher writes the questions and the answers
+        teacher = f"--teacher-url {shlex.quote(t.url)}" + (f" --teacher-model {shlex.quote(t.model)}" if t.model else "")
+        teacher += f" --api-key-env {shlex.quote(t.api_key_env)}" if t.api_key_env else ""
+    else:
+        teacher = f"--teacher {shlex.quote(t.path or 'TEACHER')}"
     seeds = config.data.train or "SEEDS.jsonl"
     return (
-        f"distill-gui generate-data --synthetic {SYNTHETIC_QUESTIONS} --generator fewshot --teacher {shlex.quote(teacher)} "
+        f"distill-gui generate-data --synthetic {SYNTHETIC_QUESTIONS} --generator fewshot {teacher} "
         f"--data {shlex.quote(seeds)} --out {shlex.quote(out)} --num-samples 4 --temperature 0.8 --threshold 0.5"
     )
 
@@ -313,14 +318,18 @@ def check_needs(recipe: Recipe, config: "RunConfig", references: bool | None = N
     for need in recipe.needs:
         if need == TEACHER:
             met = bool(config.teacher.path or config.teacher.url)
-            text = (
-                "a teacher is set"
-                if met
-                else (
+            if met:
+                text = "a teacher is set"
+            elif recipe.mixes:
+                text = (
+                    "No teacher is set to write and label the synthetic questions: choose one on the Models page "
+                    "(teacher.path, or a served teacher.url)."
+                )
+            else:
+                text = (
                     "No teacher is set to write the traces: choose one on the Models page (teacher.path, or a served "
                     "teacher.url), unless data.train already holds the teacher's traces."
                 )
-            )
             out.append(NeedCheck(need, met, text))
         elif need == TEACHER_WEIGHTS:
             met = bool(config.teacher.path)

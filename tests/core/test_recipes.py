@@ -137,3 +137,13 @@ def test_the_traces_then_rlvr_recipe_trains_its_two_stages(tiny_pair, tiny_data,
     assert stages["02-rlvr"].load_config().method.kind == "rlvr"
     assert [e.step for e in events if isinstance(e, StepLogged)] == [1, 2]
     assert recipes.recipe_of(outcome.run.load_config()).name == "traces_rlvr"
+
+
+def test_a_served_teacher_makes_the_synthetic_data_through_its_server():
+    config = recipes.apply(recipes.get("synthetic"), RunConfig())
+    config.teacher.url, config.teacher.model = "http://localhost:11434/v1", "qwen2.5:7b"
+    config.data.train = "/data/seeds.jsonl"
+    command = recipes.synthetic_command(config, "/data/seeds.synthetic.jsonl")
+    assert "--teacher-url http://localhost:11434/v1 --teacher-model qwen2.5:7b" in command and "--teacher " not in command
+    checks = {c.need: c for c in recipes.check_needs(recipes.get("synthetic"), config)}
+    assert checks[recipes.TEACHER].met is True and checks[recipes.SYNTHETIC_DATA].met is False
