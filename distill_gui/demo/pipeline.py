@@ -5,12 +5,16 @@
 1. evaluate the shipped teacher on the test split;
 2. the teacher writes step-by-step traces for the training questions (which have final answers only);
    only traces whose answer verifies are kept;
+   with the continued method ``synthetic`` in the plan, the teacher also labels new questions by majority vote;
 3. for each of three random-initialised students (about 1/4, 1/10 and 1/30 of the teacher's
-   parameters), train three ways on the same budget (optimizer steps x batch size):
-   ``answer_sft`` (question -> ``#### N``, no reasoning), ``trace_sft`` (the verified teacher traces)
-   and ``trace_sft_kd`` (the same traces plus logit KD against the teacher);
+   parameters), and each initialisation seed, train three ways on the same budget (optimizer steps x
+   batch size): ``answer_sft`` (question -> ``#### N``, no reasoning), ``trace_sft`` (the verified
+   teacher traces) and ``trace_sft_kd`` (the same traces plus logit KD against the teacher); then
+   continue the trace-SFT student with each continued method (``demo/continued.py``) and with more
+   trace SFT for the same steps, the control they are compared with (budget rules: ``demo/plan.py``);
 4. evaluate every student on the test split (greedy, the same code as ``distill-gui eval``);
-5. write ``recovery.md``, ``recovery.csv`` and ``recovery.png`` into the demo's run folder.
+5. write ``recovery.md``, ``recovery.csv`` and ``recovery.png`` (mean and min-max over the seeds) into
+   the demo's run folder.
 
 Training goes through :func:`distill_gui.core.training.train`, so each student run is an ordinary run
 folder (under ``<demo folder>/runs/``) that the GUI can open.
@@ -24,86 +28,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from distill_gui.demo.recovery import RecoveryRow, to_text, with_recovery, write_all
-from distill_gui.resources import demo_dir as shipped_demo_dir
-
-METHODS = ("answer_sft", "trace_sft", "trace_sft_kd")
-
-
-@dataclass(frozen=True)
-class StudentSize:
-    """A student architecture (Llama, tied embeddings, the teacher's tokenizer)."""
-
-    name: str
-    hidden: int
-    layers: int
-    heads: int
-    mlp: int
-    learning_rate: float
-    """Peak learning rate: narrower models take larger steps (the same change of the function per step)."""
-
-
-# Wide and shallow: at equal parameters, fewer and wider layers learned this task far faster (single
-# runs, batch 32, test accuracy): ~0.9M parameters after 2,000 steps, 3 layers of 144: 84%, 4 of 128:
-# 60%; ~0.35M, 2 layers of 128: 71% after 2,000 steps; 2 of 112, 3 of 96, 6 of 64: 42-47% after 1,500-2,000.
-STUDENT_SIZES = (
-    StudentSize("student-L", hidden=144, layers=3, heads=4, mlp=432, learning_rate=1.5e-3),  # 1/4.0 (883,440 parameters)
-    StudentSize("student-M", hidden=128, layers=2, heads=4, mlp=192, learning_rate=2e-3),  # 1/10.3 (344,704 parameters)
-    StudentSize("student-S", hidden=64, layers=2, heads=4, mlp=128, learning_rate=3e-3),  # 1/30.8 (115,008 parameters)
+from distill_gui.demo.plan import (  # noqa: F401 - re-exported: the demo's public names
+    BASE_METHODS,
+    CONTINUED_METHODS,
+    METHODS,
+    STUDENT_SIZES,
+    DemoPlan,
+    StudentSize,
 )
-
-
-@dataclass
-class DemoPlan:
-    """Budgets of one demo run (``quick()`` and ``full()`` are the two presets)."""
-
-    quick: bool = False
-    trace_prompts: int = 8000
-    """Training questions the teacher writes traces for (the answer-only students see the same questions)."""
-    test_rows: int = 500
-    """Test problems every model is scored on."""
-    steps: int = 2000
-    """Optimizer steps per student and method: the same budget for every size and method."""
-    batch_size: int = 32
-    learning_rate: float | None = None
-    """One peak learning rate for every size; None gives each size its own (``StudentSize.learning_rate``)."""
-    warmup_steps: int = 50
-    kd_alpha: float = 0.5
-    """Weight of the logit-KD term in trace_sft_kd (the trace cross-entropy gets 1 - alpha)."""
-    kd_temperature: float = 1.0
-    kd_top_k: int = 16
-    """Teacher tokens kept per position in the offline teacher cache (plus a tail bucket for the rest)."""
-    max_new_tokens: int = 56
-    gen_batch_size: int = 64
-    eval_batch_size: int = 100
-    seed: int = 0
-    sizes: tuple[StudentSize, ...] = field(default=STUDENT_SIZES)
-
-    @classmethod
-    def full(cls) -> "DemoPlan":
-        return cls()
-
-    @classmethod
-    def create_quick(cls) -> "DemoPlan":
-        return cls(quick=True, trace_prompts=256, test_rows=100, steps=80, batch_size=16, learning_rate=3e-3, warmup_steps=10)
-
-    @property
-    def budget_rows(self) -> int:
-        return self.steps * self.batch_size
-
-    def estimate_seconds(self) -> float:
-        """Expected wall time on 2 free CPU cores, from times measured there (a busy machine is slower)."""
-        # Seconds per optimizer step at batch 32 for the three sizes (large, medium, small), bf16
-        # autocast, eager attention. Logit KD reads the offline teacher cache, so it costs about what
-        # trace SFT costs; answer-only rows are shorter (no trace).
-        per_step = {"answer_sft": (0.113, 0.065, 0.045), "trace_sft": (0.14, 0.08, 0.056), "trace_sft_kd": (0.14, 0.085, 0.06)}
-        train = sum(self.steps * (self.batch_size / 32) * cost for m in METHODS for cost in per_step[m][: len(self.sizes)])
-        setup = 5.0 * len(self.sizes) * len(METHODS)
-        evals = (1 + len(self.sizes) * len(METHODS)) * self.test_rows * 0.025
-        generation = self.trace_prompts * 0.0175
-        cache = self.trace_prompts * 0.004
-        return 10 + train + setup + evals + generation + cache
-
+from distill_gui.demo.recovery import RecoveryRow, aggregate, to_text, with_recovery, write_all
+from distill_gui.resources import demo_dir as shipped_demo_dir
 
 # ---- Steps -------------------------------------------------------------------------------------------
 
@@ -147,7 +81,7 @@ def build_student(size: StudentSize, teacher_dir: Path, out: Path, seed: int) ->
 
 
 def student_config(plan: DemoPlan, method: str, student: Path, teacher: Path, data: Path, name: str,
-                   teacher_cache: Path | None = None, learning_rate: float | None = None):
+                   teacher_cache: Path | None = None, learning_rate: float | None = None, seed: int | None = None):
     """The run configuration of one student and method.
 
     Logit KD reads the teacher from an offline top-k cache (``teacher_cache``, shared by the three
@@ -167,7 +101,7 @@ def student_config(plan: DemoPlan, method: str, student: Path, teacher: Path, da
         "training": {
             "max_steps": plan.steps, "batch_size": plan.batch_size, "learning_rate": learning_rate or plan.learning_rate or STUDENT_SIZES[1].learning_rate,
             "weight_decay": 0.1, "warmup_steps": plan.warmup_steps, "lr_scheduler": "cosine",
-            "precision": "auto", "seed": plan.seed, "logging_steps": max(1, plan.steps // 20),
+            "precision": "auto", "seed": plan.seed if seed is None else seed, "logging_steps": max(1, plan.steps // 20),
             "save_steps": 0, "save_total_limit": 1, "sample_steps": 0,
         },
     })
@@ -203,6 +137,8 @@ class DemoResult:
     kept: int
     generated: int
     quick: bool = False
+    skipped: list[dict] = field(default_factory=list)
+    """Continued runs that refused their student (model, method, seed, reason)."""
 
 
 def run_demo(
@@ -217,9 +153,12 @@ def run_demo(
     from tqdm import tqdm
 
     from distill_gui.core.data import load_examples
+    from distill_gui.core.errors import UserError
     from distill_gui.core.teacher_data import TeacherDataConfig, generate_dataset, load_source
     from distill_gui.core.training import train
+    from distill_gui.demo.continued import continued_config, make_synthetic
 
+    plan.validate()
     started = time.time()
     demo_dir = Path(demo_dir) if demo_dir else shipped_demo_dir()
     teacher_dir, train_file, test_file = demo_dir / "teacher", demo_dir / "train.jsonl", demo_dir / "test.jsonl"
@@ -251,48 +190,88 @@ def run_demo(
                               progress=lambda done, total: (setattr(bar, "n", done), bar.refresh()))
     bar.close()
     log(f"      kept {report.kept}/{report.generated} traces ({report.kept_fraction:.1%})")
-    del teacher
     answers = _write_answer_only(train_file, folder / "answers.jsonl", plan.trace_prompts)
     data_for = {"answer_sft": answers, "trace_sft": folder / "traces.jsonl", "trace_sft_kd": folder / "traces.jsonl"}
 
-    # 3-4. Students: same initialisation and budget for the three methods of a size.
-    log(f"[3/4] training {len(plan.sizes)} students x {len(METHODS)} methods, {plan.steps} steps of {plan.batch_size} rows each")
-    for s, size in enumerate(plan.sizes):
-        init = folder / "students" / size.name / "init"
-        params = build_student(size, teacher_dir, init, seed=plan.seed + 1 + s)
-        for method in METHODS:
-            config = student_config(plan, method, init, teacher_dir, data_for[method], f"{size.name}-{method}",
-                                    teacher_cache=folder / "teacher_cache.safetensors",
-                                    learning_rate=plan.learning_rate or size.learning_rate)
-            on_event, close = _step_bar(f"{size.name} {method}", plan.steps, progress)
-            try:
-                outcome = train(config, runs_root=folder / "runs", on_event=on_event)
-            finally:
-                close()
-            if outcome.final_path is None:
-                raise RuntimeError(f"{size.name} {method}: training ended {outcome.state}: {outcome.reason}")
-            model, student_tok, _ = _load(outcome.final_path, "student")
-            accuracy, speed = _evaluate(model, student_tok, test_examples, plan)
-            rows.append(RecoveryRow(size.name, params, method, accuracy, speed))
-            log(f"      {size.name} ({params:,} params, 1/{teacher_params / params:.0f}) {method}: accuracy {accuracy:.1%}  [{outcome.run.path.name}]")
-            _write_partial(folder, rows)
+    synthetic = None
+    if "synthetic" in plan.continued_methods:
+        log(f"      the teacher labels {plan.synthetic_questions} new questions (numbers re-drawn; majority of "
+            f"{plan.synthetic_samples} answers, kept at {plan.synthetic_threshold:.0%} agreement)")
+        bar = tqdm(total=plan.synthetic_questions, desc="synthetic", unit="question", leave=False, disable=not progress)
+        synthetic_report = make_synthetic(teacher, tokenizer, answers, folder / "synthetic.jsonl", plan,
+                                          progress=lambda done, total: (setattr(bar, "n", done), bar.refresh()))
+        bar.close()
+        synthetic = folder / "synthetic.jsonl"
+        log(f"      {synthetic_report.summary()}")
+    del teacher
+
+    # 3-4. Students: same initialisation and budget for every method of a size and seed.
+    trained = plan.trained_methods
+    skipped: list[dict] = []
+    log(f"[3/4] training {len(plan.sizes)} students x {len(trained)} methods x {plan.seeds} seed{'s' if plan.seeds > 1 else ''}: "
+        f"{plan.steps} steps of {plan.batch_size} rows (base), {plan.continue_steps} more (continued)")
+    for k in range(plan.seeds):
+        for s, size in enumerate(plan.sizes):
+            tag = f"-seed{k}" if plan.seeds > 1 else ""
+            init = folder / "students" / size.name / (f"seed{k}" if plan.seeds > 1 else "") / "init"
+            params = build_student(size, teacher_dir, init, seed=plan.seed + 1 + s + 1000 * k)
+            lr = plan.learning_rate or size.learning_rate
+            finals: dict[str, Path] = {}
+            for method in trained:
+                name = f"{size.name}-{method}{tag}"
+                if method in BASE_METHODS:
+                    config = student_config(plan, method, init, teacher_dir, data_for[method], name,
+                                            teacher_cache=folder / "teacher_cache.safetensors", learning_rate=lr, seed=plan.seed + k)
+                else:
+                    config = continued_config(plan, method, finals["trace_sft"], teacher_dir, folder / "traces.jsonl", answers,
+                                              synthetic, name, lr, seed=plan.seed + k)
+                steps = plan.steps if method in BASE_METHODS else plan.continue_steps
+                on_event, close = _step_bar(f"{size.name} {method}{tag}", steps, progress)
+                try:
+                    outcome = train(config, runs_root=folder / "runs", on_event=on_event)
+                except UserError as exc:
+                    if method in BASE_METHODS:
+                        raise
+                    # A continued method can refuse a weak student (self-distillation with no correct answer to
+                    # keep): the row is left out and the reason kept, the rest of the demo goes on.
+                    skipped.append({"model": size.name, "method": method, "seed": k, "reason": str(exc)})
+                    log(f"      {size.name} {method}{tag}: skipped: {exc}")
+                    continue
+                finally:
+                    close()
+                if outcome.final_path is None:
+                    raise RuntimeError(f"{name}: training ended {outcome.state}: {outcome.reason}")
+                finals[method] = Path(outcome.final_path)
+                model, student_tok, _ = _load(outcome.final_path, "student")
+                accuracy, speed = _evaluate(model, student_tok, test_examples, plan)
+                rows.append(RecoveryRow(size.name, params, method, accuracy, speed))
+                log(f"      {size.name} ({params:,} params, 1/{teacher_params / params:.0f}) {method}{tag}: accuracy {accuracy:.1%}  "
+                    f"[{outcome.run.path.name}]")
+                _write_partial(folder, rows)
 
     # 5. The table.
     log("[4/4] recovery table")
-    rows = with_recovery(rows)
-    title = f"Recovery on the demo task ({len(test_examples)} test problems, {plan.steps} steps x {plan.batch_size} rows per student)"
-    write_all(rows, folder, title)
+    per_seed = rows
+    rows = with_recovery(aggregate(rows))
+    title = (f"Recovery on the demo task ({len(test_examples)} test problems, {plan.steps} steps x {plan.batch_size} rows per student"
+             + (f", continued methods +{plan.continue_steps} steps" if plan.continued_methods else "")
+             + (f"; mean and min-max of {plan.seeds} seeds" if plan.seeds > 1 else "") + ")")
+    paths = write_all(rows, folder, title)
+    if skipped:
+        with open(paths["md"], "a", encoding="utf-8") as fh:
+            fh.write("\nSkipped:\n\n" + "".join(f"- {x['model']} {x['method']} (seed {x['seed']}): {x['reason']}\n" for x in skipped))
     seconds = time.time() - started
     (folder / "results.json").write_text(json.dumps({
-        "rows": [asdict(r) for r in rows], "seconds": round(seconds, 1), "kept": report.kept,
+        "rows": [asdict(r) for r in rows], "per_seed": [asdict(r) for r in with_recovery(per_seed)], "skipped": skipped,
+        "seconds": round(seconds, 1), "kept": report.kept,
         "generated": report.generated, "plan": asdict(plan),
     }, indent=2), encoding="utf-8")
-    return DemoResult(folder, rows, seconds, report.kept, report.generated, plan.quick)
+    return DemoResult(folder, rows, seconds, report.kept, report.generated, plan.quick, skipped)
 
 
 def _write_partial(folder: Path, rows: list[RecoveryRow]) -> None:
     """Keep the rows measured so far (a stopped demo still shows what it had)."""
-    rows = with_recovery(rows)
+    rows = with_recovery(aggregate(rows))
     (folder / "results.partial.json").write_text(json.dumps([asdict(r) for r in rows], indent=2), encoding="utf-8")
 
 
@@ -304,4 +283,5 @@ def format_result(result: DemoResult) -> str:
     if result.quick:
         goals += ("\n(--quick trains each student for a few dozen steps: it shows the pipeline, and the goals are "
                   "for the full demo's budget.)\n")
-    return to_text(result.rows) + goals
+    skipped = "".join(f"skipped: {x['model']} {x['method']} (seed {x['seed']}): {x['reason']}\n" for x in result.skipped)
+    return to_text(result.rows) + goals + skipped
