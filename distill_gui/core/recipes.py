@@ -332,15 +332,24 @@ def check_needs(recipe: Recipe, config: "RunConfig", references: bool | None = N
                 )
             out.append(NeedCheck(need, met, text))
         elif need == TEACHER_WEIGHTS:
-            met = bool(config.teacher.path)
-            text = (
-                "the teacher's weights are set"
-                if met
-                else (
-                    "No teacher weights: choose a teacher on the Models page (teacher.path). This recipe reads the teacher's "
-                    "own model; a served teacher (teacher.url) only writes text."
+            on_policy = _on_policy(recipe.method) > 0
+            cached = bool(config.teacher.url) and not on_policy and bool(getattr(config.method.kd, "cache_teacher", False))
+            met = bool(config.teacher.path) or cached
+            if config.teacher.path:
+                text = "the teacher's weights are set"
+            elif cached:
+                text = "the served teacher fills the teacher cache (method.kd.cache_teacher)"
+            elif config.teacher.url and not on_policy:
+                text = (
+                    "No teacher weights: logit KD needs the teacher's next-token distributions. Choose a local teacher "
+                    "(teacher.path), or turn on method.kd.cache_teacher so the served teacher's log-probabilities fill the cache."
                 )
-            )
+            else:
+                text = (
+                    "No teacher weights: choose a local teacher on the Models page (teacher.path). This recipe scores "
+                    "tokens with the teacher's own model"
+                    + (", the student's own answers included; a served teacher cannot." if on_policy else ".")
+                )
             out.append(NeedCheck(need, met, text))
         elif need == REFERENCES:
             found = references

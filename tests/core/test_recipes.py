@@ -99,7 +99,10 @@ def test_a_missing_teacher_or_checker_is_named():
     assert need.met is False and "teacher.path" in need.text
     config.teacher.url = "http://localhost:11434/v1"
     assert recipes.check_needs(recipes.get("traces"), config)[0].met is True  # a served teacher writes traces
-    assert recipes.check_needs(recipes.get("logit_kd"), config)[0].met is False  # but gives no logits here
+    assert recipes.check_needs(recipes.get("logit_kd"), config)[0].met is False  # its log-probs need the teacher cache
+    config.method.kd.cache_teacher = True
+    assert recipes.check_needs(recipes.get("logit_kd"), config)[0].met is True
+    assert recipes.check_needs(recipes.get("on_policy_kd"), config)[0].met is False  # the student's answers need the model
     sd = recipes.apply(recipes.get("self_distill"), RunConfig())
     sd.method.self_distill.checker = "nonsense"
     checks = {c.need: c for c in recipes.check_needs(recipes.get("self_distill"), sd)}
