@@ -126,6 +126,7 @@ def _run_training(args, config=None, run=None, resume=False) -> int:
     from distill_gui.core import distributed_launch
     from distill_gui.core.training import RunControl, train
 
+    distributed_launch.prepare_process()
     control = RunControl()
     reporter = JsonEventWriter() if args.events == "json" else ConsoleReporter()
     previous = _install_signal_handlers(control)

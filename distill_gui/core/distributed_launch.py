@@ -14,8 +14,9 @@ Strategies (``training.strategy``):
 
 * ``ddp`` — every process holds the whole student; gradients are averaged. GPUs, or CPU processes
   (gloo) on a machine without a GPU, which is how the tests run it.
-* ``fsdp`` — the student's weights, gradients and optimizer state are split across GPUs. GPUs only:
-  accelerate (1.x) runs CPU processes as plain DDP whatever the config says, so it is refused there.
+* ``fsdp`` — the student's weights, gradients and optimizer state are split across the processes
+  (FSDP2). On GPUs as accelerate does it; on CPU processes (gloo), which accelerate (1.x) would quietly
+  run as DDP, :func:`prepare_process` lets it shard for real, so FSDP can be tried and tested anywhere.
 * ``deepspeed`` — DeepSpeed ZeRO stage 2; GPUs only, offered when the ``deepspeed`` package is installed.
 
 This module imports no torch: the app asks it what the machine offers before torch is loaded.
@@ -43,10 +44,9 @@ STRATEGY_TITLES = {"ddp": "DDP (data parallel)", "fsdp": "FSDP (fully sharded)",
 STRATEGY_HELP = {
     "ddp": "Every process holds the whole student and trains on its share of each batch; the gradients are "
     "averaged. The simple choice when the student fits on one device.",
-    "fsdp": "The student's weights, gradients and optimizer state are split across the GPUs, so a student too "
-    "big for one GPU can train. GPUs only.",
-    "deepspeed": "DeepSpeed ZeRO stage 2: optimizer state and gradients are split across the GPUs. GPUs only; "
-    "needs the deepspeed package.",
+    "fsdp": "The student's weights, gradients and optimizer state are split across the processes, so a student "
+    "too big for one GPU can train. On CPU processes it works too, slowly (for trying it).",
+    "deepspeed": "DeepSpeed ZeRO stage 2: optimizer state and gradients are split across the GPUs. GPUs only; needs the deepspeed package.",
 }
 ACCELERATE_CONFIG_NAME = "accelerate.yaml"
 OUTCOME_NAME = "outcome.json"
@@ -110,9 +110,9 @@ class Devices:
         return max(2, min(self.cpu_cores, MAX_CPU_PROCESSES))
 
     def strategies(self) -> tuple[str, ...]:
-        """The strategies that run here: DDP; FSDP on GPUs; DeepSpeed on GPUs when installed."""
+        """The strategies that run here: DDP and FSDP; DeepSpeed on GPUs when installed."""
         if self.on_cpu:
-            return ("ddp",)
+            return ("ddp", "fsdp")
         return ("ddp", "fsdp") + (("deepspeed",) if deepspeed_installed() else ())
 
     def single_reason(self) -> str:
@@ -154,14 +154,16 @@ def check_launch(training: Any, here: Devices | None = None) -> None:
     here = here or devices()
     if processes > here.max_processes:
         if here.gpus == 1:
-            raise LaunchError(f"training.processes: {processes} processes need {processes} GPUs; only one is visible. Set training.processes: 1")
+            raise LaunchError(
+                f"training.processes: {processes} processes need {processes} GPUs; only one is visible. Set training.processes: 1"
+            )
         where = f"{here.gpus} GPUs are visible" if here.gpus else f"this CPU-only machine runs at most {here.max_processes} processes"
         raise LaunchError(f"training.processes: {processes} is more than this machine runs ({where}); set at most {here.max_processes}")
     if strategy not in here.strategies():
         if strategy == "deepspeed" and not here.on_cpu:
             why = "the deepspeed package is not installed (pip install deepspeed), or choose ddp or fsdp"
         else:
-            why = "it runs on GPUs only (accelerate runs CPU processes as DDP); use training.strategy: ddp on this machine"
+            why = "it runs on GPUs only; use training.strategy: ddp or fsdp on this machine"
         raise LaunchError(f"training.strategy: {strategy} cannot run here: {why}")
 
 
@@ -289,6 +291,39 @@ def record_launch(run_dir: str | Path) -> None:
         atomic_files.write_text(target, source.read_text(encoding="utf-8"))
 
 
+def prepare_process() -> None:
+    """In a launched process, before the Trainer makes its Accelerator: FSDP on CPU processes shards for real.
+
+    accelerate (1.x) honours an FSDP launch only on GPU-like devices; on CPU processes it sets up plain
+    DDP and drops the FSDP plugin. torch's FSDP2 (``fully_shard``) runs on CPU with gloo, so here the
+    accelerator state built for such a launch is switched to FSDP with the plugin it was given.
+    """
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() != "true" or not under_launcher():
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedType
+
+    if getattr(AcceleratorState.__init__, "_distill_gui_cpu_fsdp", False):
+        return
+    original = AcceleratorState.__init__
+    seen: dict[str, Any] = {}
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)  # every call copies the process state (MULTI_CPU) over the shared one
+        plugin = kwargs.get("fsdp_plugin") or seen.get("plugin")
+        if plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            seen["plugin"] = plugin
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = plugin
+
+    init._distill_gui_cpu_fsdp = True  # type: ignore[attr-defined]
+    AcceleratorState.__init__ = init
+
+
 def write_outcome(state: str, run_dir: str | Path) -> None:
     """Tell the command that launched this run how it ended (main process)."""
     folder = launch_dir()
@@ -324,6 +359,7 @@ __all__ = [
     "launch_command",
     "needs_launch",
     "prepare_launch",
+    "prepare_process",
     "read_outcome",
     "record_launch",
     "under_launcher",

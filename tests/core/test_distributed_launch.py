@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from distill_gui.core import distributed_launch
@@ -45,8 +46,7 @@ def test_settings_default_to_one_process_and_are_checked():
         (ONE_GPU, 2, "ddp", "training.processes: 2 processes need 2 GPUs; only one is visible"),
         (FOUR_GPUS, 8, "ddp", "training.processes: 8 is more than this machine runs (4 GPUs are visible); set at most 4"),
         (CPU, 9, "ddp", "at most 2"),
-        (CPU, 2, "fsdp", "training.strategy: fsdp cannot run here: it runs on GPUs only"),
-        (CPU, 2, "deepspeed", "training.strategy: deepspeed cannot run here: it runs on GPUs only"),
+        (CPU, 2, "deepspeed", "training.strategy: deepspeed cannot run here: it runs on GPUs only; use training.strategy: ddp or fsdp"),
     ],
 )
 def test_what_the_machine_cannot_run_is_refused_naming_the_setting(devices, processes, strategy, message):
@@ -62,7 +62,7 @@ def test_deepspeed_is_offered_only_when_installed(monkeypatch):
     monkeypatch.setattr(distributed_launch, "deepspeed_installed", lambda: True)
     assert FOUR_GPUS.strategies() == ("ddp", "fsdp", "deepspeed")
     check_launch(TrainingConfig(processes=2, strategy="deepspeed"), FOUR_GPUS)
-    assert CPU.strategies() == ("ddp",)
+    assert CPU.strategies() == ("ddp", "fsdp")
 
 
 def test_one_process_and_processes_already_launched_need_no_check(monkeypatch):
@@ -92,7 +92,7 @@ def test_prepare_launch_writes_the_config_and_the_command(tmp_path):
     assert written["num_processes"] == 2
     assert launch.env[distributed_launch.LAUNCHED_ENV] == "1" and launch.env[distributed_launch.LAUNCH_DIR_ENV] == str(tmp_path)
     with pytest.raises(LaunchError):
-        distributed_launch.prepare_launch(TrainingConfig(processes=2, strategy="fsdp"), tmp_path / "no", ["train"], CPU)
+        distributed_launch.prepare_launch(TrainingConfig(processes=2, strategy="deepspeed"), tmp_path / "no", ["train"], CPU)
     assert not (tmp_path / "no").exists(), "a refused launch writes nothing"
 
 
@@ -153,36 +153,42 @@ LOSS_TOLERANCE = 1e-4
 
 
 @pytest.mark.slow
-def test_two_processes_of_ddp_train_like_one_with_the_same_global_batch(tmp_path, kd_config):
+def test_two_processes_of_ddp_and_of_fsdp_train_like_one_with_the_same_global_batch(tmp_path, kd_config):
+    from safetensors.torch import load_file
+
     from distill_gui.core.runs import RunDir
 
     one = subprocess.run(_cli("train", str(kd_config), "--runs-dir", str(tmp_path / "one"), "training.batch_size=8"),
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run(_cli("train", str(kd_config), "--processes", "2", "--strategy", "ddp", "--runs-dir", str(tmp_path / "two"),
-                              "training.batch_size=4"), capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert two.returncode == 0, two.stderr[-3000:]
-    assert "starting 2 processes (ddp) through accelerate launch" in two.stderr
-    expected, got = _losses(tmp_path / "one"), _losses(tmp_path / "two")
-    print("one process, batch 8:  ", expected)
-    print("two processes, batch 4:", got)
-    assert len(got) == len(expected) == 3
-    assert got == pytest.approx(expected, rel=LOSS_TOLERANCE)
-    run = RunDir(next((tmp_path / "two").iterdir()))
-    assert run.status()["state"] == "finished" and run.final_model() is not None
-    written = yaml.safe_load((run.path / "accelerate.yaml").read_text(encoding="utf-8"))
-    assert written["num_processes"] == 2 and written["distributed_type"] == "MULTI_GPU"
-    assert run.load_config().training.processes == 2, "the run folder's config re-runs the same way"
-    assert two.stdout.strip().splitlines() == [str(run.path)], "the folder is printed once, by the main process"
-
-
-@pytest.mark.skipif(distributed_launch.visible_gpus() > 1, reason="FSDP runs on this machine's GPUs")
-def test_fsdp_on_cpu_is_refused_before_any_process_starts(tmp_path, kd_config):
-    from distill_gui.cli import main
-
-    runs = tmp_path / "runs"
-    assert main(["train", str(kd_config), "--processes", "2", "--strategy", "fsdp", "--runs-dir", str(runs)]) == 2
-    assert not runs.exists()
+    expected = _losses(tmp_path / "one")
+    expected_weights = load_file(str(RunDir(next((tmp_path / "one").iterdir())).final_model() / "model.safetensors"))
+    print("one process, batch 8:     ", expected)
+    for strategy in ("ddp", "fsdp"):
+        runs = tmp_path / strategy
+        two = subprocess.run(_cli("train", str(kd_config), "--processes", "2", "--strategy", strategy, "--runs-dir", str(runs),
+                                  "training.batch_size=4", "training.save_steps=2"),
+                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert two.returncode == 0, two.stderr[-3000:]
+        assert f"starting 2 processes ({strategy}) through accelerate launch" in two.stderr
+        got = _losses(runs)
+        print(f"two processes, batch 4, {strategy}:", got)
+        assert len(got) == len(expected) == 3
+        assert got == pytest.approx(expected, rel=LOSS_TOLERANCE), strategy
+        run = RunDir(next(runs.iterdir()))
+        assert run.status()["state"] == "finished" and run.final_model() is not None
+        weights = load_file(str(run.final_model() / "model.safetensors"))
+        assert weights.keys() == expected_weights.keys()
+        for key, value in expected_weights.items():
+            torch.testing.assert_close(weights[key], value, rtol=LOSS_TOLERANCE, atol=1e-6, msg=f"{strategy}: {key}")
+        written = yaml.safe_load((run.path / "accelerate.yaml").read_text(encoding="utf-8"))
+        assert written["num_processes"] == 2 and written["distributed_type"] == {"ddp": "MULTI_GPU", "fsdp": "FSDP"}[strategy]
+        assert run.load_config().training.processes == 2, "the run folder's config re-runs the same way"
+        assert two.stdout.strip().splitlines() == [str(run.path)], "the folder is printed once, by the main process"
+        checkpoint = run.latest_checkpoint()
+        assert sorted(p.name for p in checkpoint.glob("rng_state*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]
+        # The Trainer saved through FSDP (sharded weights gathered), not through DDP.
+        assert (checkpoint / "pytorch_model_fsdp.bin").is_file() == (strategy == "fsdp")
 
 
 def _events(runs: Path) -> list[dict]:

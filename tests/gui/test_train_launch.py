@@ -44,7 +44,7 @@ def test_two_cpu_processes_start_through_accelerate_launch(make_window, tmp_path
     processes = window.findChild(QSpinBox, "training.processes")
     strategy = window.findChild(QComboBox, "training.strategy")
     assert processes.isEnabled() and not strategy.isEnabled()  # a strategy matters from 2 processes on
-    assert [strategy.itemData(i) for i in range(strategy.count())] == ["ddp"], "without a GPU only DDP runs"
+    assert [strategy.itemData(i) for i in range(strategy.count())] == ["ddp", "fsdp"], "without a GPU: no DeepSpeed"
     processes.setValue(2)
     assert strategy.isEnabled()
     assert "2 processes through accelerate launch" in window.findChild(QLabel, "devices_reason").text()

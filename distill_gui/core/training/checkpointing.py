@@ -59,13 +59,22 @@ def commit_saved(setup: Any, model: Any, step: int) -> None:
 
 
 def save_final(trainer: Any, setup: Any) -> Path:
-    """Write the trained student to checkpoints/final (merged weights for LoRA when possible)."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if not all_finite(model):
-        raise Diverged("non-finite weights at the end of training; the final model was not written")
+    """Write the trained student to checkpoints/final (merged weights for LoRA when possible).
+
+    Called on every process: under FSDP the whole weights are gathered from all of them (a collective);
+    only the main process writes.
+    """
     target = setup.run.final_dir
+    gathered = trainer.accelerator.get_state_dict(trainer.model) if getattr(trainer, "is_fsdp_enabled", False) else None
+    if not setup.procs.is_main:
+        return target
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if not (all_finite(model) if gathered is None else _all_finite_tensors(gathered.values())):
+        raise Diverged("non-finite weights at the end of training; the final model was not written")
     with ckpt.atomic_checkpoint(target, {"step": trainer.state.global_step, "final": True}) as staging:
-        if hasattr(model, "merge_and_unload") and setup.config.student.quantization == "none":
+        if gathered is not None:
+            model.save_pretrained(staging, state_dict=gathered)
+        elif hasattr(model, "merge_and_unload") and setup.config.student.quantization == "none":
             model.save_pretrained(staging / "adapter")
             merged = model.merge_and_unload()
             merged.save_pretrained(staging)
@@ -74,6 +83,12 @@ def save_final(trainer: Any, setup: Any) -> Path:
         setup.tokenizer.save_pretrained(staging)
         save_config(setup.config, staging / "distill_config.yaml")
     return target
+
+
+def _all_finite_tensors(tensors: Any) -> bool:
+    import torch
+
+    return all(torch.isfinite(t).all() for t in tensors if t.dtype.is_floating_point)
 
 
 def checkpoint_step(checkpoint: Path) -> int:

@@ -200,7 +200,7 @@ def _train_in_folder(setup: RunSetup, prepared: Any, run: RunDir, resume: bool) 
             trainer.evaluate()
         if config.training.sample_steps:
             setup.emit_samples(trainer.model, step)
-        final = save_final(trainer, setup) if procs.is_main else run.final_dir
+        final = save_final(trainer, setup)  # every process: FSDP gathers the weights from all of them
         procs.barrier()
         emit(RunFinished(step=step, final_path=str(final), elapsed_s=time.time() - bridge.start_time))
         return RunOutcome(run=run, state="finished", step=step, final_path=final)
