@@ -25,7 +25,7 @@ class ArenaPlayers:
         self._loaded: OrderedDict[str, Any] = OrderedDict()
 
     def _model(self, spec: str):
-        from distill_gui.core.served_teacher_config import is_served_spec, served_model_for_spec
+        from distill_gui.core.served_teacher_config import is_served_spec, served_api, served_model_for_spec
 
         if spec in self._loaded:
             self._loaded.move_to_end(spec)
@@ -34,7 +34,7 @@ class ArenaPlayers:
         from distill_gui.core.model_refs import resolve
 
         if is_served_spec(spec):  # a served model (URL#MODEL): nothing is loaded here
-            loaded = served_model_for_spec(spec)
+            loaded = served_model_for_spec(spec, api=served_api(self.chat_template))
         else:
             loaded = load_ref(resolve(spec), CompareSettings(device=self.device, chat_template=self.chat_template))
         self._loaded[spec] = loaded
@@ -49,9 +49,11 @@ class ArenaPlayers:
         from distill_gui.core.served_teacher import ServedTeacher
 
         loaded = self._model(spec)
-        if isinstance(loaded, ServedTeacher):  # the server applies its own chat template to the prompt
-            prompt = render_prompt(example, None, "never")
-            return loaded.complete(prompt, max_tokens=max_new_tokens, temperature=temperature, seed=seed).text
+        if isinstance(loaded, ServedTeacher):  # through its chat API the server applies its own chat template
+            from distill_gui.core.served_teacher_config import served_prompt
+
+            text = served_prompt(example, self.chat_template)
+            return loaded.complete(text, max_tokens=max_new_tokens, temperature=temperature, seed=seed).text
         prompt = render_prompt(example, loaded.tokenizer, self.chat_template)
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=1)
         return generate(loaded.model, loaded.tokenizer, [prompt], settings, seed=seed)[0][0]

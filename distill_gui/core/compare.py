@@ -6,7 +6,8 @@ score it with the code of ``distill-gui eval`` (:func:`distill_gui.core.evaluati
 :func:`~distill_gui.core.evaluation.answer_accuracy`, so accuracy and perplexity equal ``eval`` on
 the same rows), free it, and write the results folder again. Measures against the reference (recovery
 of accuracy, perplexity ratio, answer agreement, top-1 next-token agreement) are computed from the
-stored scores, so a cached score serves any reference.
+stored scores, so a cached score serves any reference. A served model (``http://host:port/v1#MODEL``, an
+OpenAI-compatible server) is scored by its answers alone (:mod:`distill_gui.core.compare_served`).
 
 Progress goes to ``on_event`` as plain frozen dataclasses (``Compare*`` / ``Model*``); ``stop`` is a
 ``threading.Event`` polled between batches. A model that cannot be scored gets a one-line ``error``
@@ -27,8 +28,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from distill_gui.core.compare_cache import ScoreCache, data_fingerprint
+from distill_gui.core.errors import is_user_error
 from distill_gui.core.evaluation import EvalError, EvalSettings
 from distill_gui.core.model_refs import ModelRef, ModelRefError, fingerprint, resolve, short_name, unique_labels
+from distill_gui.core.served_teacher_config import is_served_spec, served_spec_label
 
 
 class CompareError(EvalError):
@@ -521,7 +524,6 @@ def _sampled(model, tokenizer, examples, settings: CompareSettings, predictions:
     from distill_gui.core.data import render_prompt
     from distill_gui.core.evaluation import reference_answer
     from distill_gui.core.generation import GenerationSettings, generate
-    from distill_gui.core.verify import answers_match, extract_answer
 
     targets = [(e, reference_answer(e)) for e in examples]
     targets = [(e, r) for e, r in targets if r is not None and (e.prompt or e.messages)]
@@ -534,6 +536,14 @@ def _sampled(model, tokenizer, examples, settings: CompareSettings, predictions:
         batch_size=settings.batch_size,
     )
     outputs = generate(model, tokenizer, prompts, gen, progress=progress, seed=settings.seed)
+    return vote_samples(targets, outputs, predictions)
+
+
+def vote_samples(targets: list, outputs: list[list[str]], predictions: list[dict]) -> dict[str, Any]:
+    """pass@k and majority accuracy of the sampled ``outputs`` of ``targets`` ((example, reference) pairs); each
+    question's entry in ``predictions`` gets its sampled answers and verdicts."""
+    from distill_gui.core.verify import answers_match, extract_answer
+
     by_source = {p["source"]: p for p in predictions}
     passed = voted = 0
     for (example, ref), texts in zip(targets, outputs):
@@ -569,6 +579,8 @@ def _score(ref: ModelRef, index: int, examples, settings: CompareSettings, emit,
     base = ModelScore(
         label=ref.label, spec=ref.spec, path=ref.path, adapter=ref.adapter, run=ref.run, checkpoint=ref.checkpoint, samples=settings.samples
     )
+    if is_served_spec(ref.path):
+        return _score_served(base, index, examples, settings, emit, stop)
     disk, params = disk_facts(ref)
     base.disk_bytes, base.params = disk, params
     problem = check_memory(ref, settings, params)
@@ -603,10 +615,26 @@ def _score(ref: ModelRef, index: int, examples, settings: CompareSettings, emit,
     return base
 
 
+def _score_served(base: ModelScore, index: int, examples, settings: CompareSettings, emit, stop: threading.Event) -> ModelScore:
+    """A served model (``URL#MODEL``): its answers only (:mod:`distill_gui.core.compare_served`)."""
+    from distill_gui.core.compare_served import score_served
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if stop.is_set():
+            raise CompareStopped()
+        emit(ModelProgress(index=index, phase=phase, done=done, total=total))
+
+    start = time.perf_counter()
+    for name, value in score_served(base.path, examples, settings, progress).items():
+        setattr(base, name, value)
+    base.elapsed_s = time.perf_counter() - start
+    return base
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     message = text[0] if text else type(exc).__name__
-    expected = isinstance(exc, (ValueError, OSError))
+    expected = isinstance(exc, (ValueError, OSError)) or is_user_error(exc)  # e.g. a served model's one-line error
     return message if expected else f"{type(exc).__name__}: {message}"
 
 
@@ -663,7 +691,8 @@ def compare(
     unresolved: list[tuple[str, str]] = []
     for spec in models:
         try:
-            refs.append(resolve(spec))
+            found = resolve(spec)
+            refs.append(dataclasses.replace(found, label=served_spec_label(spec)) if is_served_spec(spec) else found)
         except ModelRefError as exc:
             unresolved.append((spec, str(exc)))
     if not refs:
@@ -710,7 +739,8 @@ def compare(
             model_key = ""
             score = ModelScore(label=ref.label, spec=ref.spec, path=ref.path, error=_one_line(exc))
         key = ScoreCache.key(model_key, data_key, settings.cache_dict())
-        record = cache.get(key) if (use_cache and model_key) else None
+        cacheable = use_cache and not is_served_spec(ref.path)  # what a URL serves can change
+        record = cache.get(key) if (cacheable and model_key) else None
         emit(ModelStarted(index=index, label=ref.label, cached=record is not None))
         if record is not None:
             score = ModelScore.from_record(record, label=ref.label, spec=ref.spec, run=ref.run, checkpoint=ref.checkpoint, cached=True)
@@ -731,7 +761,7 @@ def compare(
                     error=_one_line(exc),
                 )
             score.fingerprint = model_key
-            if score.ok and use_cache:
+            if score.ok and cacheable:
                 cache.put(key, score.to_record())
         result.scores.append(score)
         if score.ok:

@@ -68,3 +68,28 @@ def served_model_for_spec(spec: str, api: str = "chat", **options: Any) -> "Serv
     served = ServedTeacher(url, model=model, api=api, **options)
     served.resolve_model()
     return served
+
+
+def served_api(chat_template: str = "auto") -> str:
+    """The API a served model answers a data row through: ``chat`` (the server applies its own chat template, as a
+    local model's template is applied with ``chat_template`` auto or always) or ``completions`` (``never``: plain text)."""
+    return "completions" if chat_template == "never" else "chat"
+
+
+def served_prompt(example: Any, chat_template: str = "auto") -> str:
+    """What a served model is sent for a data row (an :class:`~distill_gui.core.data.Example`).
+
+    Through the chat API the user's turn, as a local model's chat template gets it (the prompt and alpaca's
+    input; a chat row's only user turn, or for several turns their plain transcript); through the completions
+    API the plain prompt template (``Question: ...\\nAnswer: ``, alpaca's sections).
+    """
+    from distill_gui.core.data import render_prompt
+
+    if served_api(chat_template) == "completions":
+        return render_prompt(example, None, "never")
+    if example.messages is not None:
+        turns = [m for m in example.messages if m.get("role") != "system"]
+        if len(turns) == 1 and turns[0].get("role") == "user":
+            return str(turns[0].get("content", ""))
+        return str(example.prompt)
+    return example.prompt + (f"\n\n{example.input}" if example.input.strip() else "")

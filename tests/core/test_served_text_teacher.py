@@ -101,3 +101,47 @@ def test_a_served_spec_is_a_url_and_an_optional_model_name():
     assert is_served_spec(" http://h:1/v1#m ") and not is_served_spec("/models/http")
     assert split_served_spec("https://h/v1#org/model") == ("https://h/v1", "org/model")
     assert split_served_spec("http://h/v1") == ("http://h/v1", "")
+
+
+def test_compare_scores_a_served_model_by_its_answers_like_the_same_model_loaded(tiny_pair, server, tmp_path):
+    from distill_gui.core.compare import CompareSettings, ModelStarted, compare
+    from distill_gui.resources import demo_dir
+
+    spec = f"{server.url}#teacher"
+    settings = CompareSettings(max_new_tokens=8, batch_size=1, limit=4, device="cpu")
+    events: list = []
+    result = compare([str(tiny_pair[0]), spec], str(demo_dir() / "test.jsonl"), settings, runs_root=tmp_path / "runs", on_event=events.append)
+    scores = {s.label: s for s in result.scores}
+    local, served = scores["teacher"], scores[f"teacher@127.0.0.1:{server.port}"]
+    assert local.ok and served.ok, (local.error, served.error)
+    assert served.answered == local.answered == 4 and served.accuracy == local.accuracy
+    assert [p["output"] for p in served.predictions] == [p["output"] for p in local.predictions]
+    assert served.perplexity is None and served.top1 == [] and served.tokens_per_s > 0
+    row = {r["label"]: r for r in result.table()}[served.label]
+    assert row["perplexity_ratio"] is None and row["top1_agreement"] is None
+    # Never cached: a second comparison asks the server again.
+    before = server.requests
+    again: list = []
+    compare([spec], str(demo_dir() / "test.jsonl"), settings, runs_root=tmp_path / "runs", on_event=again.append)
+    assert server.requests - before >= 4
+    assert [e.cached for e in again if isinstance(e, ModelStarted)] == [False]
+
+
+def test_compare_samples_a_served_model_for_pass_at_k(server, tmp_path):
+    from distill_gui.core.compare import CompareSettings, compare
+    from distill_gui.resources import demo_dir
+
+    settings = CompareSettings(max_new_tokens=6, limit=3, device="cpu", samples=2, temperature=1.0, seed=1)
+    result = compare([f"{server.url}#teacher"], str(demo_dir() / "test.jsonl"), settings, runs_root=tmp_path / "runs")
+    score = result.scores[0]
+    assert score.ok and 0.0 <= score.majority_accuracy <= score.pass_at_k <= 1.0
+    assert all(len(p["sample_answers"]) == 2 for p in score.predictions)
+
+
+def test_compare_names_a_served_model_that_fails_in_one_line(server, tmp_path):
+    from distill_gui.core.compare import CompareSettings, compare
+    from distill_gui.resources import demo_dir
+
+    result = compare([f"{server.url}#nope"], str(demo_dir() / "test.jsonl"), CompareSettings(max_new_tokens=4, limit=2, device="cpu"),
+                     runs_root=tmp_path / "runs")
+    assert result.scores[0].error.startswith("teacher.model: the server at ") and "it serves: teacher" in result.scores[0].error
