@@ -131,8 +131,9 @@ def decode(kind: str, data: dict) -> Any:
 
 
 # ---- The child process
-class _Requests:
-    """The newest request read from stdin (older ones unread are dropped), and whether stdin ended."""
+class LatestRequests:
+    """The newest request read from stdin (older ones unread are dropped), and whether stdin ended.
+    A request is a JSON object with an ``id``; :meth:`next` gives (id, the whole request)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -148,7 +149,7 @@ class _Requests:
             except (ValueError, KeyError, TypeError):
                 continue
             with self._cond:
-                self.latest = (request_id, request.get("config") or {})
+                self.latest = (request_id, request)
                 self.newest_id = request_id
                 self._cond.notify()
         with self._cond:
@@ -190,16 +191,16 @@ def serve(stdin=None, stdout=None) -> int:
             stdout.write(json.dumps(answer) + "\n")
             stdout.flush()
 
-    requests = _Requests()
+    requests = LatestRequests()
     threading.Thread(target=requests.read, args=(stdin,), daemon=True, name="pair-check-requests").start()
     checker = PairChecker()
     while True:
         request = requests.next()
         if request is None:
             return 0
-        request_id, config_dict = request
+        request_id, body = request
         try:
-            config = config_from_dict(config_dict)
+            config = config_from_dict(body.get("config") or {})
         except Exception as exc:  # noqa: BLE001 - a config the app sent that does not load is said, not fatal
             from distill_gui.core.errors import describe
 

@@ -1,5 +1,9 @@
 """The Data page: training (and eval) files, a preview of the parsed rows, the detected format, the
-editable column mapping, and the report of rows that cannot be used (file, line, reason)."""
+editable column mapping, and the report of rows that cannot be used (file, line, reason).
+
+The file is parsed in a child process (gui/data_preview_process.py); the preview is a model/view table
+(gui/text_table.py), so showing 500 rows costs the window the rows in view, and the skipped-rows table
+shows at most :data:`BAD_ROWS_SHOWN` rows."""
 
 from __future__ import annotations
 
@@ -28,15 +32,24 @@ from distill_gui.core import config as cfg
 from distill_gui.core.data import FORMAT_FIELDS
 from distill_gui.gui.fields import ConfigBinder, add_fields, make_field_widget
 from distill_gui.gui.plain_text import plain_tooltip
+from distill_gui.gui.text_table import TextTable, TextTableModel
 
 DATA_FILTER = "Data files (*.jsonl *.ndjson *.json *.csv *.tsv *.parquet *.txt);;All files (*)"
 PREVIEW_CELL_CHARS = 300
+BAD_ROWS_SHOWN = 1000
+"""Skipped rows listed in the table (the count above it says how many there are)."""
+PREVIEW_COLUMNS = ["Row", "Prompt", "Completion", "Reference"]
+
+
+def _shown(text: str) -> str:
+    text = text or ""
+    shown = text if len(text) <= PREVIEW_CELL_CHARS else text[:PREVIEW_CELL_CHARS] + "…"
+    return shown.replace("\n", " ⏎ ")
 
 
 def _cell(text: str) -> QTableWidgetItem:
     text = text or ""
-    shown = text if len(text) <= PREVIEW_CELL_CHARS else text[:PREVIEW_CELL_CHARS] + "…"
-    item = QTableWidgetItem(shown.replace("\n", " ⏎ "))
+    item = QTableWidgetItem(_shown(text))
     item.setToolTip(plain_tooltip(text))
     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
     return item
@@ -162,17 +175,15 @@ class DataPage(QWidget):
         mapping.addWidget(self.detected)
         mapping.addWidget(self.columns)
 
-        self.preview = QTableWidget(0, 4)
+        self.preview_model = TextTableModel(PREVIEW_COLUMNS, tip_format=plain_tooltip, parent=self)
+        self.preview = TextTable(self.preview_model)  # Tab moves on; arrows move between cells
         self.preview.setObjectName("preview")
-        self.preview.setHorizontalHeaderLabels(["Row", "Prompt", "Completion", "Reference"])
-        self.preview.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.preview.setWordWrap(False)
         header = self.preview.horizontalHeader()
-        for column, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.Stretch,
-                                       QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.ResizeToContents)):
+        # Row and Reference are sized to their longest text per file (fit_columns), Prompt and Completion share the
+        # rest: ResizeToContents would measure every row on every change.
+        for column, mode in enumerate((QHeaderView.ResizeMode.Interactive, QHeaderView.ResizeMode.Stretch,
+                                       QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.Interactive)):
             header.setSectionResizeMode(column, mode)
-        self.preview.verticalHeader().hide()
-        self.preview.setTabKeyNavigation(False)  # Tab moves on; arrows move between cells
         self.bad_rows = QTableWidget(0, 3)
         self.bad_rows.setObjectName("bad_rows")
         self.bad_rows.setHorizontalHeaderLabels(["File", "Line", "Reason"])
@@ -211,28 +222,32 @@ class DataPage(QWidget):
         if report.notes:
             text += "<br>" + "<br>".join(f"Note: {note}" for note in report.notes)
         self.detected.setText(text)
-        self.preview.setRowCount(len(examples))
-        for row, example in enumerate(examples):
+        texts = []
+        for example in examples:
             prompt = example.prompt + (f"\n\n{example.input}" if getattr(example, "input", "") else "")
-            for col, text in enumerate((example.source, prompt, example.completion, example.reference or "")):
-                self.preview.setItem(row, col, _cell(text))
-        self.bad_rows.setRowCount(bad)
-        for row, item in enumerate(report.bad_rows):
+            texts.append([example.source, prompt, example.completion, example.reference or ""])
+        self.preview_model.set_rows([[_shown(t) for t in row] for row in texts], texts)
+        self.preview.fit_columns([0, 3])
+        shown = report.bad_rows[:BAD_ROWS_SHOWN]
+        self.bad_rows.setRowCount(len(shown) + (1 if bad > len(shown) else 0))
+        for row, item in enumerate(shown):
             self.bad_rows.setItem(row, 0, _cell(item.file))
             self.bad_rows.setItem(row, 1, _cell(f"{item.unit} {item.line}"))
             self.bad_rows.setItem(row, 2, _cell(item.reason))
+        if bad > len(shown):
+            self.bad_rows.setItem(len(shown), 2, _cell(f"… and {bad - len(shown):,} more skipped rows (not listed here)"))
         self.bad_rows.resizeColumnsToContents()
         self.tabs.setTabText(1, f"Skipped rows ({bad})")
 
     def show_failed(self, message: str) -> None:
         self.detected.setText(f"<b>Cannot use this data:</b> {message}")
-        self.preview.setRowCount(0)
+        self.preview_model.set_rows([])
         self.bad_rows.setRowCount(0)
         self.tabs.setTabText(1, "Skipped rows")
 
     def show_empty(self) -> None:
         self.detected.setText("No data chosen.")
-        self.preview.setRowCount(0)
+        self.preview_model.set_rows([])
         self.bad_rows.setRowCount(0)
 
     # ---- Slots

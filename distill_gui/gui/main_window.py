@@ -42,6 +42,7 @@ from distill_gui.gui.arena_page import ArenaPage
 from distill_gui.gui.ask_process import AskProcess
 from distill_gui.gui.compare_page import ComparePage
 from distill_gui.gui.data_page import DataPage
+from distill_gui.gui.data_preview_process import DataPreviewProcess
 from distill_gui.gui.demo_student_process import DemoStudentProcess
 from distill_gui.gui.fields import ConfigBinder
 from distill_gui.gui.generations_page import GenerationsPage
@@ -53,11 +54,6 @@ from distill_gui.gui.runs_page import RunsPage
 from distill_gui.gui.settings import Settings
 from distill_gui.gui.supervisor import RunController
 from distill_gui.gui.train_page import TrainPage
-from distill_gui.gui.workers import (
-    DataPreviewer,
-    start_in_thread,
-    stop_thread,
-)
 
 PAGES = ("Home", "Models", "Data", "Method", "Train", "Generations", "Runs", "Compare", "Arena")
 INSPECT_DELAY_MS = 700
@@ -154,8 +150,7 @@ class MainWindow(QMainWindow):
 
         # ---- Workers
         self.inspector = PairCheckProcess(self)
-        self.previewer = DataPreviewer()
-        self.previewer_thread = start_in_thread(self.previewer, self, "data-previewer")
+        self.previewer = DataPreviewProcess(self)  # a child process: parsing a large file never holds the window
         self.asker = AskProcess(self)
         self.demo_builder = DemoStudentProcess(self)
         self.sig_build_demo_student.connect(self.demo_builder.build)
@@ -705,7 +700,7 @@ class MainWindow(QMainWindow):
         self.inspector.shutdown()
         self.asker.shutdown()
         self.demo_builder.shutdown()
-        stop_thread(self.previewer_thread)
+        self.previewer.shutdown()
         self.compare_page.shutdown()
         self.arena_page.shutdown()
         self.runs_page.shutdown()

@@ -1,14 +1,15 @@
 """The Runs page: every run folder under the runs root with its state; open one to rebuild its plots
 and generations from disk, or resume a stopped or crashed run from its latest checkpoint.
 
-The folders are read by a worker thread (:class:`RunListWorker`, cached by modification time), so
-hundreds of runs never stall the window; the table is updated when the listing arrives."""
+The folders are read by a worker thread (:class:`RunListWorker`, cached by modification time, reading only the
+fields the list shows), so hundreds of runs never stall the window; the table is a view of
+:class:`~distill_gui.gui.text_table.TextTableModel`, so a new listing costs the window the rows it shows, not one item per cell."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QModelIndex, QObject, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -17,14 +18,13 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from distill_gui.core.run_listing import RunLister, RunSummary
 from distill_gui.core.runs import RunDir
+from distill_gui.gui.text_table import TextTable, TextTableModel
 from distill_gui.gui.workers import start_in_thread, stop_thread
 
 REFRESH_MS = 3000
@@ -50,6 +50,11 @@ class RunListWorker(QObject):
         self.sig_listed.emit(request_id, root, self.lister.summaries(root))
 
 
+def _cells(summary: RunSummary) -> list[str]:
+    step = f"{summary.step}/{summary.total_steps}" if summary.total_steps else str(summary.step)
+    return [summary.name, summary.state, step, summary.method, summary.student, summary.updated, summary.message]
+
+
 class RunsPage(QWidget):
     """The run folders of the runs root, newest first."""
 
@@ -70,7 +75,6 @@ class RunsPage(QWidget):
     def __init__(self, root: str | Path, parent: QWidget | None = None):
         super().__init__(parent)
         self.root = Path(root)
-        self._runs: list[RunSummary] = []
         self._request = 0
         self._pending_select: Path | None = None
         self.worker = RunListWorker()
@@ -91,19 +95,17 @@ class RunsPage(QWidget):
         top.addWidget(refresh_button)
         top.addWidget(change_button)
 
-        self.table = QTableWidget(0, len(COLUMNS))
+        self._runs: list[RunSummary] = []
+        self.model = TextTableModel(COLUMNS, parent=self)
+        self.table = TextTable(self.model)
         self.table.setObjectName("runs")
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.verticalHeader().hide()
-        # Sized to the contents once per new listing: ResizeToContents would re-measure every column
-        # on every cell set, a stall that grows with the square of the number of runs.
+        # Sized to the longest text of each column once per new listing (fit_columns): asking the view to
+        # measure its cells would call the model for every cell and role, a stall that grows with the runs.
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.itemSelectionChanged.connect(self.on_selection_changed)
-        self.table.cellDoubleClicked.connect(self.on_double_clicked)
+        self.table.selectionModel().selectionChanged.connect(self.on_selection_changed)
+        self.table.doubleClicked.connect(self.on_double_clicked)
 
         self.open_button = QPushButton("Open")
         self.open_button.setObjectName("open_run")
@@ -205,21 +207,9 @@ class RunsPage(QWidget):
         selected = self.selected_summary()
         if summaries != self._runs:
             self._runs = list(summaries)
-            self.table.setUpdatesEnabled(False)
-            self.table.setRowCount(len(self._runs))
-            for row, summary in enumerate(self._runs):
-                step = f"{summary.step}/{summary.total_steps}" if summary.total_steps else str(summary.step)
-                values = [summary.name, summary.state, step, summary.method, summary.student, summary.updated, summary.message]
-                for col, value in enumerate(values):
-                    item = self.table.item(row, col)
-                    if item is None:
-                        item = QTableWidgetItem()
-                        self.table.setItem(row, col, item)
-                    if item.text() != value:
-                        item.setText(value)
-                        item.setToolTip(summary.path if col == 0 else value)
-            self.table.resizeColumnsToContents()
-            self.table.setUpdatesEnabled(True)
+            cells = [_cells(summary) for summary in self._runs]
+            self.model.set_rows(cells, [[summary.path, *row[1:]] for summary, row in zip(self._runs, cells)])
+            self.table.fit_columns(list(range(len(COLUMNS) - 1)))
         target = self._pending_select or (Path(selected.path) if selected is not None else None)
         if target is not None:
             self.select_run(target)
@@ -238,10 +228,10 @@ class RunsPage(QWidget):
             self.detail.setText(f"{len(self._runs)} run{'s' if len(self._runs) != 1 else ''}")
         self.resume_button.setEnabled(summary is not None and summary.resumable)
 
-    @Slot(int, int)
-    def on_double_clicked(self, row: int, _column: int) -> None:
-        if row < len(self._runs):
-            self.sig_open.emit(self._runs[row].path)
+    @Slot(QModelIndex)
+    def on_double_clicked(self, index: QModelIndex) -> None:
+        if index.isValid() and index.row() < len(self._runs):
+            self.sig_open.emit(self._runs[index.row()].path)
 
     @Slot()
     def on_open_clicked(self) -> None:
