@@ -109,3 +109,43 @@ def test_strategies_follow_the_gpus(make_window, monkeypatch):
     strategy.setCurrentIndex(1)
     assert window.current_config().training.strategy == "fsdp"
     assert "4 processes through accelerate launch (4 GPUs" in window.findChild(QLabel, "devices_reason").text()
+
+
+@pytest.mark.slow
+def test_the_app_pauses_and_stops_a_run_of_two_processes(qtbot, tmp_path, tiny_pair, tiny_data, monkeypatch):
+    """The controller starts 2 CPU processes through accelerate launch; Pause, Resume and Stop (requests
+    through the run folder) reach both, and the run ends stopped in one folder with both processes' states."""
+    from distill_gui.core.config import RunConfig
+    from distill_gui.core.runs import RunDir
+    from distill_gui.gui.supervisor import RunController
+
+    monkeypatch.setattr(distributed_launch, "devices", lambda: Devices(gpus=0, cpu_cores=2))
+    teacher, student = tiny_pair
+    config = RunConfig(name="two")
+    config.teacher.path, config.student.path, config.data.train = str(teacher), str(student), str(tiny_data)
+    config.training.max_steps, config.training.batch_size, config.training.save_steps = 100000, 2, 0
+    config.training.processes = 2
+    controller = RunController()
+    controller.start(config, tmp_path / "runs")
+    try:
+        qtbot.waitUntil(lambda: controller.state == RunController.RUNNING and controller.step >= 1, timeout=300_000)
+        assert controller.pause()
+        qtbot.waitUntil(lambda: controller.state == RunController.PAUSED, timeout=60_000)
+        assert controller.resume_training()
+        qtbot.waitUntil(lambda: controller.state == RunController.RUNNING, timeout=60_000)
+        with qtbot.waitSignal(controller.sig_ended, timeout=300_000) as ended:
+            assert controller.stop()
+    finally:
+        if controller.is_active():
+            controller.kill()
+            controller.wait_finished(10_000)
+    state, message = ended.args
+    assert state == RunController.STOPPED, message
+    folders = list((tmp_path / "runs").iterdir())
+    assert len(folders) == 1
+    run = RunDir(folders[0])
+    assert run.status()["state"] == "stopped"
+    assert (run.path / "accelerate.yaml").is_file()
+    checkpoint = run.latest_checkpoint()
+    assert checkpoint is not None
+    assert sorted(p.name for p in checkpoint.glob("rng_state*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]
