@@ -8,6 +8,7 @@ Unknown keys and bad values raise :class:`ConfigError`, naming the key and what 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass
@@ -290,7 +291,10 @@ class RunConfig:
 # ---- (de)serialisation -----------------------------------------------------------------------
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
+    # Resolving the string annotations compiles each one: 3/4 of a config_from_dict, which the window calls on
+    # every edit. The config classes do not change at run time; the dict is only read.
     return typing.get_type_hints(cls)
 
 
