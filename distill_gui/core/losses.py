@@ -21,6 +21,10 @@ tokens and one tail bucket holding the rest of the probability mass. The diverge
 buckets.
 
 The loss is always computed in float32 (float64 when an input is float64), whatever the input dtype.
+The head matmuls run in the inputs' common dtype, or in ``matmul_dtype`` when given (a bf16 run passes
+bfloat16, as the models' own output layers would run under its autocast: the logits are then rounded
+to bf16 before the float32 softmax, and the gradient matmuls run in bf16 with float32 accumulation
+across chunks).
 """
 
 from __future__ import annotations
@@ -374,7 +378,7 @@ def _chunk_kd(
         top_k = idx.shape[1]
     else:
         assert zt is not None
-        v = zt.div_(T)
+        v = zt.div_(T) if T != 1.0 else zt
         top_k = spec.top_k if 0 < spec.top_k < vocab else 0
         if top_k:
             idx, t = _teacher_buckets(v, top_k)
@@ -382,7 +386,7 @@ def _chunk_kd(
             t = F.log_softmax(v, dim=-1)
         del v, zt
 
-    u = zs.div_(T)
+    u = zs.div_(T) if T != 1.0 else zs
     if not top_k:
         s = F.log_softmax(u, dim=-1)
         top = u.argmax(-1, keepdim=True)
@@ -458,6 +462,7 @@ class _ChunkedKD(torch.autograd.Function):
         t_logp=None,
         s_post: _Post | None = None,
         t_post: _Post | None = None,
+        matmul_dtype: torch.dtype | None = None,
     ):
         want_h, want_w, want_b = (grad_on and ctx.needs_input_grad[i] for i in range(3))
         want_grad = want_h or want_w or want_b
@@ -465,8 +470,13 @@ class _ChunkedKD(torch.autograd.Function):
         device = s_hidden.device
         n = s_hidden.shape[0]
         count = max(n, 1)
-        mm_dtype = torch.promote_types(s_hidden.dtype, s_head.dtype)
+        mm_dtype = matmul_dtype or torch.promote_types(s_hidden.dtype, s_head.dtype)
         acc_dtype = torch.promote_types(mm_dtype, torch.float32)
+        # Each head cast once for all chunks (a cast per chunk re-reads the whole [vocab, hidden] weight).
+        s_head_mm = s_head[:vocab].to(mm_dtype)
+        if t_head is not None:
+            t_mm = matmul_dtype or torch.promote_types(t_hidden.dtype, t_head.dtype)
+            t_head = t_head[:vocab].to(t_mm)
 
         grad_h = torch.zeros_like(s_hidden) if want_h else None
         grad_w = torch.zeros(s_head.shape, dtype=acc_dtype, device=device) if want_w else None
@@ -482,8 +492,10 @@ class _ChunkedKD(torch.autograd.Function):
                 cached = None if t_ids is None else (t_ids[start:stop], t_logp[start:stop])
                 s_factor: list = []
                 kd_c, ce_c, g = _chunk_kd(
-                    _head_logits(h, s_head, s_bias, vocab, dtype, s_post, want_grad, s_factor),
-                    None if cached is not None else _head_logits(t_hidden[start:stop], t_head, t_bias, vocab, dtype, t_post),
+                    _head_logits(h.to(mm_dtype), s_head_mm, s_bias, vocab, dtype, s_post, want_grad, s_factor),
+                    None
+                    if cached is not None
+                    else _head_logits(t_hidden[start:stop].to(t_head.dtype), t_head, t_bias, vocab, dtype, t_post),
                     labels[start:stop],
                     spec,
                     count,
@@ -498,7 +510,7 @@ class _ChunkedKD(torch.autograd.Function):
                     g.mul_(s_factor.pop())
                 g_mm = g.to(mm_dtype)
                 if grad_h is not None:
-                    grad_h[start:stop] = (g_mm @ s_head[:vocab].to(mm_dtype)).to(grad_h.dtype)
+                    grad_h[start:stop] = (g_mm @ s_head_mm).to(grad_h.dtype)
                 if grad_w is not None:
                     if mm_dtype == acc_dtype:
                         grad_w[:vocab].addmm_(g_mm.T, h.to(mm_dtype))
@@ -525,7 +537,7 @@ class _ChunkedKD(torch.autograd.Function):
         # The usual case, total.backward(), passes 1: hand the stored gradients over without a copy.
         if not torch.equal(grad_total, torch.ones_like(grad_total)):
             grads = tuple(g * grad_total.to(g.dtype) if g is not None else None for g in grads)
-        return (*grads, None, None, None, None, None, None, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None, None, None, None, None, None, None)
 
 
 def kd_loss_from_hidden(
@@ -544,6 +556,7 @@ def kd_loss_from_hidden(
     vocab_size: int | None = None,
     student_bias: torch.Tensor | None = None,
     teacher_bias: torch.Tensor | None = None,
+    matmul_dtype: torch.dtype | None = None,
 ) -> LossParts:
     """KD loss from last hidden states and output heads, ``chunk_size`` positions at a time.
 
@@ -554,7 +567,8 @@ def kd_loss_from_hidden(
     holding at most one chunk of logits at a time. Only positions whose label is not -100 are
     computed. Gradients reach ``student_hidden``, ``student_head`` and ``student_bias`` where they
     require grad; the teacher side is treated as constant. ``kd`` and ``ce`` of the result are
-    detached (for logging); backpropagate ``total``.
+    detached (for logging); backpropagate ``total``. ``matmul_dtype`` (e.g. ``torch.bfloat16`` in a
+    bf16 run): the dtype of the head matmuls; None: the inputs' common dtype.
     """
     spec = _spec(loss, beta, temperature, alpha, top_k, chunk_size)
     student_head, student_bias, s_post = _head_parts(student_head, student_bias, "student")
@@ -590,6 +604,7 @@ def kd_loss_from_hidden(
         None,
         s_post,
         t_post,
+        matmul_dtype,
     )
     return LossParts(total, kd, ce)
 
@@ -608,6 +623,7 @@ def kd_loss_from_cache(
     chunk_size: int = 512,
     vocab_size: int | None = None,
     student_bias: torch.Tensor | None = None,
+    matmul_dtype: torch.dtype | None = None,
 ) -> LossParts:
     """KD loss against an offline teacher cache (:mod:`distill_gui.core.teacher_cache`).
 
@@ -652,5 +668,6 @@ def kd_loss_from_cache(
         teacher_log_probs.detach(),
         s_post,
         None,
+        matmul_dtype,
     )
     return LossParts(total, kd, ce)
