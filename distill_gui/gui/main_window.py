@@ -774,6 +774,9 @@ class MainWindow(QMainWindow):
             path = getattr(config, role).path
             if role == "teacher" and not path and not method_needs_teacher(config):
                 self.home_page.set_step(role, DONE, f"not needed by {method_for(config).title}")
+            elif role == "teacher" and not path and config.teacher.url:
+                served = f"{config.teacher.model} at " if config.teacher.model else ""
+                self.home_page.set_step(role, DONE, f"served: {served}{config.teacher.url} (Test it on the Models page)")
             elif not path:
                 self.home_page.set_step(role, WAITING, "choose one on the Models page")
             elif role in self._model_failures:
