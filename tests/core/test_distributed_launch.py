@@ -140,12 +140,14 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "distill_gui", *args]
 
 
-def _losses(runs: Path) -> list[float]:
+def _losses(runs: Path, metric: str | None = None) -> list[float]:
+    """The logged loss of each step (or the method's ``metric``, e.g. ``kd``)."""
     from distill_gui.core.runs import RunDir
 
     folders = list(runs.iterdir())
     assert len(folders) == 1, f"every process must share one run folder, found {[f.name for f in folders]}"
-    return [m["loss"] for m in RunDir(folders[0]).metrics() if m["event"] == "StepLogged"]
+    steps = [m for m in RunDir(folders[0]).metrics() if m["event"] == "StepLogged"]
+    return [m["loss"] if metric is None else m["metrics"][metric] for m in steps]
 
 
 LOSS_TOLERANCE = 1e-4
@@ -175,6 +177,9 @@ def test_two_processes_of_ddp_and_of_fsdp_train_like_one_with_the_same_global_ba
         print(f"two processes, batch 4, {strategy}:", got)
         assert len(got) == len(expected) == 3
         assert got == pytest.approx(expected, rel=LOSS_TOLERANCE), strategy
+        # The plotted method metrics are over every process's rows too, not the main process's alone.
+        for metric in ("kd", "ce"):
+            assert _losses(runs, metric) == pytest.approx(_losses(tmp_path / "one", metric), rel=LOSS_TOLERANCE), (strategy, metric)
         run = RunDir(next(runs.iterdir()))
         assert run.status()["state"] == "finished" and run.final_model() is not None
         weights = load_file(str(run.final_model() / "model.safetensors"))

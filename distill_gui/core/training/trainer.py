@@ -86,7 +86,19 @@ def make_trainer_class() -> type:
             return (loss, {}) if return_outputs else loss
 
         def take_means(self, mode: str) -> dict[str, float]:
-            """Token-weighted means of the loss and the method's metrics since the last call."""
-            return self.means[mode].take()
+            """Token-weighted means of the loss and the method's metrics since the last call, over every process
+            (each process sums its own rows; called by every process, at each log)."""
+            means = self.means[mode]
+            if self.args.world_size > 1:
+                import torch.distributed as dist
+
+                named: list[Any] = [None] * self.args.world_size
+                dist.all_gather_object(named, sorted(means.sums))
+                keys = sorted(set().union(*named))
+                values = [means.sums.get(key, 0.0) for key in keys] + [float(means.tokens)]
+                total = self.accelerator.reduce(torch.tensor(values, dtype=torch.float64, device=self.args.device), reduction="sum")
+                means.sums = dict(zip(keys, total[:-1].tolist()))
+                means.tokens = int(total[-1].item())
+            return means.take()
 
     return DistillTrainer
