@@ -103,6 +103,23 @@ def test_a_compact_teacher_cache_stays_within_its_stated_tolerance_of_live_top_k
     assert moved  # quantized: the comparison is not of two identical computations
 
 
+@pytest.mark.parametrize("top_k", [0, 5])
+def test_bf16_matmuls_give_the_loss_of_bf16_logits(top_k):
+    """matmul_dtype=bf16 (a bf16 run): the logits are the bf16 matmul's, the softmax and divergence float32."""
+    sh, sw, th, tw, labels = _inputs(seed=4)
+    options = dict(loss="forward_kl", temperature=1.3, alpha=0.6, top_k=top_k)
+    bf = torch.bfloat16
+    plain = kd_loss_from_logits((sh.to(bf) @ sw.to(bf).T).float(), (th.to(bf) @ tw.to(bf).T).float(), labels, **options)
+    chunked = kd_loss_from_hidden(sh, sw, th, tw, labels, chunk_size=4, matmul_dtype=bf, **options)
+    exact = kd_loss_from_hidden(sh, sw, th, tw, labels, chunk_size=4, **options)
+    for name in ("total", "kd", "ce"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(plain, name).detach(), **TOL)
+    assert chunked.total.dtype == torch.float32 and not torch.allclose(chunked.total, exact.total, rtol=1e-6, atol=0)
+    for got, want in zip(_grads(chunked, sh, sw), _grads(exact, sh, sw)):
+        assert got.dtype == want.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=0.05, atol=0.02)  # the gradient matmuls run in bf16 too
+
+
 def test_cached_teacher_rows_must_match_the_batch():
     sh, sw, th, tw, labels = _inputs()
     ids, log_probs = teacher_top_k(th @ tw.T, 5)  # every position, but some labels are masked

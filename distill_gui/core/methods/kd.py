@@ -190,6 +190,7 @@ class KD(Method):
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
         import torch
 
+        from distill_gui.core.devices import autocast_dtype
         from distill_gui.core.heads import output_head
         from distill_gui.core.hidden_states import decoder_of, final_hidden
         from distill_gui.core.losses import kd_loss_from_cache, kd_loss_from_hidden
@@ -210,6 +211,8 @@ class KD(Method):
             alpha=1.0 if on_policy else kd.alpha,
             chunk_size=kd.chunk_size,
             vocab_size=ctx.shared_vocab_size,
+            # A bf16 run computes the heads' matmuls in bf16 as its autocast would (fp16 would underflow the gradients).
+            matmul_dtype=torch.bfloat16 if autocast_dtype(ctx.config.training.precision, hidden.device) == torch.bfloat16 else None,
         )
         if ctx.teacher_cache is not None and not on_policy:
             t_ids, t_log_probs = ctx.teacher_cache.for_rows(inputs["row"].tolist())
