@@ -178,7 +178,7 @@ def describe_gguf(file: Path, name: str, where: str) -> FoundModel:
         path=str(file.parent),
         gguf_file=file.name,
         architecture=str(meta.get("general.architecture", "")),
-        parameters=str(meta.get("general.size_label", "")),
+        parameters=re.sub(r"(\d)([KMBT])$", r"\1 \2", str(meta.get("general.size_label", ""))),  # "135M" as "135 M", as folders show it
         size_bytes=size,
         quantization=quant,
         licence=str(meta.get("general.license", "")),

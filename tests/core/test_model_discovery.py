@@ -69,7 +69,7 @@ def test_ollama_and_lm_studio_gguf_files_are_read_from_their_headers(tmp_path):
     (found,) = md.ollama_models(base)
     assert found.name == "qwen2.5:0.5b" and found.where == md.OLLAMA
     assert found.gguf_file == "sha256-abc" and Path(found.path) == base / "blobs"
-    assert (found.architecture, found.quantization, found.licence, found.parameters) == ("qwen2", "Q4_K_M", "apache-2.0", "135M")
+    assert (found.architecture, found.quantization, found.licence, found.parameters) == ("qwen2", "Q4_K_M", "apache-2.0", "135 M")
 
     studio = tmp_path / "lmstudio"
     (studio / "bartowski" / "SmolLM2-GGUF").mkdir(parents=True)
