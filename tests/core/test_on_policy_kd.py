@@ -9,10 +9,10 @@ reports ``kd_on_policy``; stop/resume and SIGKILL/resume end with the same weigh
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 
+import kill_and_resume
 import pytest
 import tiny_models
 import torch
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from distill_gui.core.config import config_from_dict
-from distill_gui.core.events import CheckpointSaved, RunStarted, StepLogged, event_from_json
+from distill_gui.core.events import CheckpointSaved, RunStarted, StepLogged
 from distill_gui.core.generation import sample_token_ids
 from distill_gui.core.methods import StepContext, get, kd_on_policy
 from distill_gui.core.methods.kd_on_policy import ON_POLICY_KEY, is_on_policy, on_policy_batch, prompt_tokens
@@ -361,30 +361,12 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_pair, tiny_data, 
     reference = train(config, runs_root=tmp_path / "a")
     config_path = tmp_path / "run.yaml"
     save_config(config, config_path)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "distill_gui", "train", str(config_path), "--runs-dir", str(tmp_path / "b"), "--events", "json"],
-        stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )
-    run_dir = None
-    for line in child.stdout:
-        event = event_from_json(line)
-        run_dir = getattr(event, "run_dir", run_dir)
-        if isinstance(event, CheckpointSaved) and event.step >= 8:
-            child.send_signal(signal.SIGKILL)
-            break
-    child.wait(timeout=60)
-    child.stdout.close()
-    child.stdin.close()
-    assert child.returncode == -signal.SIGKILL
+    run_dir = kill_and_resume.train_then_kill(kill_and_resume.DISTILL_GUI, config_path, tmp_path / "b",
+                                              lambda e: isinstance(e, CheckpointSaved) and e.step >= 8)
     run = RunDir(run_dir)
     assert run.final_model() is None, "the run finished before it was killed; the test proved nothing"
-    result = subprocess.run([sys.executable, "-m", "distill_gui", "resume", run_dir], capture_output=True, text=True, env=env,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr
-    a, b = weights(reference.final_path), weights(run.final_dir)
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    kill_and_resume.resume(kill_and_resume.DISTILL_GUI, run_dir)
+    kill_and_resume.assert_same_weights(reference.final_path, run.final_dir)
 
 
 @pytest.mark.slow

@@ -303,44 +303,29 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_pair, tiny_data, tmp_path):
-    import os
-    import signal
-    import subprocess
     import sys
+
+    import kill_and_resume
 
     from distill_gui.core import checkpoints as ckpt
     from distill_gui.core.config import save_config
-    from distill_gui.core.events import CheckpointSaved, event_from_json
+    from distill_gui.core.events import CheckpointSaved
     from distill_gui.core.runs import RunDir
 
     config = rl_config(tiny_pair[1], tiny_data, max_steps=6, save_steps=2)
     reference = train(config, runs_root=tmp_path / "a")
     save_config(config, tmp_path / "run.yaml")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-c", CHILD]
-    child = subprocess.Popen(command + ["train", str(tmp_path / "run.yaml"), "--runs-dir", str(tmp_path / "b"), "--events", "json"],
-                             stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    run_dir = None
-    for line in child.stdout:
-        event = event_from_json(line)
-        run_dir = getattr(event, "run_dir", run_dir)
-        if isinstance(event, CheckpointSaved) and event.step >= 2:
-            child.send_signal(signal.SIGKILL)
-            break
-    child.wait(timeout=60)
-    child.stdout.close()
-    child.stdin.close()
-    assert child.returncode == -signal.SIGKILL
+    run_dir = kill_and_resume.train_then_kill(command, tmp_path / "run.yaml", tmp_path / "b",
+                                              lambda e: isinstance(e, CheckpointSaved) and e.step >= 2)
     run = RunDir(run_dir)
     assert run.final_model() is None, "the run finished before it was killed; the test proved nothing"
     killed_at = run.latest_checkpoint()
     assert killed_at is not None and ckpt.is_complete(killed_at)
-    result = subprocess.run(command + ["resume", run_dir], capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr
-    a, b = weights(reference.final_path), weights(run.final_dir)
+    kill_and_resume.resume(command, run_dir)
+    a = weights(reference.final_path)
     assert any(not torch.equal(a[k], weights(tiny_pair[1])[k]) for k in a), "the run must have learned something"
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    kill_and_resume.assert_same_weights(reference.final_path, run.final_dir)
 
 
 def test_a_chat_students_end_of_turn_ends_its_sampled_answers(tiny_tokenizer):

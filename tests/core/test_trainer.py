@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 
+import kill_and_resume
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from distill_gui.core import checkpoints as ckpt
 from distill_gui.core.config import config_from_dict
-from distill_gui.core.events import CheckpointSaved, RunFailed, StepLogged, event_from_json
+from distill_gui.core.events import CheckpointSaved, RunFailed, StepLogged
 from distill_gui.core.runs import RunDir
 from distill_gui.core.training import RunControl, train
 
@@ -211,36 +208,15 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_pair, tiny_data, 
     from distill_gui.core.config import save_config
 
     save_config(make_config(tiny_pair, tiny_data, max_steps=steps, save_steps=4), config_path)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "distill_gui", "train", str(config_path), "--runs-dir", str(tmp_path / "b"), "--events", "json"],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    run_dir = None
-    for line in child.stdout:
-        event = event_from_json(line)
-        run_dir = getattr(event, "run_dir", run_dir)
-        if isinstance(event, CheckpointSaved) and event.step >= 8:
-            child.send_signal(signal.SIGKILL)
-            break
-    child.wait(timeout=60)
-    child.stdout.close()
-    child.stdin.close()
-    assert child.returncode == -signal.SIGKILL
+    run_dir = kill_and_resume.train_then_kill(kill_and_resume.DISTILL_GUI, config_path, tmp_path / "b",
+                                              lambda e: isinstance(e, CheckpointSaved) and e.step >= 8)
     run = RunDir(run_dir)
     assert run.final_model() is None, "the run finished before it was killed; the test proved nothing"
     assert run.status()["state"] == "interrupted"  # its process is gone: resumable
     killed_at = run.latest_checkpoint()
     assert killed_at is not None and ckpt.is_complete(killed_at)
-    result = subprocess.run([sys.executable, "-m", "distill_gui", "resume", run_dir], capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr
-    a, b = weights(reference.final_path), weights(run.final_dir)
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    kill_and_resume.resume(kill_and_resume.DISTILL_GUI, run_dir)
+    kill_and_resume.assert_same_weights(reference.final_path, run.final_dir)
     assert json.loads(run.status_path.read_text())["state"] == "finished"
     assert math.isfinite(run.metrics()[-1]["loss"])
 
