@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill_gui.demo.plan import METHODS
+from distill_gui.demo.plan import METHODS, STUDENT_SIZES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -32,6 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--methods", default=None,
                    help=f"comma-separated methods to train (default: all): {', '.join(METHODS)}; "
                         "the continued ones also train trace_sft, their starting point")
+    p.add_argument("--sizes", default=None,
+                   help="comma-separated student sizes to train (default: all): " + ", ".join(s.name for s in STUDENT_SIZES))
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.set_defaults(func=cmd_demo)
     return p
@@ -50,6 +52,14 @@ def cmd_demo(args) -> int:
         plan.seeds = args.seeds
     if args.methods:
         plan.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if args.sizes:
+        names = [s.strip() for s in args.sizes.split(",") if s.strip()]
+        unknown = [n for n in names if n not in {s.name for s in STUDENT_SIZES}]
+        if unknown:
+            print(f"distill-gui demo: --sizes: unknown {', '.join(unknown)}; choose from "
+                  f"{', '.join(s.name for s in STUDENT_SIZES)}", file=sys.stderr)
+            return 2
+        plan.sizes = tuple(s for s in STUDENT_SIZES if s.name in names)
     try:
         plan.validate()
     except ValueError as exc:
