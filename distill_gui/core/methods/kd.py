@@ -190,7 +190,6 @@ class KD(Method):
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
         import torch
 
-        from distill_gui.core.devices import autocast_dtype
         from distill_gui.core.heads import output_head
         from distill_gui.core.hidden_states import decoder_of, final_hidden
         from distill_gui.core.losses import kd_loss_from_cache, kd_loss_from_hidden
@@ -204,6 +203,9 @@ class KD(Method):
         s_head = output_head(model)
         # The student's own completions: the divergence alone (its own tokens are no targets for a cross-entropy).
         on_policy = ON_POLICY_KEY in inputs
+        with ctx.autocast():  # the run's autocast, as the teacher's forward below sees it
+            kind = hidden.device.type
+            run_dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
         options = dict(
             loss=kd.loss,
             beta=kd.beta,
@@ -212,7 +214,7 @@ class KD(Method):
             chunk_size=kd.chunk_size,
             vocab_size=ctx.shared_vocab_size,
             # A bf16 run computes the heads' matmuls in bf16 as its autocast would (fp16 would underflow the gradients).
-            matmul_dtype=torch.bfloat16 if autocast_dtype(ctx.config.training.precision, hidden.device) == torch.bfloat16 else None,
+            matmul_dtype=torch.bfloat16 if run_dtype == torch.bfloat16 else None,
         )
         if ctx.teacher_cache is not None and not on_policy:
             t_ids, t_log_probs = ctx.teacher_cache.for_rows(inputs["row"].tolist())
