@@ -1,5 +1,6 @@
-"""The Data page's preview is parsed in a child process: a file that takes long (here a pipe nobody
-writes to) never holds the window or the next file's preview, and a child that dies is reported."""
+"""The Data page's preview is parsed in a child process: a file that takes long (here a child stopped with
+SIGSTOP while it has a request) never holds the window or the next file's preview, and a child that dies is
+reported."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import signal
 
+import psutil
 import pytest
 from PySide6.QtWidgets import QLineEdit
 
@@ -43,32 +45,37 @@ def test_the_preview_is_parsed_in_a_child_and_arrives_as_the_core_objects(make_w
     assert window._data_report is report
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def _stuck_child(window, qtbot, tmp_path):
+    """The preview child, stopped (SIGSTOP) while it has a request: as a child still reading a huge file."""
+    with qtbot.waitSignal(window.previewer.sig_loaded, timeout=WAIT_MS):
+        type_into(window.findChild(QLineEdit, "data.train"), str(write_rows(tmp_path / "first.jsonl", 3)))
+    stuck = window.previewer.pid()
+    os.kill(stuck, signal.SIGSTOP)
+    type_into(window.findChild(QLineEdit, "data.train"), str(write_rows(tmp_path / "slow.jsonl", 5)))
+    qtbot.waitUntil(lambda: window.previewer._pending is not None, timeout=WAIT_MS)
+    return stuck
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="POSIX signals")
 def test_a_file_still_being_read_does_not_hold_the_next_preview(make_window, qtbot, tmp_path):
     window = make_window()
     page = window.data_page
     window.show_page("Data")
-    pipe = tmp_path / "never-ends.jsonl"
-    os.mkfifo(pipe)  # reading it blocks until someone writes: a file that takes forever
-    type_into(window.findChild(QLineEdit, "data.train"), str(pipe))
-    qtbot.waitUntil(lambda: window.previewer._pending is not None, timeout=WAIT_MS)
-    stuck = window.previewer.pid()
-    assert "Reading never-ends.jsonl" in page.detected.text()
+    stuck = _stuck_child(window, qtbot, tmp_path)
+    assert "Reading slow.jsonl" in page.detected.text()
     type_into(window.findChild(QLineEdit, "data.train"), str(write_rows(tmp_path / "train.jsonl", 4)))
     qtbot.waitUntil(lambda: page.preview.rowCount() == 4, timeout=WAIT_MS)
-    assert window.previewer.pid() != stuck and "4 rows" in page.detected.text()
+    assert window.previewer.pid() not in (None, stuck) and "4 rows" in page.detected.text()
+    assert not psutil.pid_exists(stuck) or psutil.Process(stuck).status() == psutil.STATUS_ZOMBIE  # the stuck one was ended
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="POSIX signals")
 def test_a_child_that_dies_is_reported_on_the_page(make_window, qtbot, tmp_path):
     window = make_window()
     page = window.data_page
     window.show_page("Data")
-    pipe = tmp_path / "never-ends.jsonl"
-    os.mkfifo(pipe)
-    type_into(window.findChild(QLineEdit, "data.train"), str(pipe))
-    qtbot.waitUntil(lambda: window.previewer._pending is not None, timeout=WAIT_MS)
-    os.kill(window.previewer.pid(), signal.SIGKILL)  # as the system does to a child that ran out of memory
+    stuck = _stuck_child(window, qtbot, tmp_path)
+    os.kill(stuck, signal.SIGKILL)  # as the system does to a child that ran out of memory
     qtbot.waitUntil(lambda: "Cannot use this data" in page.detected.text(), timeout=WAIT_MS)
     assert "stopped unexpectedly" in page.detected.text()
     assert "stopped unexpectedly" in window._data_failed
