@@ -63,6 +63,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def text_teacher(args, config):
+    """(model, tokenizer) of the teacher that writes the text: the server at ``--teacher-url`` (answering and
+    having the model is checked before anything is written; the tokenizer only when ``--tokenizer`` names one)
+    or the local ``--teacher``. With the chat API and no tokenizer, the server applies the chat template."""
+    if args.teacher_url:
+        from distill_gui.core.served_teacher import ServedTeacher
+
+        model = ServedTeacher(args.teacher_url, model=args.teacher_model, api_key_env=args.api_key_env, api=args.api,
+                              concurrency=args.concurrency, rate_limit=args.rate_limit, timeout=args.timeout)
+        model.resolve_model()
+        tokenizer = None
+        if args.tokenizer:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        if args.api == "chat" and tokenizer is None and config.chat_template == "auto":
+            config.chat_template = "never"
+        return model, tokenizer
+    from distill_gui.core.config import ModelConfig
+    from distill_gui.core.models import load_model
+
+    loaded = load_model(ModelConfig(path=args.teacher, device=args.device, dtype=args.dtype), role="teacher")
+    return loaded.model, loaded.tokenizer
+
+
 def cmd_generate_data(args) -> int:
     """Run the generation; exit code 0 when every prompt is done, 1 when stopped early."""
     from distill_gui.core.errors import UserError
@@ -79,8 +104,6 @@ def cmd_generate_data(args) -> int:
 
     from tqdm import tqdm
 
-    from distill_gui.core.config import ModelConfig
-    from distill_gui.core.models import load_model
     from distill_gui.core.teacher_data import TeacherDataConfig, generate_dataset, load_source
 
     config = TeacherDataConfig(
@@ -99,22 +122,7 @@ def cmd_generate_data(args) -> int:
         limit=args.limit,
         seed=args.seed,
     )
-    if args.teacher_url:
-        from distill_gui.core.served_teacher import ServedTeacher
-
-        model = ServedTeacher(args.teacher_url, model=args.teacher_model, api_key_env=args.api_key_env, api=args.api,
-                              concurrency=args.concurrency, rate_limit=args.rate_limit, timeout=args.timeout)
-        model.resolve_model()  # the server answers and has the model, before anything is written
-        tokenizer = None
-        if args.tokenizer:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-        if args.api == "chat" and tokenizer is None and config.chat_template == "auto":
-            config.chat_template = "never"  # the server applies the chat template to the user message
-    else:
-        loaded = load_model(ModelConfig(path=args.teacher, device=args.device, dtype=args.dtype), role="teacher")
-        model, tokenizer = loaded.model, loaded.tokenizer
+    model, tokenizer = text_teacher(args, config)
     source = load_source(args.data, tokenizer, config)
     stop = threading.Event()
 

@@ -42,8 +42,7 @@ def run_synthetic(args) -> int:
 
     from tqdm import tqdm
 
-    from distill_gui.core.config import ModelConfig
-    from distill_gui.core.models import load_model
+    from distill_gui.cli_generate_data import text_teacher
     from distill_gui.core.synthetic_data import SyntheticConfig, make_synthetic_data, read_seeds
 
     config = SyntheticConfig(
@@ -54,22 +53,7 @@ def run_synthetic(args) -> int:
         system_prompt=args.system_prompt, seed=args.seed,
     )
     read_seeds(args.data, config)  # bad seed data is refused before the teacher loads
-    if args.teacher_url:  # a served teacher writes the questions and the answers
-        from distill_gui.core.served_teacher import ServedTeacher
-
-        model = ServedTeacher(args.teacher_url, model=args.teacher_model, api_key_env=args.api_key_env, api=args.api,
-                              concurrency=args.concurrency, rate_limit=args.rate_limit, timeout=args.timeout)
-        model.resolve_model()  # the server answers and has the model, before anything is written
-        tokenizer = None
-        if args.tokenizer:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-        if args.api == "chat" and tokenizer is None and config.chat_template == "auto":
-            config.chat_template = "never"  # the server applies the chat template to the user message
-    else:
-        loaded = load_model(ModelConfig(path=args.teacher, device=args.device, dtype=args.dtype), role="teacher")
-        model, tokenizer = loaded.model, loaded.tokenizer
+    model, tokenizer = text_teacher(args, config)  # a served teacher writes the questions and the answers too
     stop = threading.Event()
 
     def on_signal(signum, _frame):
