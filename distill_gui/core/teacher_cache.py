@@ -14,8 +14,8 @@ teacher on the same data); a file made for something else is never overwritten: 
 says so.
 
 Two encodings (format 2): ``compact``, the default of the builders here (sorted delta-coded ids, one
-byte per top-k log-prob, the tail exact, zlib per data row: about 180 bytes per position at top-128
-instead of 1,029; :mod:`distill_gui.core.teacher_cache_encoding` states its tolerance), and ``exact``
+byte per top-k log-prob, the tail exact, zlib per data row: about 190 to 240 bytes per position at
+top-128 instead of 1,029; :mod:`distill_gui.core.teacher_cache_encoding` states its tolerance), and ``exact``
 (int32 ids and float32 log-probs, bit for bit what the live top-k loss sees). A compact cache holds in
 memory exactly the values its file holds, so a run that builds the cache and a run that reuses it
 train the same. A format-1 file (exact, from before format 2) is refused with what to do, never read
@@ -382,7 +382,7 @@ def build_teacher_cache_from_served(
     (those it names by a piece of the student's vocabulary; missing ones get log-prob -1e4) and the tail bucket
     is the probability left. The server's log-probs are at temperature 1, so ``temperature`` must be 1.
     ``encoding``: ``compact`` or ``exact`` (None: :data:`DEFAULT_ENCODING`; compact keeps the -1e4 of a missing
-    token as 75 nats under the position's top).
+    token as 59.5 nats under the position's top).
     """
     import math
 

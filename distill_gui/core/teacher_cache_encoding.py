@@ -7,13 +7,13 @@ row's ``n`` counted positions:
   when every gap fits (always for a vocabulary of at most 65,536 tokens), else int32;
 - each top-k log-prob as one byte: its gap below the position's largest top-k log-prob, ``d >= 0``,
   rounded to the nearest point of :data:`GAP_GRID` (steps of 1/32 nat up to 4 nats below the top,
-  1/8 nat up to 12, 1 nat up to 75; gaps past 75 nats are kept as 75: at that distance a token's
-  probability is under 1e-32 of the top one's). The largest log-prob itself is not stored;
+  1/4 nat up to 12, 1/2 nat up to 59.5; gaps past 59.5 nats are kept as 59.5: at that distance a
+  token's probability is under 1e-25 of the top one's). The largest log-prob itself is not stored;
 - the tail bucket's log-prob as float32, exactly.
 
 Decoding rebuilds the top-k log-probs from the gaps and renormalises them so that the top-k mass is
 exactly ``1 - p_tail``: the tail is exact and the buckets sum to 1. A top-k log-prob is then within
-1/64 nat of the exact value for tokens within 4 nats of the top (1.6% of its probability), 1/16 nat
+1/64 nat of the exact value for tokens within 4 nats of the top (1.6% of its probability), 1/8 nat
 within 12 nats (probabilities under 2% of the top's), plus the shared shift of the renormalisation
 (a probability-weighted mean of those errors): :data:`LOG_PROB_TOLERANCE`. :data:`KD_RTOL` and
 :data:`GRAD_RTOL` state how close the top-k KD loss and its gradients stay to the exact cache's.
@@ -32,7 +32,7 @@ ENCODINGS = (COMPACT, EXACT)
 
 LOG_PROB_TOLERANCE = 1.0 / 32
 """Largest error (nats) of a decoded top-k log-prob within 4 nats of its position's top: 1/64 from the grid plus
-at most 1/64 from the renormalisation (1/16 + 1/64 up to 12 nats, 1/2 + 1/64 beyond)."""
+at most 1/64 from the renormalisation (1/8 + 1/64 up to 12 nats, 1/4 + 1/64 beyond)."""
 
 KD_RTOL = 5e-3
 """Stated tolerance of the top-k KD loss (and the total) from a compact cache against the exact top-k: relative.
@@ -47,8 +47,8 @@ def _gap_grid() -> Any:
     import torch
 
     fine = torch.arange(128, dtype=torch.float32) / 32  # 0 .. 3.97 nats, steps of 1/32
-    mid = 4 + torch.arange(64, dtype=torch.float32) / 8  # 4 .. 11.875, steps of 1/8
-    far = 12 + torch.arange(64, dtype=torch.float32)  # 12 .. 75 nats, steps of 1
+    mid = 4 + torch.arange(32, dtype=torch.float32) / 4  # 4 .. 11.75, steps of 1/4
+    far = 12 + torch.arange(96, dtype=torch.float32) / 2  # 12 .. 59.5 nats, steps of 1/2
     return torch.cat([fine, mid, far])
 
 
