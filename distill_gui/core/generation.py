@@ -234,7 +234,7 @@ class _Batch:
         from transformers.cache_utils import DynamicLayer
 
         layers = getattr(self.cache, "layers", None) or []
-        return bool(layers) and all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers)
+        return bool(layers) and all(type(layer) in (DynamicLayer, _growing_layer_class()) and layer.is_initialized for layer in layers)
 
     @classmethod
     def prefill(cls, model, contexts, rows, pad_id: int, max_new_tokens: int, stop) -> "_Batch":
@@ -247,7 +247,7 @@ class _Batch:
         mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], dtype=torch.long, device=device)
         positions = (mask.cumsum(-1) - 1).clamp_min_(0)
         key = _cache_argument(model)
-        cache = DynamicCache(config=model.config)
+        cache = _growing_cache(DynamicCache(config=model.config))
         keep_last = {"logits_to_keep": 1} if _takes(model, "logits_to_keep") else {}  # remote-code models may not
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **keep_last, **{key: cache})
         budget = torch.full((len(contexts),), max_new_tokens, dtype=torch.long, device=device)
@@ -310,6 +310,77 @@ class _Batch:
         for name in ("rows", "next_position", "logits", "budget", "going", "token"):
             setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
         return self
+
+
+def _growing_cache(cache):
+    """``cache`` with its plain key/value layers replaced by layers that write each new position into room kept
+    ahead (:func:`_growing_layer_class`) instead of concatenating the whole cache again at every token.
+
+    A plain layer's ``torch.cat`` copies every cached position of every row at every step: measured at batch 16
+    on the demo teacher, 43% of a decoding forward. Layers of another kind (sliding windows, hybrids) stay as
+    they are."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if layers and all(type(layer) is DynamicLayer and not layer.is_initialized for layer in layers):
+        cache.layers = [_growing_layer_class()() for _ in layers]
+    return cache
+
+
+_GROWING_LAYER: type | None = None
+
+
+def _growing_layer_class() -> type:
+    """A ``DynamicLayer`` whose keys and values are views into buffers with room for ``HEADROOM`` more positions.
+
+    A new position is written into the room (one copy of the new states only); a full buffer is replaced by one
+    with room again (one copy of the cache every ``HEADROOM`` steps). Whatever replaces ``keys``/``values`` from
+    outside (rows dropped or joined, a crop) is copied into a new buffer at the next update."""
+    global _GROWING_LAYER
+    if _GROWING_LAYER is not None:
+        return _GROWING_LAYER
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        HEADROOM = 64
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._key_buffer: Any = None
+            self._value_buffer: Any = None
+
+        def update(self, key_states, value_states, *args: Any, **kwargs: Any):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            keys, values = cast(Any, self.keys), cast(Any, self.values)
+            length, new = int(keys.shape[-2]) if keys.dim() == 4 else 0, int(key_states.shape[-2])
+            kb = self._key_buffer
+            ours = kb is not None and keys.dim() == 4 and keys.data_ptr() == kb.data_ptr() and keys.shape[0] == kb.shape[0]
+            if not ours or length + new > kb.shape[-2]:
+                shape = list(key_states.shape)
+                shape[-2] = length + new + self.HEADROOM
+                kb = key_states.new_empty(shape)
+                vshape = list(value_states.shape)
+                vshape[-2] = shape[-2]
+                vb = value_states.new_empty(vshape)
+                if length:
+                    kb[..., :length, :] = keys
+                    vb[..., :length, :] = values
+                self._key_buffer, self._value_buffer = kb, vb
+            kb[..., length : length + new, :] = key_states
+            self._value_buffer[..., length : length + new, :] = value_states
+            self.keys = kb[..., : length + new, :]
+            self.values = self._value_buffer[..., : length + new, :]
+            return self.keys, self.values
+
+        def reset(self) -> None:
+            self._key_buffer = self._value_buffer = None
+            super().reset()
+
+    del torch
+    _GROWING_LAYER = GrowingLayer
+    return GrowingLayer
 
 
 def _cache_argument(model) -> str:

@@ -78,3 +78,37 @@ def test_top_p_draws_only_from_the_nucleus_in_its_proportions():
 def test_an_empty_prompt_is_refused_by_index(tiny_tokenizer, peaked):
     with pytest.raises(ValueError, match="prompt 1 has no tokens"):
         complete_token_ids(peaked, [[5, 6], []], max_new_tokens=2, temperature=0.0, stop_ids=[], pad_id=0, batch_size=2)
+
+
+def test_the_growing_kv_cache_decodes_like_the_plain_one(tiny_tokenizer, peaked, monkeypatch):
+    """Room kept ahead in the KV cache (no concatenation per token) gives the same tokens as transformers' own
+    cache, greedy and sampled, with rows leaving and joining (the layers' buffers rebuilt) and a headroom small
+    enough to be refilled several times per answer."""
+    import distill_gui.core.generation as generation
+
+    layer = generation._growing_layer_class()
+    monkeypatch.setattr(layer, "HEADROOM", 3)
+    prompts = [tiny_tokenizer(p)["input_ids"] for p in PROMPTS * 2]
+    free = complete_token_ids(peaked, prompts[:2], max_new_tokens=3, temperature=0.0, stop_ids=[], pad_id=0, batch_size=2)
+    stop = sorted({free[0][2], free[1][1]})
+
+    def run(temperature: float) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(7)
+        return complete_token_ids(peaked, prompts, max_new_tokens=20, temperature=temperature, stop_ids=stop, pad_id=0,
+                                  batch_size=4, generator=generator)
+
+    grown = {t: run(t) for t in (0.0, 1.0)}
+    seen = []
+    real = generation._Batch.forward
+
+    def watched(self, model):
+        seen.append({type(layer).__name__ for layer in self.cache.layers})
+        return real(self, model)
+
+    monkeypatch.setattr(generation._Batch, "forward", watched)
+    assert run(0.0) == grown[0.0] and seen and all(names == {"GrowingLayer"} for names in seen)
+    monkeypatch.setattr(generation, "_growing_cache", lambda cache: cache)  # transformers' concatenating layers
+    for temperature, tokens in grown.items():
+        assert run(temperature) == tokens, temperature
+    lengths = [len(t) for tokens in grown.values() for t in tokens]
+    assert min(lengths) < 20 and max(lengths) > 3 * layer.HEADROOM, "rows must leave early, and some outgrow the room"
