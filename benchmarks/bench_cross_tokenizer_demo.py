@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=None, help="verified traces (a demo folder's traces.jsonl)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (to split a run)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--vocab-size", type=int, default=384, help="the student's own vocabulary (the teacher's is 512)")
     parser.add_argument("--test-rows", type=int, default=500)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     _, _, teacher_params = _load(teacher, "teacher")
     results: dict[str, list[float]] = {m: [] for m in METHODS}
     params = 0
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         init = args.out / f"seed{seed}" / "init"
         params = own_student(init, args.vocab_size, seed=100 + seed, tokenizer_dir=tokenizer_dir)
         for method in METHODS:
