@@ -137,6 +137,14 @@ class KeyedTokenMeans:
         self.sums, self.tokens = {}, {}
         return {key: value / tokens[key] for key, value in sums.items() if tokens[key] > 0}
 
+    def state(self) -> dict[str, float]:
+        """The running sums as flat numbers (summed over processes by the trainer, then :meth:`load`-ed)."""
+        return {**{f"sum/{k}": v for k, v in self.sums.items()}, **{f"tokens/{k}": float(v) for k, v in self.tokens.items()}}
+
+    def load(self, state: dict[str, float]) -> None:
+        self.sums = {key[4:]: value for key, value in state.items() if key.startswith("sum/")}
+        self.tokens = {key[7:]: int(round(value)) for key, value in state.items() if key.startswith("tokens/")}
+
 
 def scored_samples(tokenizer: Any, step: int, pairs: list[tuple[dict, dict]]) -> Any:
     """A :class:`~distill_gui.core.events.SamplesScored` event of the first sampled rows of ``pairs``

@@ -34,6 +34,14 @@ class TokenWeightedMeans:
             return {}
         return {key: value / tokens for key, value in sums.items()}
 
+    def state(self) -> dict[str, float]:
+        """The running sums as flat numbers (summed over processes by the trainer, then :meth:`load`-ed)."""
+        return {**{f"sum/{key}": value for key, value in self.sums.items()}, "tokens": float(self.tokens)}
+
+    def load(self, state: dict[str, float]) -> None:
+        self.sums = {key[4:]: value for key, value in state.items() if key.startswith("sum/")}
+        self.tokens = int(round(state.get("tokens", 0.0)))
+
 
 def make_trainer_class() -> type:
     """Build the Trainer subclass lazily so importing this module does not import transformers."""
@@ -92,13 +100,12 @@ def make_trainer_class() -> type:
             if self.args.world_size > 1:
                 import torch.distributed as dist
 
+                state = means.state()
                 named: list[Any] = [None] * self.args.world_size
-                dist.all_gather_object(named, sorted(means.sums))
+                dist.all_gather_object(named, sorted(state))
                 keys = sorted(set().union(*named))
-                values = [means.sums.get(key, 0.0) for key in keys] + [float(means.tokens)]
-                total = self.accelerator.reduce(torch.tensor(values, dtype=torch.float64, device=self.args.device), reduction="sum")
-                means.sums = dict(zip(keys, total[:-1].tolist()))
-                means.tokens = int(total[-1].item())
+                values = torch.tensor([state.get(key, 0.0) for key in keys], dtype=torch.float64, device=self.args.device)
+                means.load(dict(zip(keys, self.accelerator.reduce(values, reduction="sum").tolist())))
             return means.take()
 
     return DistillTrainer
