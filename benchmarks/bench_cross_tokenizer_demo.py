@@ -27,22 +27,6 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 METHODS = ("trace_sft", "trace_sft_cross_kd")
 
 
-def own_student(out: Path, vocab_size: int, seed: int, tokenizer_dir: Path) -> int:
-    """A student of the demo's 1/10 shape with the tokenizer in ``tokenizer_dir``; returns its parameter count."""
-    from transformers import AutoTokenizer
-
-    from distill_gui.demo.plan import STUDENT_SIZES
-    from distill_gui.demo.train_teacher import TeacherRecipe, build_model
-
-    size = STUDENT_SIZES[1]
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    model = build_model(tokenizer, TeacherRecipe(), hidden=size.hidden, layers=size.layers, heads=size.heads, mlp=size.mlp, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return sum(p.numel() for p in model.parameters())
-
-
 def run_config(method: str, student: Path, teacher: Path, traces: Path, steps: int, seed: int, name: str):
     from distill_gui.core.config import config_from_dict
     from distill_gui.demo.plan import STUDENT_SIZES
@@ -79,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from distill_gui.core.data import load_examples
     from distill_gui.core.training import train
     from distill_gui.core.vocab import check_compatibility
-    from distill_gui.demo.pipeline import DemoPlan, _evaluate, _load
+    from distill_gui.demo.pipeline import STUDENT_SIZES, DemoPlan, _evaluate, _load, build_student
     from distill_gui.demo.tokenizer import build_tokenizer, corpus
     from distill_gui.resources import demo_dir
 
@@ -109,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     params = 0
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         init = args.out / f"seed{seed}" / "init"
-        params = own_student(init, args.vocab_size, seed=100 + seed, tokenizer_dir=tokenizer_dir)
+        # The demo's student builder takes its tokenizer from the folder it is given: here the student's own.
+        params = build_student(STUDENT_SIZES[1], tokenizer_dir, init, seed=100 + seed)
         for method in METHODS:
             config = run_config(method, init, teacher, traces, args.steps, seed, f"own-tok-{method}-seed{seed}")
             outcome = train(config, runs_root=args.out / "runs")

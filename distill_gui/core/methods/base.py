@@ -155,6 +155,13 @@ class Method:
     def prepare(self, setup: Any, prepared: Any) -> None:
         """Called in the run folder once models, data and checks are done (``setup``: :class:`RunSetup`)."""
 
+    def trainer_class(self, setup: Any) -> type:
+        """The Trainer class :meth:`build_trainer` builds by default: distill-gui's, which calls :meth:`loss`
+        (a method that only changes how its micro-batches are made returns a subclass of it here)."""
+        from distill_gui.core.training.trainer import make_trainer_class
+
+        return make_trainer_class()
+
     def build_trainer(self, setup: Any, prepared: Any, args: Any, callbacks: list) -> Any:
         """The ``transformers.Trainer`` (or subclass, e.g. TRL's) that trains this method.
 
@@ -165,9 +172,8 @@ class Method:
         ones arrive in ``StepLogged.metrics``; declare them in :attr:`metrics`.
         """
         from distill_gui.core.data import DataCollator
-        from distill_gui.core.training.trainer import make_trainer_class
 
-        return make_trainer_class()(
+        return self.trainer_class(setup)(
             model=setup.student,
             args=args,
             train_dataset=prepared.train,

@@ -171,21 +171,12 @@ class KD(Method):
         if self.section(setup.config).cache_teacher:
             attach_teacher_cache(setup, prepared)
 
-    def build_trainer(self, setup: Any, prepared: Any, args: Any, callbacks: list) -> Any:
+    def trainer_class(self, setup: Any) -> type:
         if self.section(setup.config).on_policy <= 0:
-            return super().build_trainer(setup, prepared, args, callbacks)
-        from distill_gui.core.data import DataCollator
+            return super().trainer_class(setup)
         from distill_gui.core.methods.kd_on_policy import make_on_policy_trainer_class
 
-        return make_on_policy_trainer_class()(
-            model=setup.student,
-            args=args,
-            train_dataset=prepared.train,
-            eval_dataset=prepared.eval,
-            data_collator=DataCollator(setup.tokenizer.pad_token_id),
-            callbacks=callbacks,
-            setup=setup,
-        )
+        return make_on_policy_trainer_class()
 
     def loss(self, ctx: StepContext, model: Any, inputs: dict) -> LossResult:
         import torch
