@@ -74,7 +74,7 @@ class JsonLinesClient(QObject):
 
     def _answer(self, answer: dict) -> None:
         """One answer line, parsed, with an int ``id`` and a ``kind``."""
-        raise NotImplementedError(f"{type(self).__name__} must say what its child's answers mean")
+        raise TypeError(f"{type(self).__name__} is a JsonLinesClient without _answer(): say what its child's answers mean")
 
     def _child_ended(self, code: int) -> None:
         """The child ended on its own (a crash, killed for memory); the next request starts a new one."""
