@@ -34,6 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "the continued ones also train trace_sft, their starting point")
     p.add_argument("--sizes", default=None,
                    help="comma-separated student sizes to train (default: all): " + ", ".join(s.name for s in STUDENT_SIZES))
+    p.add_argument("--jobs", type=int, default=None,
+                   help="students trained at the same time, each in its own process (default 0: one per CPU core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.set_defaults(func=cmd_demo)
     return p
@@ -50,6 +52,8 @@ def cmd_demo(args) -> int:
         plan.continue_steps = args.continue_steps
     if args.seeds is not None:
         plan.seeds = args.seeds
+    if args.jobs is not None:
+        plan.jobs = args.jobs
     if args.methods:
         plan.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if args.sizes:

@@ -442,8 +442,22 @@ def load_or_build(
     path: str | Path, expected_fingerprint: str, build: Callable[[], TeacherCache], log: Callable[[str], None] = lambda _s: None
 ) -> tuple[TeacherCache, bool]:
     """The cache at ``path`` when it was made for the same teacher, rows and settings, else a new one
-    written there; returns (cache, reused). A file made for something else raises (never overwritten)."""
+    written there; returns (cache, reused). A file made for something else raises (never overwritten).
+
+    Runs that share one cache file (the demo's students trained side by side, two runs started together)
+    take turns: the first builds it under a lock next to the file, the others wait and reuse it.
+    """
+    from filelock import FileLock
+
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        return _load_or_build_locked(path, expected_fingerprint, build, log)
+
+
+def _load_or_build_locked(
+    path: Path, expected_fingerprint: str, build: Callable[[], TeacherCache], log: Callable[[str], None]
+) -> tuple[TeacherCache, bool]:
     if path.is_file():
         cache = TeacherCache.load(path)
         if cache.fingerprint != expected_fingerprint:

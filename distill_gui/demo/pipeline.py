@@ -124,6 +124,128 @@ def _step_bar(desc: str, total: int, enabled: bool) -> tuple[Callable, Callable]
     return on_event, bar.close
 
 
+# ---- One student (a size and a seed): its base methods, then its continued ones ----------------------
+
+
+@dataclass(frozen=True)
+class StudentUnit:
+    """One student of the demo: seed number ``seed`` of size ``size`` (an index into ``plan.sizes``)."""
+
+    seed: int
+    size: int
+
+
+@dataclass(frozen=True)
+class SharedInputs:
+    """What every student's runs read: the demo folder and the files made before the students train."""
+
+    folder: Path
+    teacher_dir: Path
+    test_file: Path
+    answers: Path
+    synthetic: Path | None
+    teacher_params: int
+
+
+def train_student(plan: DemoPlan, shared: SharedInputs, unit: StudentUnit, log: Callable[[str], None],
+                  progress: bool) -> tuple[list[RecoveryRow], list[dict]]:
+    """Train and evaluate one student with every method of the plan; returns its rows and skipped runs.
+
+    Every method of a size and seed starts from the same initialisation and gets the same budget; the
+    continued methods start from this student's trace-SFT result.
+    """
+    from distill_gui.core.data import load_examples
+    from distill_gui.core.errors import UserError
+    from distill_gui.core.training import train
+    from distill_gui.demo.continued import continued_config
+
+    folder, k = shared.folder, unit.seed
+    size = plan.sizes[unit.size]
+    test_examples = load_examples(str(shared.test_file))[0][: plan.test_rows]
+    traces = folder / "traces.jsonl"
+    data_for = {"answer_sft": shared.answers, "trace_sft": traces, "trace_sft_kd": traces}
+    tag = f"-seed{k}" if plan.seeds > 1 else ""
+    init = folder / "students" / size.name / (f"seed{k}" if plan.seeds > 1 else "") / "init"
+    params = build_student(size, shared.teacher_dir, init, seed=plan.seed + 1 + unit.size + 1000 * k)
+    lr = plan.learning_rate or size.learning_rate
+    finals: dict[str, Path] = {}
+    rows: list[RecoveryRow] = []
+    skipped: list[dict] = []
+    for method in plan.trained_methods:
+        name = f"{size.name}-{method}{tag}"
+        if method in BASE_METHODS:
+            config = student_config(plan, method, init, shared.teacher_dir, data_for[method], name,
+                                    teacher_cache=folder / "teacher_cache.safetensors", learning_rate=lr, seed=plan.seed + k)
+        else:
+            config = continued_config(plan, method, finals["trace_sft"], shared.teacher_dir, traces, shared.answers,
+                                      shared.synthetic, name, lr, seed=plan.seed + k)
+        steps = plan.steps if method in BASE_METHODS else plan.continue_steps
+        on_event, close = _step_bar(f"{size.name} {method}{tag}", steps, progress)
+        try:
+            outcome = train(config, runs_root=folder / "runs", on_event=on_event)
+        except UserError as exc:
+            if method in BASE_METHODS:
+                raise
+            # A continued method can refuse a weak student (self-distillation with no correct answer to
+            # keep): the row is left out and the reason kept, the rest of the demo goes on.
+            skipped.append({"model": size.name, "method": method, "seed": k, "reason": str(exc)})
+            log(f"      {size.name} {method}{tag}: skipped: {exc}")
+            continue
+        finally:
+            close()
+        if outcome.final_path is None:
+            raise RuntimeError(f"{name}: training ended {outcome.state}: {outcome.reason}")
+        finals[method] = Path(outcome.final_path)
+        model, student_tok, _ = _load(outcome.final_path, "student")
+        accuracy, speed = _evaluate(model, student_tok, test_examples, plan)
+        rows.append(RecoveryRow(size.name, params, method, accuracy, speed))
+        log(f"      {size.name} ({params:,} params, 1/{shared.teacher_params / params:.0f}) {method}{tag}: accuracy {accuracy:.1%}  "
+            f"[{outcome.run.path.name}]")
+    return rows, skipped
+
+
+def _student_worker(plan: DemoPlan, shared: SharedInputs, unit: StudentUnit, threads: int) -> tuple[list[RecoveryRow], list[dict]]:
+    """``train_student`` in a worker process with ``threads`` torch threads, logging to the shared stdout."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return train_student(plan, shared, unit, log=lambda s: print(s, flush=True), progress=False)
+
+
+def _train_in_parallel(plan: DemoPlan, shared: SharedInputs, units: list[StudentUnit], jobs: int,
+                       log: Callable[[str], None], rows: list[RecoveryRow]):
+    """Train ``units`` in ``jobs`` worker processes (spawned, so each has its own torch threads); returns the
+    rows and skipped runs per unit. A failed student stops the demo with its error once the others finish."""
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    rows_of: dict[StudentUnit, list[RecoveryRow]] = {}
+    skipped_of: dict[StudentUnit, list[dict]] = {}
+    failure: BaseException | None = None
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {pool.submit(_student_worker, plan, shared, unit, threads): unit for unit in units}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                unit = pending.pop(future)
+                try:
+                    rows_of[unit], skipped_of[unit] = future.result()
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, after the running students end
+                    failure = failure or exc
+                    for other in pending:
+                        other.cancel()
+                    continue
+                done_rows = [r for u in units if u in rows_of for r in rows_of[u]]
+                _write_partial(shared.folder, rows + done_rows)
+                log(f"      student {plan.sizes[unit.size].name} seed {unit.seed}: done "
+                    f"({len(rows_of)} of {len(units)} students)")
+    if failure is not None:
+        raise failure
+    return rows_of, skipped_of
+
+
 # ---- Public API ----------------------------------------------------------------------------------------
 
 
@@ -153,10 +275,8 @@ def run_demo(
     from tqdm import tqdm
 
     from distill_gui.core.data import load_examples
-    from distill_gui.core.errors import UserError
     from distill_gui.core.teacher_data import TeacherDataConfig, generate_dataset, load_source
-    from distill_gui.core.training import train
-    from distill_gui.demo.continued import continued_config, make_synthetic
+    from distill_gui.demo.continued import make_synthetic
 
     plan.validate()
     started = time.time()
@@ -191,7 +311,6 @@ def run_demo(
     bar.close()
     log(f"      kept {report.kept}/{report.generated} traces ({report.kept_fraction:.1%})")
     answers = _write_answer_only(train_file, folder / "answers.jsonl", plan.trace_prompts)
-    data_for = {"answer_sft": answers, "trace_sft": folder / "traces.jsonl", "trace_sft_kd": folder / "traces.jsonl"}
 
     synthetic = None
     if "synthetic" in plan.continued_methods:
@@ -207,47 +326,23 @@ def run_demo(
 
     # 3-4. Students: same initialisation and budget for every method of a size and seed.
     trained = plan.trained_methods
-    skipped: list[dict] = []
+    units = [StudentUnit(k, s) for k in range(plan.seeds) for s in range(len(plan.sizes))]
+    jobs = plan.parallel_jobs(len(units))
     log(f"[3/4] training {len(plan.sizes)} students x {len(trained)} methods x {plan.seeds} seed{'s' if plan.seeds > 1 else ''}: "
-        f"{plan.steps} steps of {plan.batch_size} rows (base), {plan.continue_steps} more (continued)")
-    for k in range(plan.seeds):
-        for s, size in enumerate(plan.sizes):
-            tag = f"-seed{k}" if plan.seeds > 1 else ""
-            init = folder / "students" / size.name / (f"seed{k}" if plan.seeds > 1 else "") / "init"
-            params = build_student(size, teacher_dir, init, seed=plan.seed + 1 + s + 1000 * k)
-            lr = plan.learning_rate or size.learning_rate
-            finals: dict[str, Path] = {}
-            for method in trained:
-                name = f"{size.name}-{method}{tag}"
-                if method in BASE_METHODS:
-                    config = student_config(plan, method, init, teacher_dir, data_for[method], name,
-                                            teacher_cache=folder / "teacher_cache.safetensors", learning_rate=lr, seed=plan.seed + k)
-                else:
-                    config = continued_config(plan, method, finals["trace_sft"], teacher_dir, folder / "traces.jsonl", answers,
-                                              synthetic, name, lr, seed=plan.seed + k)
-                steps = plan.steps if method in BASE_METHODS else plan.continue_steps
-                on_event, close = _step_bar(f"{size.name} {method}{tag}", steps, progress)
-                try:
-                    outcome = train(config, runs_root=folder / "runs", on_event=on_event)
-                except UserError as exc:
-                    if method in BASE_METHODS:
-                        raise
-                    # A continued method can refuse a weak student (self-distillation with no correct answer to
-                    # keep): the row is left out and the reason kept, the rest of the demo goes on.
-                    skipped.append({"model": size.name, "method": method, "seed": k, "reason": str(exc)})
-                    log(f"      {size.name} {method}{tag}: skipped: {exc}")
-                    continue
-                finally:
-                    close()
-                if outcome.final_path is None:
-                    raise RuntimeError(f"{name}: training ended {outcome.state}: {outcome.reason}")
-                finals[method] = Path(outcome.final_path)
-                model, student_tok, _ = _load(outcome.final_path, "student")
-                accuracy, speed = _evaluate(model, student_tok, test_examples, plan)
-                rows.append(RecoveryRow(size.name, params, method, accuracy, speed))
-                log(f"      {size.name} ({params:,} params, 1/{teacher_params / params:.0f}) {method}{tag}: accuracy {accuracy:.1%}  "
-                    f"[{outcome.run.path.name}]")
-                _write_partial(folder, rows)
+        f"{plan.steps} steps of {plan.batch_size} rows (base), {plan.continue_steps} more (continued)"
+        + (f"; {jobs} students at a time" if jobs > 1 else ""))
+    shared = SharedInputs(folder, teacher_dir, test_file, answers, synthetic, teacher_params)
+    skipped: list[dict] = []
+    if jobs == 1:
+        for unit in units:
+            unit_rows, unit_skipped = train_student(plan, shared, unit, log, progress)
+            rows += unit_rows
+            skipped += unit_skipped
+            _write_partial(folder, rows)
+    else:
+        rows_of, skipped_of = _train_in_parallel(plan, shared, units, jobs, log, rows)
+        rows += [r for unit in units for r in rows_of[unit]]
+        skipped += [x for unit in units for x in skipped_of[unit]]
 
     # 5. The table.
     log("[4/4] recovery table")

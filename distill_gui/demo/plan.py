@@ -66,6 +66,10 @@ STEP_SECONDS = {
 }
 SAMPLE_SECONDS = 0.0015
 """Seconds per answer the student samples for self-distillation (batched, KV cache)."""
+ONE_THREAD_SLOWDOWN = 1.1
+"""How much longer a student takes at one thread, next to another, than alone at two threads. Measured: trace SFT,
+400 steps, the 1/10 and 1/31 students: one after the other at two threads 86-112 s (58 s for the 1/10 one),
+side by side at one thread each 60 s (52 s for the 1/10 one, 39 s for the 1/31 one)."""
 
 
 @dataclass
@@ -118,6 +122,10 @@ class DemoPlan:
     seed: int = 0
     seeds: int = 1
     """Initialisation seeds per student; the table reports the mean and the min-max over them."""
+    jobs: int = 0
+    """Students trained at the same time, each in its own process (0: as many as the CPU has cores, at most
+    the number of students). On 2 cores two students at one thread each finish sooner than one at two
+    threads: models this small use a second thread poorly."""
     methods: tuple[str, ...] = METHODS
     sizes: tuple[StudentSize, ...] = field(default=STUDENT_SIZES)
 
@@ -140,8 +148,17 @@ class DemoPlan:
             raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
         if self.seeds < 1:
             raise ValueError(f"--seeds: at least 1 (got {self.seeds})")
+        if self.jobs < 0:
+            raise ValueError(f"--jobs: 0 (one per CPU core) or more (got {self.jobs})")
         if self.continue_steps < 1 and self.continued_methods:
             raise ValueError(f"--continue-steps: at least 1 for the continued methods (got {self.continue_steps})")
+
+    def parallel_jobs(self, students: int) -> int:
+        """How many of ``students`` (size x seed) train at once."""
+        import os
+
+        wanted = self.jobs if self.jobs > 0 else (os.cpu_count() or 1)
+        return max(1, min(wanted, students))
 
     @property
     def continued_methods(self) -> tuple[str, ...]:
@@ -158,19 +175,32 @@ class DemoPlan:
         return self.base_methods + self.continued_methods
 
     def estimate_seconds(self) -> float:
-        """Expected wall time on 2 free CPU cores, from times measured there (a busy machine is slower)."""
-        n = len(self.sizes)
-        runs = n * len(self.trained_methods) * self.seeds
-        train = 0.0
+        """Expected wall time on 2 free CPU cores, from times measured there (a busy machine is slower).
+
+        The teacher's work (evaluation, traces, cache, synthetic data) comes first; then the students (one per
+        size and seed) go to ``parallel_jobs`` workers in order, each to the first free one.
+        """
+        shared = 10 + self.test_rows * 0.025 + self.trace_prompts * (0.0175 + 0.004)
+        if "synthetic" in self.trained_methods:
+            shared += self.synthetic_questions * self.synthetic_samples * 0.0045
+        units = [self._student_seconds(size) for _ in range(self.seeds) for size in self.sizes]
+        jobs = self.parallel_jobs(len(units))
+        if jobs == 1:
+            return shared + sum(units)
+        free = [0.0] * jobs
+        for seconds in units:
+            first = min(range(jobs), key=free.__getitem__)
+            free[first] += seconds * ONE_THREAD_SLOWDOWN
+        return shared + max(free)
+
+    def _student_seconds(self, size: StudentSize) -> float:
+        """One student's training and evaluation with every method, alone on 2 free cores."""
+        known = [s.name for s in STUDENT_SIZES]
+        index = known.index(size.name) if size.name in known else len(known) - 1
+        seconds = 0.0
         for m in self.trained_methods:
             steps = self.steps if m in BASE_METHODS else self.continue_steps
-            train += sum(steps * (self.batch_size / 32) * cost for cost in STEP_SECONDS[m][:n]) * self.seeds
+            seconds += steps * (self.batch_size / 32) * STEP_SECONDS[m][index] + 5.0 + self.test_rows * 0.025
         if "self_distill" in self.trained_methods:
-            sampled = self.self_distill_rounds * self.self_distill_questions * self.self_distill_samples
-            train += n * self.seeds * sampled * SAMPLE_SECONDS
-        setup = 5.0 * runs
-        evals = (1 + runs) * self.test_rows * 0.025
-        generation = self.trace_prompts * 0.0175
-        cache = self.trace_prompts * 0.004
-        synthetic = self.synthetic_questions * self.synthetic_samples * 0.0045 if "synthetic" in self.trained_methods else 0.0
-        return 10 + train + setup + evals + generation + cache + synthetic
+            seconds += self.self_distill_rounds * self.self_distill_questions * self.self_distill_samples * SAMPLE_SECONDS
+        return seconds

@@ -191,3 +191,35 @@ def test_an_old_or_damaged_cache_is_refused_never_misread(tmp_path):
         tc.TeacherCache.load(bad)
     with pytest.raises(tc.TeacherCacheError, match="encoding 'zip'"):
         _cache(ids, log_probs, "zip")
+
+
+def _build_slowly_in_a_child(path: str, log_file: str) -> None:
+    import time
+
+    import torch
+
+    def build():
+        with open(log_file, "a") as fh:
+            fh.write("built\n")
+        time.sleep(1.0)
+        return tc.TeacherCache(ids=torch.zeros((3, 2), dtype=torch.int32), log_probs=torch.zeros((3, 3)),
+                               offsets=torch.tensor([0, 2, 3]), top_k=2, temperature=1.0, fingerprint="shared")
+
+    tc.load_or_build(path, "shared", build)
+
+
+def test_runs_sharing_one_cache_file_build_it_once(tmp_path):
+    """Two processes that want the same cache file (the demo's students side by side): one builds it, the
+    other waits for it and reuses it instead of running the teacher again."""
+    import multiprocessing
+
+    path, log_file = tmp_path / "cache.safetensors", tmp_path / "builds.txt"
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_build_slowly_in_a_child, args=(str(path), str(log_file))) for _ in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=120)
+        assert child.exitcode == 0
+    assert log_file.read_text().splitlines() == ["built"]
+    assert tc.TeacherCache.load(path).fingerprint == "shared"

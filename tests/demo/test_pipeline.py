@@ -31,6 +31,21 @@ def test_plans_and_student_sizes(tmp_path):
     assert 3 <= ratios[0] <= 5 and 10 <= ratios[1] <= 11 and 25 <= ratios[2] <= 35
 
 
+def test_students_side_by_side_and_the_estimate(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert DemoPlan().parallel_jobs(3) == 2 and DemoPlan(jobs=1).parallel_jobs(3) == 1
+    assert DemoPlan(jobs=8).parallel_jobs(3) == 3 and DemoPlan().parallel_jobs(1) == 1
+    # Side by side the slowest worker sets the time; a size's own step costs are used when only some train.
+    one, two = DemoPlan(jobs=1, seeds=3), DemoPlan(jobs=2, seeds=3)
+    assert 0.5 * one.estimate_seconds() < two.estimate_seconds() < one.estimate_seconds()
+    small, large = DemoPlan(sizes=STUDENT_SIZES[2:]), DemoPlan(sizes=STUDENT_SIZES[:1])
+    assert small.estimate_seconds() < large.estimate_seconds()
+    with pytest.raises(ValueError, match="--jobs"):
+        DemoPlan(jobs=-1).validate()
+
+
 def test_student_configs_use_the_same_budget(tmp_path):
     plan = DemoPlan.full()
     configs = {m: student_config(plan, m, tmp_path / "s", tmp_path / "t", tmp_path / "d.jsonl", m) for m in BASE_METHODS}
