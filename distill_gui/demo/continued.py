@@ -48,6 +48,8 @@ def continued_config(plan: DemoPlan, method: str, student: Path, teacher: Path, 
     elif method == "trace_sft_rlvr":
         cfg["data"]["train"] = str(answers)
         cfg["training"]["learning_rate"] = learning_rate * plan.rlvr_lr_scale
+        # One optimizer step on rlvr_questions questions' answers (micro-batches of batch_size answers).
+        cfg["training"]["gradient_accumulation_steps"] = max(1, plan.rlvr_questions * plan.rlvr_group // plan.batch_size)
         cfg["method"] = {"kind": "rlvr", "rlvr": {
             "group_size": plan.rlvr_group, "beta": 0.04, "temperature": 1.0, "max_completion_length": plan.max_new_tokens,
             "correct_weight": 1.0, "format_weight": 0.0, "checker": "numeric",

@@ -231,9 +231,24 @@ def test_a_student_that_never_answers_right_is_told_to_train_on_traces_first(tin
     assert outcome.state == "finished"
     warned = [e for e in events if isinstance(e, LogMessage) and e.level == "warning" and "no answer earned a reward" in e.text]
     assert len(warned) == 1
+    # 8 answers a step, 4 per question: the run is also told its steps are too small to trust.
+    assert [e.text.split(" (")[0] for e in events if isinstance(e, LogMessage) and "questions per optimizer step (" in e.text] == [
+        "rlvr: 2 questions per optimizer step"
+    ]
     steps = [e for e in events if isinstance(e, StepLogged)]
     assert events.index(warned[0]) < events.index(steps[ZERO_REWARD_ROUNDS - 1]) + 2
     assert all(e.metrics["frac_reward_zero_std"] == 1.0 and e.metrics["accuracy"] == 0.0 for e in steps[:ZERO_REWARD_ROUNDS])
+
+
+def test_a_step_of_few_questions_is_warned_with_the_accumulation_that_fixes_it(tiny_pair, tiny_data):
+    from distill_gui.core.methods.rlvr import FEW_QUESTIONS, few_questions_warning
+
+    config = rl_config(tiny_pair[1], tiny_data, {"group_size": 8}, batch_size=32)
+    text = few_questions_warning(4, config)
+    assert text.startswith("rlvr: 4 questions per optimizer step") and "gradient_accumulation_steps to 4 or more" in text
+    config.training.gradient_accumulation_steps = 4
+    config.validate_for_run()  # the advice is a valid setting: 128 answers, 16 questions
+    assert config.training.batch_size * 4 // 8 == FEW_QUESTIONS
 
 
 @pytest.mark.slow
