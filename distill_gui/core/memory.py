@@ -312,7 +312,14 @@ def estimate_for_config(
     student_info: ModelInfo,
     device_total_bytes: int | None = None,
 ) -> MemoryEstimate:
-    """:func:`estimate_memory` with every setting taken from a run config."""
+    """:func:`estimate_memory` with every setting taken from a run config.
+
+    The teacher is sized in the dtype the run loads it in: a CPU run computing in bf16 loads a frozen
+    teacher of dtype auto in bf16 (:func:`~distill_gui.core.training.setup.frozen_teacher_dtype`).
+    """
+    from distill_gui.core.training.setup import frozen_teacher_dtype
+
+    teacher = frozen_teacher_dtype(config.teacher, config.training.precision)
     return estimate_memory(
         teacher_info,
         student_info,
@@ -321,7 +328,7 @@ def estimate_for_config(
         lora_r=config.student.lora.r,
         teacher_quantization=config.teacher.quantization,
         student_quantization=config.student.quantization,
-        teacher_dtype_bytes=_dtype_bytes(config.teacher.dtype, config.teacher.device),
+        teacher_dtype_bytes=_dtype_bytes(teacher.dtype, teacher.device),
         student_dtype_bytes=_dtype_bytes(config.student.dtype, config.student.device),
         batch_size=config.training.batch_size,
         seq_len=config.data.max_length,

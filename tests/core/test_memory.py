@@ -136,7 +136,7 @@ def test_estimate_for_config(tiny_pair):
     config: RunConfig = config_from_dict({
         "teacher": {"path": str(teacher), "device": "cpu"},
         "student": {"path": str(student), "device": "cpu", "lora": {"enabled": True, "r": 4}},
-        "training": {"batch_size": 2},
+        "training": {"batch_size": 2, "precision": "fp32"},
         "data": {"max_length": 64},
         "method": {"chunk_size": 32},
     })
@@ -144,6 +144,12 @@ def test_estimate_for_config(tiny_pair):
     s_info = describe_model(config.student, "student")
     est = estimate_for_config(config, t_info, s_info, device_total_bytes=GB)
     assert est.teacher_weights == t_info.num_params * 4  # auto on CPU is fp32
+    # A run computing in bf16 on a CPU loads the frozen teacher in bf16: half its weights' bytes.
+    config.training.precision = "bf16"
+    assert estimate_for_config(config, t_info, s_info, device_total_bytes=GB).teacher_weights == t_info.num_params * 2
+    config.teacher.dtype = "fp32"
+    assert estimate_for_config(config, t_info, s_info, device_total_bytes=GB).teacher_weights == t_info.num_params * 4
+    config.teacher.dtype, config.training.precision = "auto", "fp32"
     assert est.trainable_params == s_info.lora_params(4)
     assert est.fits and est.total < 50 * 1024**2
     bigger = config_from_dict({**{"teacher": {"path": str(teacher), "device": "cpu"}},
