@@ -63,7 +63,7 @@ class TeacherDataConfig:
     verify: bool = True
     """Keep only completions whose final answer matches the reference (rejection sampling)."""
     checker: str = DEFAULT_CHECKER
-    """Answer checker (see verify.register_checker): numeric, math or one you registered."""
+    """Answer checker (see verify.register_checker): numeric, steps, math or one you registered."""
     dedup: bool = True
     """Drop a completion identical to one already kept for the same prompt."""
     max_per_prompt: int = 0

@@ -10,7 +10,8 @@ trailing full stop, ``\\frac{a}{b}`` with whole a and b) so that ``"1,000.50"`` 
 Checkers are pluggable: a checker is ``fn(predicted_text, reference) -> bool``;
 :func:`register_checker` adds one under a name and :func:`answers_match` takes ``checker=name``.
 Built in: ``numeric`` (the default: extracted answers, normalised; two numbers compared exactly as
-rationals, anything else only as equal text, never a number against an expression) and ``math`` (LaTeX / symbolic equivalence through ``math-verify``).
+rationals, anything else only as equal text, never a number against an expression), ``math`` (LaTeX / symbolic equivalence through ``math-verify``)
+and ``steps`` (``numeric``, and every arithmetic step written in the answer holds: no right answer by luck).
 """
 
 from __future__ import annotations
@@ -178,7 +179,18 @@ def math_checker(predicted: str, reference: str) -> bool:
         return False
 
 
-_CHECKERS: dict[str, Checker] = {"numeric": numeric_checker, "math": math_checker}
+def steps_checker(predicted: str, reference: str) -> bool:
+    """``numeric``, and every arithmetic step the answer writes out holds (:mod:`distill_gui.core.arithmetic_steps`):
+    a right final answer reached through a wrong step (``24 - 21 = 5``) does not count."""
+    from distill_gui.core.arithmetic_steps import wrong_steps
+
+    if not numeric_checker(predicted, reference):
+        return False
+    solution = predicted.split("####", 1)[0]
+    return not wrong_steps(solution)
+
+
+_CHECKERS: dict[str, Checker] = {"numeric": numeric_checker, "math": math_checker, "steps": steps_checker}
 DEFAULT_CHECKER = "numeric"
 
 

@@ -52,7 +52,7 @@ def continued_config(plan: DemoPlan, method: str, student: Path, teacher: Path, 
         cfg["training"]["gradient_accumulation_steps"] = max(1, plan.rlvr_questions * plan.rlvr_group // plan.batch_size)
         cfg["method"] = {"kind": "rlvr", "rlvr": {
             "group_size": plan.rlvr_group, "beta": 0.04, "temperature": 1.0, "max_completion_length": plan.max_new_tokens,
-            "correct_weight": 1.0, "format_weight": 0.0, "checker": "numeric",
+            "correct_weight": 1.0, "format_weight": 0.0, "checker": "steps",
         }}
     elif method == "trace_sft_onpolicy_kd":
         cfg["teacher"]["path"] = str(teacher)
@@ -64,7 +64,7 @@ def continued_config(plan: DemoPlan, method: str, student: Path, teacher: Path, 
         cfg["data"]["train"] = str(answers)
         cfg["method"] = {"kind": "self_distill", "self_distill": {
             "rounds": plan.self_distill_rounds, "samples_per_question": plan.self_distill_samples, "temperature": 0.8,
-            "max_new_tokens": plan.max_new_tokens, "questions_per_round": plan.self_distill_questions, "checker": "numeric",
+            "max_new_tokens": plan.max_new_tokens, "questions_per_round": plan.self_distill_questions, "checker": "steps",
             "generation_batch_size": 256,
         }}
     elif method == "synthetic":

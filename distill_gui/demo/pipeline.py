@@ -166,7 +166,9 @@ def train_student(plan: DemoPlan, shared: SharedInputs, unit: StudentUnit, log: 
     data_for = {"answer_sft": shared.answers, "trace_sft": traces, "trace_sft_kd": traces}
     tag = f"-seed{k}" if plan.seeds > 1 else ""
     init = folder / "students" / size.name / (f"seed{k}" if plan.seeds > 1 else "") / "init"
-    params = build_student(size, shared.teacher_dir, init, seed=plan.seed + 1 + unit.size + 1000 * k)
+    # A size's initialisation seed follows its place among all sizes, so --sizes does not change its student.
+    place = next((i for i, known in enumerate(STUDENT_SIZES) if known.name == size.name), unit.size)
+    params = build_student(size, shared.teacher_dir, init, seed=plan.seed + 1 + place + 1000 * k)
     lr = plan.learning_rate or size.learning_rate
     finals: dict[str, Path] = {}
     rows: list[RecoveryRow] = []

@@ -34,7 +34,7 @@ from distill_gui.gui.supervisor import ChildSupervisor, run_in_thread, trainer_c
 
 PROGRESS = re.compile(r"(\d+)/(\d+)")
 DATASET_LINE = re.compile(r"^dataset: (.+?)\s+\(log: ")
-CHECKERS = ("numeric", "math")
+CHECKERS = ("numeric", "steps", "math")
 
 EXPLANATION = (
     "<b>Trace distillation</b>: the teacher writes a worked answer for every training question; only "
