@@ -96,7 +96,8 @@ class RLVRConfig:
     )
     checker: str = option(
         "numeric",
-        "How answers are checked (distill_gui.core.verify): numeric compares the final numbers exactly, math "
+        "How answers are checked (distill_gui.core.verify): numeric compares the final numbers exactly; steps also "
+        "requires every arithmetic step the answer writes out to hold (no reward for a right answer by luck); math "
         "checks LaTeX/symbolic equivalence; a checker registered with verify.register_checker can be named too.",
     )
     loss_type: str = choice(

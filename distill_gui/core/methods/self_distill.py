@@ -87,8 +87,9 @@ class SelfDistillConfig:
     checker: str = option(
         "numeric",
         "How answers are checked against the references (distill_gui.core.verify): numeric compares the final "
-        "numbers exactly, math checks LaTeX/symbolic equivalence; a checker registered with "
-        "verify.register_checker can be named too.",
+        "numbers exactly; steps also requires every arithmetic step the answer writes out to hold (a right answer "
+        "reached through a wrong step is not kept, so the student does not learn the wrong step); math checks "
+        "LaTeX/symbolic equivalence; a checker registered with verify.register_checker can be named too.",
     )
     keep_cut_off: bool = option(
         False,
