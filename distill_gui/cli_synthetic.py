@@ -31,6 +31,9 @@ def add_synthetic_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shots", type=int, default=3, help="seed questions shown per new question (fewshot)")
     g.add_argument("--threshold", type=float, default=0.5,
                    help="least share of the --num-samples answers that must agree for a majority-labelled row (default 0.5)")
+    g.add_argument("--check-steps", action="store_true",
+                   help="before the vote, leave out answers whose written arithmetic is wrong or uses numbers the question "
+                        "never gave (arithmetic word problems)")
     g.add_argument("--labels", choices=LABELS, default="auto",
                    help="auto: the verifier for questions with a reference, else majority vote; or only one of them")
 
@@ -49,6 +52,7 @@ def run_synthetic(args) -> int:
         count=args.synthetic, generator=args.generator, shots=args.shots, samples=args.num_samples,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens, threshold=args.threshold, labels=args.labels, checker=args.checker,
+        check_steps=args.check_steps,
         batch_size=args.batch_size, data_format=args.format, chat_template=args.chat_template,
         system_prompt=args.system_prompt, seed=args.seed,
     )

@@ -6,6 +6,9 @@ equations — ``a op b [op c ...] = r`` with ``+ - * / × ÷``, GSM8K's ``<<48/2
 those whose left side does not give the right side. Left sides are evaluated exactly (rationals, ``*`` and
 ``/`` before ``+`` and ``-``); a right side written with decimals may round (``10 / 3 = 3.33`` holds).
 Equations with anything else in them (percent signs, units, variables, powers) are not judged.
+
+:func:`ungrounded_numbers` finds the numbers a solution computes with that the question never gave (in digits
+or as English number words) and no earlier step produced: a solution that misread its question.
 """
 
 from __future__ import annotations
@@ -60,3 +63,31 @@ def wrong_steps(text: str) -> list[str]:
         if left is None or not _holds(left, match.group(2)):
             wrong.append(match.group(0))
     return wrong
+
+
+# ---- Where a step's numbers come from
+
+_WORD_NUMBERS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+    "eleven": 11, "twelve": 12, "twice": 2, "double": 2, "doubles": 2, "triple": 3, "triples": 3, "half": 2,
+    "halves": 2, "third": 3, "thirds": 3, "quarter": 4, "quarters": 4, "dozen": 12, "hundred": 100,
+}  # fmt: skip
+_GIVEN_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def given_numbers(question: str) -> set[Fraction]:
+    """The numbers a question gives: written in digits, or as English words (``four times``, ``twice``, ``half``)."""
+    values = {_number(m) for m in _GIVEN_NUMBER.findall(question)}
+    values |= {Fraction(_WORD_NUMBERS[w]) for w in re.findall(r"[a-z]+", question.lower()) if w in _WORD_NUMBERS}
+    return values
+
+
+def ungrounded_numbers(question: str, solution: str) -> list[str]:
+    """Numbers the written steps of ``solution`` compute with that are neither given by ``question`` nor the result
+    of an earlier step: a solution that misread the question (``sells 51`` computed as ``29 - 5``)."""
+    known = given_numbers(question)
+    ungrounded = []
+    for match in _EQUATION.finditer(solution):
+        ungrounded += [t for t in _TOKEN.findall(match.group(1))[0::2] if _number(t) not in known]
+        known.add(_number(match.group(2)))
+    return ungrounded

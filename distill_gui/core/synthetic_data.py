@@ -64,6 +64,10 @@ class SyntheticConfig:
     """auto: the verifier when a question has a reference, else majority vote; verifier or majority: only that way."""
     checker: str = "numeric"
     """Answer checker for questions with a reference (see verify.register_checker)."""
+    check_steps: bool = False
+    """Before the vote, leave out answers whose written arithmetic is wrong or computes with a number the question
+    never gave (:mod:`distill_gui.core.arithmetic_steps`): the majority of a teacher's answers to a question it
+    misreads agrees on a wrong answer. The share that agrees still counts all samples."""
     batch_size: int = 16
     """Questions per generation batch (each labelled batch is saved before the next)."""
     max_tries: int = 0
@@ -121,25 +125,48 @@ def register_generator(name: str, fn: Generator) -> None:
     GENERATORS[name] = fn
 
 
-_INTEGER = re.compile(r"(?<![\d.])\d+(?![\d.])")
+_INTEGER = re.compile(r"(?<![\d.])\d+(?!\d|\.\d)")  # a whole number; a full stop after it ends a sentence
 
 
 def resample_numbers(seeds: Sequence[str], rng: random.Random, count: int) -> list[NewQuestion]:
-    """Seed questions with every whole number replaced by a random one of the same number of digits.
+    """Seed questions with their whole numbers re-drawn near the old ones (from half to one and a half times,
+    with as many digits).
 
-    The answer changes with the numbers, so these questions carry no reference (majority vote labels them).
-    Seeds without whole numbers give only themselves back (duplicates).
+    The new numbers keep the seed's order and equalities (a question that sells fewer than it has still does; a
+    number given twice stays one number; two different numbers stay different) and are never 0 where the
+    seed's was not. Numbers drawn independently over their whole digit range made most questions nonsensical
+    or unlike any the teacher learned from (``has 29, sells 51``, ``buys 0 bags``), and the teacher's answers to
+    those agreed on wrong answers. The answer changes with the numbers, so these questions carry no reference
+    (majority vote labels them). Seeds without whole numbers give only themselves back (duplicates).
     """
     out = []
     for _ in range(count):
         index = rng.randrange(len(seeds))
-
-        def draw(match: re.Match) -> str:
-            digits = len(match.group(0))
-            return str(rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1))
-
-        out.append(NewQuestion(text=_INTEGER.sub(draw, seeds[index]), seed=index))
+        originals = sorted({int(m) for m in _INTEGER.findall(seeds[index])})
+        new_value = dict(zip(originals, _draw_near(originals, rng)))
+        text = _INTEGER.sub(lambda m: str(new_value[int(m.group(0))]), seeds[index])
+        out.append(NewQuestion(text=text, seed=index))
     return out
+
+
+def _draw_near(values: list[int], rng: random.Random, tries: int = 20) -> list[int]:
+    """New numbers for the distinct, ascending ``values``: each near its old one, ascending and distinct again
+    when it can be done in ``tries`` draws (else the last draw, ascending)."""
+    drawn = values
+    for _ in range(tries):
+        drawn = sorted(_near(value, rng) for value in values)
+        if len(set(drawn)) == len(drawn):
+            break
+    return drawn
+
+
+def _near(value: int, rng: random.Random) -> int:
+    """A whole number from half to one and a half times ``value``, with its number of digits; 0 stays 0."""
+    if value == 0:
+        return 0
+    digits = len(str(value))
+    low, high = (1 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
+    return rng.randint(max(low, value // 2), max(low, min(high, value + value // 2)))
 
 
 register_generator("numbers", resample_numbers)
@@ -206,7 +233,14 @@ def label_question(question: NewQuestion, texts: Sequence[str], config: Syntheti
         if right:
             record["answer"] = texts[right[0]]
         return record
-    vote = majority_vote(texts)
+    voters = list(texts)
+    if config.check_steps:
+        from distill_gui.core.arithmetic_steps import ungrounded_numbers, wrong_steps
+
+        # An answer with a wrong or ungrounded step does not vote (it still counts in the share that agrees).
+        voters = ["" if wrong_steps(t.split("####", 1)[0]) or ungrounded_numbers(question.text, t) else t for t in texts]
+        record["sound"] = sum(bool(t) for t in voters)
+    vote = majority_vote(voters)
     record.update(label="majority", confidence=vote.confidence, majority=vote.answer)
     if vote.winner is not None and vote.confidence >= config.threshold and config.labels != "verifier":
         record["answer"] = texts[vote.winner]
@@ -333,6 +367,7 @@ SETTINGS_KEYS = (
     "chat_template",
     "system_prompt",
     "seed",
+    "check_steps",
 )
 """The settings that change what a job makes: a job is continued only with the same ones."""
 

@@ -91,7 +91,7 @@ def make_synthetic(teacher, tokenizer, seeds: Path, out: Path, plan: DemoPlan, p
 
     config = SyntheticConfig(
         count=plan.synthetic_questions, generator="numbers", samples=plan.synthetic_samples, temperature=0.8,
-        max_new_tokens=plan.max_new_tokens, threshold=plan.synthetic_threshold, labels="majority",
+        max_new_tokens=plan.max_new_tokens, threshold=plan.synthetic_threshold, labels="majority", check_steps=True,
         batch_size=plan.gen_batch_size, data_format="question_answer", seed=plan.seed,
     )
     return make_synthetic_data(teacher, tokenizer, seeds, out, config, progress=progress)

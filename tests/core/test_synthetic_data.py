@@ -67,6 +67,33 @@ def test_numbers_are_resampled_with_their_digit_counts_and_duplicates_are_droppe
     assert len(questions) == 15 and len({q.text for q in questions}) == 15 and tries >= 15
 
 
+def test_resampled_numbers_stay_near_keep_their_order_and_equalities():
+    seed = "Ava has 40 pens. She gives 12 to Sam and 12 to Leo, 7 to Mia and buys 0 more. How many now?"
+    for question in resample_numbers([seed], random.Random(1), 50):
+        has, sam, leo, mia, more = (int(w.strip(".,?")) for w in question.text.split() if w.strip(".,?").isdigit())
+        assert has > sam == leo > mia > more == 0  # the seed's order and equalities; 0 stays 0, no other 0
+        assert 20 <= has <= 60 and 10 <= sam <= 18 and 3 <= mia <= 9  # from half to one and a half times, same digits
+    # A number at the end of a sentence is re-drawn; a decimal is left alone.
+    texts = {q.text for q in resample_numbers(["A pen costs 2.5 dollars. Ava buys 8."], random.Random(0), 30)}
+    assert all(t.startswith("A pen costs 2.5 dollars. Ava buys ") for t in texts) and len(texts) > 3
+
+
+def test_with_check_steps_answers_with_wrong_or_made_up_steps_do_not_vote():
+    from distill_gui.core.synthetic_data import NewQuestion, label_question
+
+    question = NewQuestion("Zoe has 29 eggs. She sells 14 of them. How many eggs does Zoe have now?", seed=0)
+    misread = ["29 - 4 = 25.\n#### 25"] * 2  # a number the question never gave
+    wrong = ["29 - 14 = 13.\n#### 13"]  # a wrong step
+    sound = ["29 - 14 = 15.\n#### 15"]
+    texts = misread + wrong + sound
+    plain = label_question(question, texts, SyntheticConfig(samples=4, threshold=0.25, labels="majority"))
+    assert plain["majority"] == "25"
+    checked = label_question(question, texts, SyntheticConfig(samples=4, threshold=0.25, labels="majority", check_steps=True))
+    assert checked["majority"] == "15" and checked["answer"] == sound[0] and checked["sound"] == 1
+    assert checked["confidence"] == 0.25  # the share that agrees still counts every sample
+    assert label_question(question, texts, SyntheticConfig(samples=4, threshold=0.5, labels="majority", check_steps=True))["answer"] is None
+
+
 def test_the_new_question_is_taken_from_the_teachers_text():
     from distill_gui.core.synthetic_data import _first_question
 
