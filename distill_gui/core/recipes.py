@@ -162,7 +162,12 @@ RECIPES: tuple[Recipe, ...] = (
         summary="Two stages: SFT on the teacher's reasoning traces, then RL (GRPO) from that student, rewarded when "
         "the verifier accepts its answer — the R1-Distill → RL recipe.",
         method={"kind": "rlvr"},
-        stages=({"name": "traces", "method": {"kind": "sft"}}, {"name": "rlvr", "method": {"kind": "rlvr"}}),
+        # The RL stage's optimizer steps take 8 micro-batches: with the default batch of 8 answers, 4 per question,
+        # 16 questions a step (with fewer, GRPO's updates are mostly noise: see rlvr.FEW_QUESTIONS).
+        stages=(
+            {"name": "traces", "method": {"kind": "sft"}},
+            {"name": "rlvr", "method": {"kind": "rlvr"}, "training": {"gradient_accumulation_steps": 8}},
+        ),
         needs=(TEACHER, REFERENCES, VERIFIER),
         how="data.train should hold the teacher's traces (Generate traces below); their '#### answer' lines are the "
         "references the RL stage checks against.",

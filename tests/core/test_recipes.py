@@ -79,6 +79,15 @@ def test_tuned_settings_keep_the_recipe_and_other_changes_make_it_custom():
     assert recipes.recipe_of(staged).name == "traces_rlvr"
 
 
+def test_the_rl_stage_of_the_recipe_takes_enough_questions_a_step():
+    from distill_gui.core.methods.rlvr import FEW_QUESTIONS
+
+    rl = recipes.apply(recipes.get("traces_rlvr"), RunConfig()).stage_config(1)
+    assert rl.method.kind == "rlvr"
+    answers = rl.training.batch_size * rl.training.gradient_accumulation_steps
+    assert answers // rl.method.rlvr.group_size >= FEW_QUESTIONS
+
+
 def test_rlvr_on_data_without_reference_answers_says_why(tiny_pair, tiny_data, tmp_path):
     plain = tmp_path / "plain.jsonl"
     plain.write_text("\n".join(json.dumps({"prompt": f"Say hi {i}", "completion": " hello there"}) for i in range(5)), encoding="utf-8")
