@@ -91,3 +91,11 @@ def ungrounded_numbers(question: str, solution: str) -> list[str]:
         ungrounded += [t for t in _TOKEN.findall(match.group(1))[0::2] if _number(t) not in known]
         known.add(_number(match.group(2)))
     return ungrounded
+
+
+def unsound_steps(text: str, question: str | None = None) -> list[str]:
+    """What is wrong with the arithmetic of the answer ``text``: the equations before its final answer (``####``)
+    that do not hold, then, when the ``question`` is given, the numbers it computes with that the question never
+    gave (:func:`ungrounded_numbers`). Empty for a sound answer."""
+    unsound = wrong_steps(text.split("####", 1)[0])
+    return unsound + ungrounded_numbers(question, text) if question is not None else unsound

@@ -235,10 +235,10 @@ def label_question(question: NewQuestion, texts: Sequence[str], config: Syntheti
         return record
     voters = list(texts)
     if config.check_steps:
-        from distill_gui.core.arithmetic_steps import ungrounded_numbers, wrong_steps
+        from distill_gui.core.arithmetic_steps import unsound_steps
 
         # An answer with a wrong or ungrounded step does not vote (it still counts in the share that agrees).
-        voters = ["" if wrong_steps(t.split("####", 1)[0]) or ungrounded_numbers(question.text, t) else t for t in texts]
+        voters = ["" if unsound_steps(t, question.text) else t for t in texts]
         record["sound"] = sum(bool(t) for t in voters)
     vote = majority_vote(voters)
     record.update(label="majority", confidence=vote.confidence, majority=vote.answer)

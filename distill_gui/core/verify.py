@@ -182,12 +182,9 @@ def math_checker(predicted: str, reference: str) -> bool:
 def steps_checker(predicted: str, reference: str) -> bool:
     """``numeric``, and every arithmetic step the answer writes out holds (:mod:`distill_gui.core.arithmetic_steps`):
     a right final answer reached through a wrong step (``24 - 21 = 5``) does not count."""
-    from distill_gui.core.arithmetic_steps import wrong_steps
+    from distill_gui.core.arithmetic_steps import unsound_steps
 
-    if not numeric_checker(predicted, reference):
-        return False
-    solution = predicted.split("####", 1)[0]
-    return not wrong_steps(solution)
+    return numeric_checker(predicted, reference) and not unsound_steps(predicted)
 
 
 _CHECKERS: dict[str, Checker] = {"numeric": numeric_checker, "math": math_checker, "steps": steps_checker}

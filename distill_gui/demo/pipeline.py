@@ -35,6 +35,7 @@ from distill_gui.demo.plan import (  # noqa: F401 - re-exported: the demo's publ
     STUDENT_SIZES,
     DemoPlan,
     StudentSize,
+    size_place,
 )
 from distill_gui.demo.recovery import RecoveryRow, aggregate, to_text, with_recovery, write_all
 from distill_gui.resources import demo_dir as shipped_demo_dir
@@ -167,7 +168,8 @@ def train_student(plan: DemoPlan, shared: SharedInputs, unit: StudentUnit, log: 
     tag = f"-seed{k}" if plan.seeds > 1 else ""
     init = folder / "students" / size.name / (f"seed{k}" if plan.seeds > 1 else "") / "init"
     # A size's initialisation seed follows its place among all sizes, so --sizes does not change its student.
-    place = next((i for i, known in enumerate(STUDENT_SIZES) if known.name == size.name), unit.size)
+    place = size_place(size)
+    place = unit.size if place is None else place
     params = build_student(size, shared.teacher_dir, init, seed=plan.seed + 1 + place + 1000 * k)
     lr = plan.learning_rate or size.learning_rate
     finals: dict[str, Path] = {}

@@ -64,6 +64,11 @@ STEP_SECONDS = {
     "self_distill": (0.1, 0.06, 0.045),
     "synthetic": (0.16, 0.09, 0.065),
 }
+def size_place(size: StudentSize) -> int | None:
+    """The place of ``size`` among :data:`STUDENT_SIZES` (by name), None for a size of one's own."""
+    return next((i for i, known in enumerate(STUDENT_SIZES) if known.name == size.name), None)
+
+
 SAMPLE_SECONDS = 0.0015
 """Seconds per answer the student samples for self-distillation (batched, KV cache)."""
 ONE_THREAD_SLOWDOWN = 1.1
@@ -199,8 +204,8 @@ class DemoPlan:
 
     def _student_seconds(self, size: StudentSize) -> float:
         """One student's training and evaluation with every method, alone on 2 free cores."""
-        known = [s.name for s in STUDENT_SIZES]
-        index = known.index(size.name) if size.name in known else len(known) - 1
+        place = size_place(size)
+        index = len(STUDENT_SIZES) - 1 if place is None else place
         seconds = 0.0
         for m in self.trained_methods:
             steps = self.steps if m in BASE_METHODS else self.continue_steps
