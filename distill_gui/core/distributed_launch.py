@@ -340,6 +340,22 @@ def read_outcome(folder: str | Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def finish_process() -> None:
+    """In a launched process whose run has ended: wait for the others, then take the process group down.
+
+    Left to interpreter shutdown, gloo's worker threads can still hold tensors whose release needs the
+    interpreter being torn down, and the process dies of SIGABRT after a clean run (the launcher then
+    kills the others and prints a failure report).
+    """
+    if not under_launcher():
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def is_main_process() -> bool:
     """Rank 0 (or no launcher at all), from the environment the launcher sets."""
     return os.environ.get("RANK", "0") == "0"
@@ -356,6 +372,7 @@ __all__ = [
     "accelerate_config",
     "check_launch",
     "devices",
+    "finish_process",
     "launch_command",
     "needs_launch",
     "prepare_launch",
