@@ -122,7 +122,7 @@ def timed(fn, *args):
     return tokens / seconds, tokens, seconds, rows
 
 
-def load(model_arg: str):
+def load(model_arg: str, dtype: str = "fp32"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -131,7 +131,8 @@ def load(model_arg: str):
 
         model_arg = str(teacher_folder())
     tokenizer = AutoTokenizer.from_pretrained(model_arg)
-    model = AutoModelForCausalLM.from_pretrained(model_arg, dtype=torch.float32).eval()
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    model = AutoModelForCausalLM.from_pretrained(model_arg, dtype=torch_dtype).eval()
     return model_arg, model, tokenizer
 
 
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; each mode's best counts")
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="the weights' dtype (generate-data --dtype)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
 
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     from distill_gui.demo.task import make_splits, read_jsonl, render_prompt
 
     torch.manual_seed(0)
-    name, model, tokenizer = load(args.model)
+    name, model, tokenizer = load(args.model, args.dtype)
     if Path(args.data).is_file():
         questions = [row["question"] for row in read_jsonl(args.data)]
     else:
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = [tokenizer(t, add_special_tokens=not (tokenizer.bos_token and t.startswith(tokenizer.bos_token)))["input_ids"] for t in texts]
     stop = set(_stop_ids(tokenizer, model))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    print(f"model: {name} ({sum(p.numel() for p in model.parameters()):,} parameters), {torch.get_num_threads()} threads")
+    print(f"model: {name} ({sum(p.numel() for p in model.parameters()):,} parameters, {args.dtype}), {torch.get_num_threads()} threads")
     print(
         f"{len(prompts)} prompts ({min(map(len, prompts))}-{max(map(len, prompts))} tokens), greedy, up to "
         f"{args.max_new_tokens} new tokens, stop ids {sorted(stop)}"
