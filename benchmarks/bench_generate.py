@@ -16,7 +16,7 @@ Rounds alternate the modes; each mode's best round counts. The last line is
 ``generate_batch_speedup: X vs_generate: Y vs_reference: Z``: X = batched / one at a time (target >= 8),
 Y = distill-gui / ``generate`` at the same batch (target >= 1.0), Z = distill-gui / the plain loop.
 
-    python benchmarks/bench_generate.py [--model DIR|smollm2] [--prompts 64] [--max-new-tokens 48] [--rounds 3]
+    python benchmarks/bench_generate.py [--model DIR|smollm2] [--dtype fp32|bf16] [--prompts 64] [--max-new-tokens 48] [--rounds 3]
 """
 
 from __future__ import annotations
