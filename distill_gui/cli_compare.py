@@ -26,7 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="model folder, .gguf file, cached hub id, or run folder (its final or latest complete checkpoint)")
+                   help="model folder, .gguf file, cached hub id, run folder (its final or latest complete checkpoint), "
+                        "or a served model: http://host:port/v1#MODEL (an OpenAI-compatible server)")
     p.add_argument("--data", required=True, help="data file (any supported format); accuracy needs verifiable answers")
     p.add_argument("--reference", default=None,
                    help="what recovery is measured against (default: the first model, or the first run's teacher)")
@@ -42,6 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature of the K answers (> 0 when K > 1)")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--api-key-env", default="", metavar="NAME",
+                   help="environment variable holding the API key of the served models (URL#MODEL); default: no key")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=1024)
@@ -97,7 +100,7 @@ def cmd_compare(args) -> int:
     settings = CompareSettings(
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit, data_format=args.format,
         device=args.device, chat_template=args.chat_template, max_length=args.max_length, samples=args.samples,
-        temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+        temperature=args.temperature, top_p=args.top_p, seed=args.seed, api_key_env=args.api_key_env,
     )
     stop = threading.Event()
     if args.events == "json":

@@ -62,6 +62,8 @@ class CompareSettings:
     """Sampling temperature of the ``samples`` answers (must be > 0 when samples > 1)."""
     top_p: float = 1.0
     seed: int = 0
+    api_key_env: str = ""
+    """The environment variable holding the API key of the served models (``URL#MODEL``); empty: no key."""
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -89,6 +91,7 @@ class CompareSettings:
         """What decides a score besides the model and the data (the row limit is part of the data's key)."""
         data = asdict(self)
         data.pop("limit")
+        data.pop("api_key_env")  # which key reaches a server does not change a local model's score
         if self.samples == 1:
             for name in ("temperature", "top_p", "seed"):
                 data.pop(name)

@@ -22,7 +22,9 @@ def score_served(spec: str, examples: list, settings: Any, progress: Callable[[s
     from distill_gui.core.served_teacher_config import served_api, served_model_for_spec, served_prompt
     from distill_gui.core.verify import answers_match, extract_answer
 
-    served = served_model_for_spec(spec, api=served_api(settings.chat_template), concurrency=SERVED_CONCURRENCY)
+    served = served_model_for_spec(
+        spec, api=served_api(settings.chat_template), api_key_env=settings.api_key_env, concurrency=SERVED_CONCURRENCY
+    )
     eval_settings = settings.eval_settings()
     scored = [(e, reference_answer(e)) for e in examples]
     with_ref = [(e, r) for e, r in scored if r is not None]

@@ -74,15 +74,16 @@ def base_url(url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
-def api_key_from_env(api_key_env: str) -> str | None:
-    """The API key in environment variable ``api_key_env`` (None when none is asked for)."""
+def api_key_from_env(api_key_env: str, setting: str = "teacher.api_key_env") -> str | None:
+    """The API key in environment variable ``api_key_env`` (None when none is asked for); ``setting`` names
+    where the user gave the variable, for the message when it is unset."""
     if not api_key_env:
         return None
     key = os.environ.get(api_key_env, "")
     if not key.strip():
         raise ServedTeacherError(
-            f"teacher.api_key_env: the environment variable {api_key_env} is not set (or empty); export it with the "
-            "server's API key, or leave teacher.api_key_env empty for a server without keys"
+            f"{setting}: the environment variable {api_key_env} is not set (or empty); export it with the "
+            f"server's API key, or leave {setting} empty for a server without keys"
         )
     return key.strip()
 
@@ -124,6 +125,8 @@ class ServedTeacher:
     max_retries: int = 4
     backoff: float = 0.5
     """First retry waits this long (seconds), doubling each time, with jitter."""
+    key_setting: str = "teacher.api_key_env"
+    """Where the user names ``api_key_env`` (a config key or a command-line option), for messages."""
     completion_tokens: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -133,7 +136,7 @@ class ServedTeacher:
             raise ServedTeacherError(f"teacher api: {self.api!r} is not one of {', '.join(API_CHOICES)}")
         if self.concurrency < 1 or self.max_retries < 0 or self.timeout <= 0 or self.rate_limit < 0:
             raise ServedTeacherError("concurrency must be >= 1, max_retries >= 0, timeout > 0 and rate_limit >= 0")
-        self.key = api_key_from_env(self.api_key_env)
+        self.key = api_key_from_env(self.api_key_env, self.key_setting)
         self._limit = _RateLimit(self.rate_limit)
 
     # ---- HTTP
@@ -194,7 +197,7 @@ class ServedTeacher:
             how = (
                 f"the key in {self.api_key_env} was refused"
                 if self.api_key_env
-                else "set teacher.api_key_env to the variable holding the key"
+                else f"set {self.key_setting} to the variable holding the key"
             )
             return ServedTeacherError(f"teacher.url: {url} refused the request (HTTP {code}: {detail}); {how}")
         if code == 404 and self.model and "model" in detail.lower():

@@ -60,12 +60,17 @@ def served_spec_label(spec: str) -> str:
     return f"{model}@{host}" if model else host
 
 
-def served_model_for_spec(spec: str, api: str = "chat", **options: Any) -> "ServedTeacher":
-    """The client for a served model's spec; its model resolved (the server answers and has it)."""
+def served_model_for_spec(
+    spec: str, api: str = "chat", api_key_env: str = "", key_setting: str = "--api-key-env", **options: Any
+) -> "ServedTeacher":
+    """The client for a served model's spec; its model resolved (the server answers and has it).
+
+    ``api_key_env`` names the environment variable holding the server's API key (empty: no key);
+    ``key_setting`` is where the user gave it, for messages."""
     from distill_gui.core.served_teacher import ServedTeacher
 
     url, model = split_served_spec(spec)
-    served = ServedTeacher(url, model=model, api=api, **options)
+    served = ServedTeacher(url, model=model, api=api, api_key_env=api_key_env, key_setting=key_setting, **options)
     served.resolve_model()
     return served
 

@@ -145,3 +145,25 @@ def test_compare_names_a_served_model_that_fails_in_one_line(server, tmp_path):
     result = compare([f"{server.url}#nope"], str(demo_dir() / "test.jsonl"), CompareSettings(max_new_tokens=4, limit=2, device="cpu"),
                      runs_root=tmp_path / "runs")
     assert result.scores[0].error.startswith("teacher.model: the server at ") and "it serves: teacher" in result.scores[0].error
+
+
+def test_compare_reaches_a_served_model_behind_an_api_key(server, tmp_path, monkeypatch, capsys):
+    """Without the key the served model's row names --api-key-env; with it (the CLI's option) it is scored."""
+    from distill_gui.cli import main
+    from distill_gui.core.compare import CompareSettings, compare
+    from distill_gui.resources import demo_dir
+
+    data = str(demo_dir() / "test.jsonl")
+    monkeypatch.setattr(server, "api_key", "secret")
+    refused = compare([f"{server.url}#teacher"], data, CompareSettings(max_new_tokens=4, limit=2, device="cpu"), runs_root=tmp_path / "r1")
+    assert "HTTP 401" in refused.scores[0].error and "set --api-key-env to the variable holding the key" in refused.scores[0].error
+    monkeypatch.delenv("DG_COMPARE_KEY", raising=False)
+    unset = compare([f"{server.url}#teacher"], data, CompareSettings(max_new_tokens=4, limit=2, device="cpu", api_key_env="DG_COMPARE_KEY"),
+                    runs_root=tmp_path / "r2")
+    assert "--api-key-env: the environment variable DG_COMPARE_KEY is not set" in unset.scores[0].error
+    monkeypatch.setenv("DG_COMPARE_KEY", "secret")
+    code = main(["compare", f"{server.url}#teacher", "--data", data, "--limit", "2", "--max-new-tokens", "4", "--device", "cpu",
+                 "--api-key-env", "DG_COMPARE_KEY", "--runs-dir", str(tmp_path / "r3"), "--json"])
+    assert code == 0, capsys.readouterr().err
+    table = json.loads(capsys.readouterr().out)
+    assert table["models"][0]["error"] in (None, "") and table["models"][0]["answered"] == 2
