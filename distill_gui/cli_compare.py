@@ -65,7 +65,7 @@ class _TextProgress:
     def __call__(self, event) -> None:
         from tqdm import tqdm
 
-        from distill_gui.core.compare import CompareStarted, ModelFailed, ModelProgress, ModelScored, ModelStarted
+        from distill_gui.core.compare_events import CompareStarted, ModelFailed, ModelProgress, ModelScored, ModelStarted
 
         if isinstance(event, CompareStarted):
             self.labels = event.labels

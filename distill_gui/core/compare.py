@@ -28,6 +28,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from distill_gui.core.compare_cache import ScoreCache, data_fingerprint
+from distill_gui.core.compare_events import (
+    CompareEvent,
+    CompareFinished,
+    CompareStarted,
+    ModelFailed,
+    ModelProgress,
+    ModelScored,
+    ModelStarted,
+)
+from distill_gui.core.compare_memory import MemoryMeter, check_memory, disk_facts
 from distill_gui.core.errors import is_user_error
 from distill_gui.core.evaluation import EvalError, EvalSettings
 from distill_gui.core.model_refs import ModelRef, ModelRefError, fingerprint, resolve, short_name, unique_labels
@@ -122,7 +132,7 @@ class ModelScore:
     tokens_per_s: float = 0.0
     peak_memory_mb: float = 0.0
     """Memory the model took while scored: the peak GPU allocation, or on a CPU its weights plus the
-    growth of the process's peak RSS during scoring (see :class:`_MemoryMeter`)."""
+    growth of the process's peak RSS during scoring (see :class:`~distill_gui.core.compare_memory.MemoryMeter`)."""
     mean_answer_tokens: float | None = None
     pass_at_k: float | None = None
     majority_accuracy: float | None = None
@@ -182,98 +192,6 @@ def relative_to(score: ModelScore, reference: ModelScore) -> dict[str, float | N
     if total:
         out["top1_agreement"] = same / total
     return out
-
-
-# ---- Events --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CompareEvent:
-    """Base of the comparison's progress events; ``to_json`` gives one line of ``--events json``."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"event": EVENT_NAMES[type(self)], **asdict(self)}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class CompareStarted(CompareEvent):
-    folder: str
-    labels: list[str]
-    reference: str
-    rows: int
-    data: str
-
-
-@dataclass(frozen=True)
-class ModelStarted(CompareEvent):
-    index: int
-    label: str
-    cached: bool = False
-
-
-@dataclass(frozen=True)
-class ModelProgress(CompareEvent):
-    index: int
-    phase: str
-    """loading, perplexity, answers or samples."""
-    done: int
-    total: int
-
-
-@dataclass(frozen=True)
-class ModelScored(CompareEvent):
-    index: int
-    label: str
-    row: dict
-    """The model's line of the results table (see :func:`table_row`)."""
-
-
-@dataclass(frozen=True)
-class ModelFailed(CompareEvent):
-    index: int
-    label: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class CompareFinished(CompareEvent):
-    folder: str
-    state: str
-    """finished or stopped."""
-    scored: int
-    failed: int
-
-
-EVENT_NAMES: dict[type, str] = {
-    CompareStarted: "compare_started",
-    ModelStarted: "model_started",
-    ModelProgress: "model_progress",
-    ModelScored: "model_scored",
-    ModelFailed: "model_failed",
-    CompareFinished: "compare_finished",
-}
-_BY_NAME = {name: cls for cls, name in EVENT_NAMES.items()}
-
-
-def compare_event_from_json(line: str) -> CompareEvent | None:
-    """The event on one line of ``--events json`` output, or None when the line is not one."""
-    try:
-        data = json.loads(line)
-    except (json.JSONDecodeError, TypeError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    cls = _BY_NAME.get(data.pop("event", None))
-    if cls is None:
-        return None
-    known = {f.name for f in dataclasses.fields(cls)}
-    try:
-        return cls(**{k: v for k, v in data.items() if k in known})
-    except TypeError:
-        return None
 
 
 # ---- The comparison ------------------------------------------------------------------------------
@@ -357,111 +275,6 @@ def _order(refs: list[ModelRef], reference: str | None) -> tuple[list[ModelRef],
         teacher = dataclasses.replace(resolve(teacher_path), label="teacher")
         return [teacher] + refs, teacher
     return refs, first
-
-
-def _safetensors_params(files: list[Path]) -> int:
-    import struct
-
-    total = 0
-    for file in files:
-        try:
-            with file.open("rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(min(length, 100_000_000)))
-        except (OSError, ValueError, struct.error):
-            continue
-        for name, entry in header.items():
-            if name != "__metadata__" and isinstance(entry, dict):
-                count = 1
-                for dim in entry.get("shape") or [1]:
-                    count *= dim
-                total += count
-    return total
-
-
-def disk_facts(ref: ModelRef) -> tuple[int, int]:
-    """(bytes of weights on disk, parameters read from safetensors headers; 0 when unknown)."""
-    path = Path(ref.path).expanduser()
-    if path.is_file():
-        return path.stat().st_size, 0
-    if not path.is_dir():
-        return 0, 0
-    weights = sorted(path.glob("*.safetensors"))
-    size = sum(f.stat().st_size for f in weights) or sum(f.stat().st_size for f in path.glob("*.gguf"))
-    adapter = Path(ref.adapter) if ref.adapter else None
-    if adapter is not None and adapter.is_dir():
-        size += sum(f.stat().st_size for f in adapter.glob("*.safetensors"))
-    return size, _safetensors_params(weights)
-
-
-def check_memory(ref: ModelRef, settings: CompareSettings, params: int) -> str | None:
-    """A one-line reason when the model's weights alone would not fit the free memory, else None."""
-    if not params:
-        return None
-    from distill_gui.core.memory import device_memory, format_bytes
-    from distill_gui.core.models import resolve_device, resolve_dtype
-
-    device = resolve_device(settings.device)
-    dtype = resolve_dtype("auto", device)
-    need = params * dtype.itemsize * 1.2
-    free, where = device_memory(settings.device)
-    if need > free:
-        return (
-            f"needs about {format_bytes(need)} to load ({params:,} parameters in {str(dtype).replace('torch.', '')}) "
-            f"but {format_bytes(free)} of {where} is free; close other programs or use a machine with more memory"
-        )
-    return None
-
-
-def _rss_bytes(field_name: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the process's peak RSS to its current value (Linux: /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-class _MemoryMeter:
-    """Peak memory of a loaded model while it is scored.
-
-    Started once the model is loaded and warmed up: on a GPU the peak allocation from then on (the
-    weights are allocated already, so they count); on a CPU the model's weight bytes plus the growth
-    of the process's peak RSS during scoring (Linux resets the peak through /proc/self/clear_refs), so
-    the one-time memory of torch's first forward pass in a process is not charged to one model.
-    """
-
-    def __init__(self, model):
-        import torch
-
-        device = next(model.parameters()).device
-        self.cuda = device.type == "cuda"
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        self.device = device
-        self.weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-        self.start = _rss_bytes("VmRSS") or 0
-        self.resettable = not self.cuda and _reset_peak_rss()
-
-    def peak_mb(self) -> float:
-        import torch
-
-        if self.cuda:
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        now = _rss_bytes("VmHWM" if self.resettable else "VmRSS") or 0
-        return (self.weights + max(0, now - self.start)) / 2**20
 
 
 def load_ref(ref: ModelRef, settings: CompareSettings):
@@ -604,7 +417,7 @@ def _score(ref: ModelRef, index: int, examples, settings: CompareSettings, emit,
     emit(ModelProgress(index=index, phase="loading", done=1, total=1))
     try:
         _warm_up(loaded.model, loaded.tokenizer, examples, settings)
-        meter = _MemoryMeter(loaded.model)
+        meter = MemoryMeter(loaded.model)
         measured = score_loaded(loaded.model, loaded.tokenizer, examples, settings, progress)
         base.peak_memory_mb = meter.peak_mb()
     finally:

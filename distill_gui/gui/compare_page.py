@@ -42,7 +42,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from distill_gui.core.compare import CompareFinished, CompareSettings, CompareStarted, ModelFailed, ModelProgress, ModelScored, ModelStarted
+from distill_gui.core.compare import CompareSettings
+from distill_gui.core.compare_events import CompareFinished, CompareStarted, ModelFailed, ModelProgress, ModelScored, ModelStarted
 from distill_gui.core.compare_report import filter_questions, format_params, format_size, list_comparisons, load_questions, load_results
 from distill_gui.core.model_refs import short_name
 from distill_gui.core.runs import list_runs

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from distill_gui.core.compare import CompareSettings, compare_event_from_json
+from distill_gui.core.compare import CompareSettings
+from distill_gui.core.compare_events import compare_event_from_json
 from distill_gui.gui.supervisor import child_environment, trainer_command
 
 TAIL_LINES = 40

@@ -12,11 +12,9 @@ from distill_gui.core import checkpoints as ckpt
 from distill_gui.core.compare import (
     CompareError,
     CompareSettings,
-    ModelScored,
-    ModelStarted,
     compare,
-    compare_event_from_json,
 )
+from distill_gui.core.compare_events import ModelScored, ModelStarted, compare_event_from_json
 from distill_gui.core.compare_report import filter_questions, list_comparisons, load_questions, load_results
 from distill_gui.core.config import ModelConfig, RunConfig, StudentConfig
 from distill_gui.core.model_refs import ModelRefError, fingerprint, resolve

@@ -104,7 +104,8 @@ def test_a_served_spec_is_a_url_and_an_optional_model_name():
 
 
 def test_compare_scores_a_served_model_by_its_answers_like_the_same_model_loaded(tiny_pair, server, tmp_path):
-    from distill_gui.core.compare import CompareSettings, ModelStarted, compare
+    from distill_gui.core.compare import CompareSettings, compare
+    from distill_gui.core.compare_events import ModelStarted
     from distill_gui.resources import demo_dir
 
     spec = f"{server.url}#teacher"
