@@ -24,12 +24,11 @@ as something else.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import itertools
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 from distill_gui.core import atomic_files
 from distill_gui.core import teacher_cache_encoding as enc
@@ -39,48 +38,58 @@ FORMAT_VERSION = 2
 DEFAULT_FILE_NAME = "teacher_cache.safetensors"
 DEFAULT_ENCODING = enc.COMPACT
 """What :func:`build_teacher_cache` and :func:`build_teacher_cache_from_served` write unless told otherwise."""
-_CANONICAL_CHUNK = 16384  # positions per step when a compact cache's values are brought to what its file keeps
 
 
 class TeacherCacheError(UserError, RuntimeError):
     """A cache file cannot be used for this run; the message says why and what to do."""
 
 
-@dataclass
 class TeacherCache:
     """Top-k teacher ids ``[M, k]`` and bucket log-probs ``[M, k + 1]`` of M counted positions.
 
     Row ``r`` of the tokenized data owns positions ``offsets[r]:offsets[r + 1]``, in the order of its
     counted labels (label not -100, after the one-token shift of causal LM training).
 
-    With ``encoding="compact"`` the values are replaced, when the cache is made, by what the compact
-    file keeps of them (ids sorted ascending per position, log-probs within
-    :data:`~distill_gui.core.teacher_cache_encoding.LOG_PROB_TOLERANCE`); ``exact`` keeps them as given.
+    With ``encoding="compact"`` the cache holds in memory what its file holds: one compressed block per
+    row (about 1/5 of float32 ids and log-probs), decoded when a batch asks for its rows
+    (:meth:`for_rows`); given ids and log-probs are encoded when the cache is made, so a cache that was
+    built and one that was loaded give the same values (ids sorted ascending per position, log-probs
+    within :data:`~distill_gui.core.teacher_cache_encoding.LOG_PROB_TOLERANCE`). ``exact`` keeps the
+    given tensors as they are. ``ids`` and ``log_probs`` give every position at once (decoded: for
+    tests and tools, not for training).
     """
 
-    ids: Any
-    log_probs: Any
-    offsets: Any
-    top_k: int
-    temperature: float
-    fingerprint: str
-    encoding: str = enc.EXACT
-    canonical: bool = dataclasses.field(default=False, repr=False)
-    """True when the values already are what the encoding keeps (a loaded cache): nothing to redo."""
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        ids: Any,
+        log_probs: Any,
+        offsets: Any,
+        top_k: int,
+        temperature: float,
+        fingerprint: str,
+        encoding: str = enc.EXACT,
+        *,
+        blocks: bytes | None = None,
+        block_ends: Any = None,
+        id_dtype: str = "",
+    ) -> None:
         import torch
 
-        if self.encoding not in enc.ENCODINGS:
-            raise TeacherCacheError(f"teacher cache encoding {self.encoding!r}: choose {' or '.join(enc.ENCODINGS)}")
-        if self.encoding == enc.COMPACT and not self.canonical and self.positions:
-            parts = [
-                enc.canonical(self.ids[a : a + _CANONICAL_CHUNK], self.log_probs[a : a + _CANONICAL_CHUNK])
-                for a in range(0, self.positions, _CANONICAL_CHUNK)
-            ]
-            self.ids = torch.cat([p[0] for p in parts])
-            self.log_probs = torch.cat([p[1] for p in parts])
-        self.canonical = True
+        if encoding not in enc.ENCODINGS:
+            raise TeacherCacheError(f"teacher cache encoding {encoding!r}: choose {' or '.join(enc.ENCODINGS)}")
+        self.offsets = torch.as_tensor(offsets, dtype=torch.long)
+        self.top_k, self.temperature, self.fingerprint, self.encoding = int(top_k), float(temperature), fingerprint, encoding
+        self._ids, self._log_probs = ids, log_probs
+        self._blocks, self._ends, self._id_dtype = blocks, block_ends, id_dtype
+        if encoding == enc.COMPACT and blocks is None:
+            self._id_dtype = enc.id_dtype_for(ids) if int(ids.shape[0]) else "uint16"
+            bounds = self.offsets.tolist()
+            encoded = [enc.encode_block(ids[a:b], log_probs[a:b], self._id_dtype) for a, b in zip(bounds[:-1], bounds[1:])]
+            self._blocks = b"".join(encoded)
+            self._ends = [0, *itertools.accumulate(len(b) for b in encoded)]
+            self._ids = self._log_probs = None  # the blocks stand for them from here on
+        if self._ends is not None:
+            self._ends = [int(e) for e in self._ends]
 
     @property
     def rows(self) -> int:
@@ -88,15 +97,46 @@ class TeacherCache:
 
     @property
     def positions(self) -> int:
-        return int(self.ids.shape[0])
+        return int(self.offsets[-1]) if self.rows >= 0 and self.offsets.numel() else 0
+
+    @property
+    def memory_bytes(self) -> int:
+        """What the cache's values take in memory (the compressed blocks, or the exact tensors)."""
+        if self._blocks is not None:
+            return len(self._blocks)
+        return int(self._ids.numel() * self._ids.element_size() + self._log_probs.numel() * self._log_probs.element_size())
+
+    @property
+    def ids(self) -> Any:
+        return self._ids if self._blocks is None else self._decode(range(self.rows))[0]
+
+    @property
+    def log_probs(self) -> Any:
+        return self._log_probs if self._blocks is None else self._decode(range(self.rows))[1]
 
     def for_rows(self, rows: Sequence[int]):
         """(ids, log-probs) of ``rows`` concatenated in the given order (a batch's counted positions)."""
         import torch
 
+        if self._blocks is not None:
+            return self._decode(rows)
         spans = [(int(self.offsets[r]), int(self.offsets[r + 1])) for r in rows]
         index = torch.cat([torch.arange(a, b) for a, b in spans]) if spans else torch.zeros(0, dtype=torch.long)
-        return self.ids.index_select(0, index), self.log_probs.index_select(0, index)
+        return self._ids.index_select(0, index), self._log_probs.index_select(0, index)
+
+    def _decode(self, rows: Sequence[int]) -> tuple[Any, Any]:
+        import torch
+
+        blocks, ends = cast(bytes, self._blocks), cast(list, self._ends)
+        ids, log_probs = [], []
+        for r in rows:
+            n = int(self.offsets[r + 1]) - int(self.offsets[r])
+            i, lp = enc.decode_block(blocks[ends[r] : ends[r + 1]], n, self.top_k, self._id_dtype)
+            ids.append(i)
+            log_probs.append(lp)
+        if not ids:
+            return torch.zeros((0, self.top_k), dtype=torch.int32), torch.zeros((0, self.top_k + 1))
+        return torch.cat(ids), torch.cat(log_probs)
 
     def _tensors(self) -> tuple[dict[str, Any], dict[str, str]]:
         """The file's tensors and the encoding's own metadata."""
@@ -104,16 +144,11 @@ class TeacherCache:
         import torch
 
         offsets = self.offsets.contiguous()
-        if self.encoding == enc.EXACT:
-            return {"ids": self.ids.contiguous(), "log_probs": self.log_probs.contiguous(), "offsets": offsets}, {}
-        id_dtype = enc.id_dtype_for(self.ids)
-        blocks = [
-            enc.encode_block(self.ids[int(a) : int(b)], self.log_probs[int(a) : int(b)], id_dtype)
-            for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())
-        ]
-        ends = torch.tensor([0] + [len(b) for b in blocks], dtype=torch.long).cumsum(0)
-        payload = torch.from_numpy(np.frombuffer(b"".join(blocks), dtype=np.uint8).copy())
-        return {"blocks": payload, "block_offsets": ends, "offsets": offsets}, {"id_dtype": id_dtype}
+        if self._blocks is None:
+            return {"ids": self._ids.contiguous(), "log_probs": self._log_probs.contiguous(), "offsets": offsets}, {}
+        ends = torch.tensor(self._ends, dtype=torch.long)
+        payload = torch.from_numpy(np.frombuffer(self._blocks, dtype=np.uint8).copy())
+        return {"blocks": payload, "block_offsets": ends, "offsets": offsets}, {"id_dtype": self._id_dtype}
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (a temporary file renamed into place), in the cache's encoding."""
@@ -155,35 +190,43 @@ class TeacherCache:
             raise TeacherCacheError(
                 f"{path}: not a readable teacher cache (encoding {encoding!r}, tensors {sorted(names)}); delete it to rebuild it"
             )
-        top_k, offsets = int(meta["top_k"]), tensors["offsets"]
+        top_k, offsets, temperature = int(meta["top_k"]), tensors["offsets"], float(meta["temperature"])
         if encoding == enc.EXACT:
-            ids, log_probs = tensors["ids"], tensors["log_probs"]
-        else:
-            ids, log_probs = _decode_blocks(path, tensors["blocks"], tensors["block_offsets"], offsets, top_k, meta.get("id_dtype", ""))
-        return cls(ids, log_probs, offsets, top_k, float(meta["temperature"]), meta["fingerprint"], encoding=str(encoding), canonical=True)
+            return cls(tensors["ids"], tensors["log_probs"], offsets, top_k, temperature, meta["fingerprint"], encoding=enc.EXACT)
+        id_dtype, ends = meta.get("id_dtype", ""), tensors["block_offsets"]
+        if id_dtype not in ("uint16", "int32") or ends.shape != offsets.shape or int(ends[-1]) != tensors["blocks"].numel():
+            raise TeacherCacheError(f"{path}: not a readable teacher cache (id dtype {id_dtype!r}, block offsets); delete it to rebuild it")
+        cache = cls(
+            None,
+            None,
+            offsets,
+            top_k,
+            temperature,
+            meta["fingerprint"],
+            encoding=enc.COMPACT,
+            blocks=tensors["blocks"].numpy().tobytes(),
+            block_ends=ends.tolist(),
+            id_dtype=id_dtype,
+        )
+        cache._check_blocks(path)
+        return cache
 
+    def _check_blocks(self, path: str | Path) -> None:
+        """Every row's block decompresses to its positions (a damaged file is named now, not at a later step)."""
+        import zlib
 
-def _decode_blocks(path: str | Path, blocks: Any, ends: Any, offsets: Any, top_k: int, id_dtype: str) -> tuple[Any, Any]:
-    """The ids and log-probs of every row's compact block, in row order."""
-    import zlib
-
-    import torch
-
-    if id_dtype not in ("uint16", "int32") or ends.shape != offsets.shape:
-        raise TeacherCacheError(f"{path}: not a readable teacher cache (id dtype {id_dtype!r}); delete it to rebuild it")
-    data = blocks.numpy().tobytes()
-    ids, log_probs = [], []
-    try:
-        for r in range(offsets.shape[0] - 1):
-            n = int(offsets[r + 1]) - int(offsets[r])
-            i, lp = enc.decode_block(data[int(ends[r]) : int(ends[r + 1])], n, top_k, id_dtype)
-            ids.append(i)
-            log_probs.append(lp)
-    except (zlib.error, ValueError) as exc:
-        raise TeacherCacheError(f"{path}: a damaged teacher cache (row {r}: {exc}); delete it to rebuild it") from None
-    if not ids:
-        return torch.zeros((0, top_k), dtype=torch.int32), torch.zeros((0, top_k + 1))
-    return torch.cat(ids), torch.cat(log_probs)
+        blocks, ends = cast(bytes, self._blocks), cast(list, self._ends)
+        width = 4 if self._id_dtype == "int32" else 2
+        for r in range(self.rows):
+            n = int(self.offsets[r + 1]) - int(self.offsets[r])
+            try:
+                size = len(zlib.decompress(blocks[ends[r] : ends[r + 1]]))
+            except zlib.error as exc:
+                raise TeacherCacheError(f"{path}: a damaged teacher cache (row {r}: {exc}); delete it to rebuild it") from None
+            if size != n * self.top_k * (width + 1) + 4 * n:
+                raise TeacherCacheError(
+                    f"{path}: a damaged teacher cache (row {r}: a block of {size} bytes for {n} positions); delete it to rebuild it"
+                )
 
 
 # ---- Fingerprint --------------------------------------------------------------------------------

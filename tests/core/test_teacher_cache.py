@@ -223,3 +223,47 @@ def test_runs_sharing_one_cache_file_build_it_once(tmp_path):
         assert child.exitcode == 0
     assert log_file.read_text().splitlines() == ["built"]
     assert tc.TeacherCache.load(path).fingerprint == "shared"
+
+
+def test_a_compact_cache_in_memory_takes_about_its_files_size_and_decodes_only_the_rows_asked_for(tmp_path, monkeypatch):
+    """In memory a compact cache keeps its compressed blocks (about its file's size, a fraction of float32 ids and
+    log-probs); a batch decodes only its own rows, and gets what the whole cache decodes to."""
+    import torch
+
+    from distill_gui.core import teacher_cache_encoding as enc
+
+    ids, log_probs = _top_k(positions=600, vocab=5000, k=64)
+    offsets = torch.tensor([0, 100, 250, 250, 600])
+    exact = _cache(ids, log_probs, "exact", offsets)
+    compact = _cache(ids, log_probs, "compact", offsets)
+    path = compact.save(tmp_path / "c.safetensors")
+    loaded = tc.TeacherCache.load(path)
+    assert exact.memory_bytes == 600 * (64 * 4 + 65 * 4)
+    assert loaded.memory_bytes == compact.memory_bytes <= path.stat().st_size < 0.3 * exact.memory_bytes
+    everything = (loaded.ids, loaded.log_probs)
+    decoded = []
+    real = enc.decode_block
+    monkeypatch.setattr(enc, "decode_block", lambda block, n, k, id_dtype: decoded.append(n) or real(block, n, k, id_dtype))
+    got_ids, got_lp = loaded.for_rows([3, 0])
+    assert decoded == [350, 100], "only the batch's rows are decoded"
+    want = torch.cat([torch.arange(250, 600), torch.arange(0, 100)])
+    assert torch.equal(got_ids, everything[0][want]) and torch.equal(got_lp, everything[1][want])
+
+
+def test_a_compact_cache_with_a_damaged_block_is_refused_when_loaded(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    ids, log_probs = _top_k(positions=40, k=8)
+    path = _cache(ids, log_probs, "compact").save(tmp_path / "c.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+    tensors = load_file(str(path))
+    blocks = tensors["blocks"].clone()
+    start = int(tensors["block_offsets"][2])
+    blocks[start + 2 : start + 12] = torch.arange(10, dtype=torch.uint8)  # the last row's block garbled
+    save_file({**tensors, "blocks": blocks}, str(path), metadata=meta)
+    with pytest.raises(tc.TeacherCacheError, match=r"a damaged teacher cache \(row 2"):
+        tc.TeacherCache.load(path)
