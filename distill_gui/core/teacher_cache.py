@@ -312,6 +312,48 @@ def fingerprint(
 # ---- Building ----------------------------------------------------------------------------------
 
 
+class _RowCollector:
+    """A cache's rows as a builder makes them (in any order): a compact cache's rows are encoded at once, so the
+    build holds the compressed blocks, not float32 ids and log-probs of every position."""
+
+    def __init__(self, count: int, top_k: int, encoding: str, vocab_size: int) -> None:
+        self.top_k, self.encoding = top_k, encoding
+        self.id_dtype = "uint16" if vocab_size <= 65536 else "int32"  # a sorted id's gap is below the vocabulary size
+        self.parts: list[Any] = [None] * count
+        self.lengths = [0] * count
+
+    def put(self, row: int, ids: Any, log_probs: Any) -> None:
+        import torch
+
+        self.lengths[row] = int(ids.shape[0])
+        if self.encoding == enc.COMPACT:
+            self.parts[row] = enc.encode_block(ids, log_probs, self.id_dtype)
+        else:
+            self.parts[row] = (ids.to(torch.int32), log_probs.float())
+
+    def cache(self, temperature: float, fingerprint: str) -> "TeacherCache":
+        import torch
+
+        offsets = torch.tensor([0, *itertools.accumulate(self.lengths)], dtype=torch.long)
+        if self.encoding == enc.COMPACT:
+            ends = [0, *itertools.accumulate(len(b) for b in self.parts)]
+            return TeacherCache(
+                None,
+                None,
+                offsets,
+                self.top_k,
+                temperature,
+                fingerprint,
+                encoding=enc.COMPACT,
+                blocks=b"".join(self.parts),
+                block_ends=ends,
+                id_dtype=self.id_dtype,
+            )
+        ids = torch.cat([p[0] for p in self.parts]) if self.parts else torch.zeros((0, self.top_k), dtype=torch.int32)
+        log_probs = torch.cat([p[1] for p in self.parts]) if self.parts else torch.zeros((0, self.top_k + 1))
+        return TeacherCache(ids, log_probs, offsets, self.top_k, temperature, fingerprint, encoding=enc.EXACT)
+
+
 def build_teacher_cache(
     decoder,
     head,
@@ -352,8 +394,7 @@ def build_teacher_cache(
         head = OutputHead(weight=head.weight, bias=getattr(head, "bias", None))
     head = head.detach()
     device = head.weight.device
-    per_row_ids: list = [None] * len(rows)
-    per_row_lp: list = [None] * len(rows)
+    collected = _RowCollector(len(rows), top_k, encoding or DEFAULT_ENCODING, vocab_size)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
     ctx = autocast or contextlib.nullcontext
     done = 0
@@ -376,20 +417,11 @@ def build_teacher_cache(
                 h = hidden[j, :-1][counted[j].to(device)].float()
                 logits = head.logits(h, vocab_size)
                 top_ids, log_probs = teacher_top_k(logits, top_k, temperature)
-                per_row_ids[i], per_row_lp[i] = top_ids.to("cpu", torch.int32), log_probs.cpu()
+                collected.put(i, top_ids.to("cpu", torch.int32), log_probs.float().cpu())
             done += len(batch)
             if progress is not None:
                 progress(done, len(rows))
-    counts = torch.tensor([0] + [t.shape[0] for t in per_row_ids], dtype=torch.long)
-    return TeacherCache(
-        ids=torch.cat(per_row_ids) if rows else torch.zeros((0, top_k), dtype=torch.int32),
-        log_probs=torch.cat(per_row_lp) if rows else torch.zeros((0, top_k + 1)),
-        offsets=counts.cumsum(0),
-        top_k=top_k,
-        temperature=float(temperature),
-        fingerprint=fingerprint,
-        encoding=encoding or DEFAULT_ENCODING,
-    )
+    return collected.cache(float(temperature), fingerprint)
 
 
 def token_pieces(tokenizer) -> dict[str, int]:
@@ -438,7 +470,7 @@ def build_teacher_cache_from_served(
     if top_k < 1:
         raise TeacherCacheError(f"method.top_k: {top_k}; a teacher cache needs top_k >= 1 (a server gives at most about 20)")
     pieces = token_pieces(tokenizer)
-    per_row_ids, per_row_lp = [], []
+    collected = _RowCollector(len(rows), top_k, encoding or DEFAULT_ENCODING, len(tokenizer))
     for n, row in enumerate(rows):
         ids, labels = [int(i) for i in row["input_ids"]], [int(v) for v in row["labels"]]
         scored = served.score(tokenizer.decode(ids), top_k)
@@ -465,20 +497,12 @@ def build_teacher_cache_from_served(
             mass = sum(math.exp(lp) for lp in lps)
             top_ids.append(chosen)
             top_lp.append(lps + [math.log(max(1.0 - mass, 1e-12))])
-        per_row_ids.append(torch.tensor(top_ids, dtype=torch.int32).reshape(-1, top_k))
-        per_row_lp.append(torch.tensor(top_lp, dtype=torch.float32).reshape(-1, top_k + 1))
+        collected.put(
+            n, torch.tensor(top_ids, dtype=torch.int32).reshape(-1, top_k), torch.tensor(top_lp, dtype=torch.float32).reshape(-1, top_k + 1)
+        )
         if progress is not None:
             progress(n + 1, len(rows))
-    counts = torch.tensor([0] + [t.shape[0] for t in per_row_ids], dtype=torch.long)
-    return TeacherCache(
-        ids=torch.cat(per_row_ids) if rows else torch.zeros((0, top_k), dtype=torch.int32),
-        log_probs=torch.cat(per_row_lp) if rows else torch.zeros((0, top_k + 1)),
-        offsets=counts.cumsum(0),
-        top_k=top_k,
-        temperature=1.0,
-        fingerprint=fingerprint,
-        encoding=encoding or DEFAULT_ENCODING,
-    )
+    return collected.cache(1.0, fingerprint)
 
 
 def load_or_build(
