@@ -315,9 +315,9 @@ def estimate_for_config(
     """:func:`estimate_memory` with every setting taken from a run config.
 
     The teacher is sized in the dtype the run loads it in: a CPU run computing in bf16 loads a frozen
-    teacher of dtype auto in bf16 (:func:`~distill_gui.core.training.setup.frozen_teacher_dtype`).
+    teacher of dtype auto in bf16 (:func:`~distill_gui.core.devices.frozen_teacher_dtype`).
     """
-    from distill_gui.core.training.setup import frozen_teacher_dtype
+    from distill_gui.core.devices import frozen_teacher_dtype
 
     teacher = frozen_teacher_dtype(config.teacher, config.training.precision)
     return estimate_memory(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from distill_gui.core.config import ModelConfig
-from distill_gui.core.training.setup import frozen_teacher_dtype
+from distill_gui.core.devices import frozen_teacher_dtype
 
 
 def _teacher(**fields):
