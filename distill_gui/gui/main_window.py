@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import QCloseEvent, QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QStackedWidget,
     QStyle,
@@ -47,6 +46,7 @@ from distill_gui.gui.demo_student_process import DemoStudentProcess
 from distill_gui.gui.fields import ConfigBinder
 from distill_gui.gui.generations_page import GenerationsPage
 from distill_gui.gui.home_page import DONE, PROBLEM, WAITING, HomePage
+from distill_gui.gui.main_menus import MainMenus
 from distill_gui.gui.method_page import MethodPage
 from distill_gui.gui.models_page import ModelsPage
 from distill_gui.gui.pair_check_process import PairCheckProcess
@@ -146,7 +146,8 @@ class MainWindow(QMainWindow):
         self.status_label.setObjectName("status_message")
         self.statusBar().addWidget(self.status_label, 1)
 
-        self._make_actions()
+        self.menus = MainMenus(self, PAGES)
+        self.start_action, self.pause_action, self.stop_action = self.menus.start_action, self.menus.pause_action, self.menus.stop_action
 
         # ---- Workers
         self.inspector = PairCheckProcess(self)
@@ -871,95 +872,6 @@ class MainWindow(QMainWindow):
             shortcut = QShortcut(QKeySequence(key), table)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
             shortcut.activated.connect(self.runs_page.on_open_clicked)
-
-    def _make_actions(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        open_action = QAction("&Open config…", self, shortcut=QKeySequence.StandardKey.Open)
-        save_action = QAction("&Save config as…", self, shortcut=QKeySequence.StandardKey.Save)
-        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
-        open_action.triggered.connect(self.on_open_config)
-        save_action.triggered.connect(self.on_save_config)
-        quit_action.triggered.connect(self.close)
-        for action in (open_action, save_action, quit_action):
-            file_menu.addAction(action)
-        run_menu = self.menuBar().addMenu("&Run")
-        self.start_action = QAction("&Start", self, shortcut=QKeySequence("Ctrl+Return"))
-        self.pause_action = QAction("&Pause / continue", self, shortcut=QKeySequence("Ctrl+P"))
-        self.stop_action = QAction("S&top", self, shortcut=QKeySequence("Ctrl+."))
-        self.start_action.setObjectName("action_start")
-        self.pause_action.setObjectName("action_pause")
-        self.stop_action.setObjectName("action_stop")
-        self.start_action.triggered.connect(self.on_start_action)
-        self.pause_action.triggered.connect(self.on_pause_action)
-        self.stop_action.triggered.connect(self.on_stop_action)
-        for action in (self.start_action, self.pause_action, self.stop_action):
-            action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
-            run_menu.addAction(action)
-        self.pause_action.setEnabled(False)
-        self.stop_action.setEnabled(False)
-        go_menu = self.menuBar().addMenu("&Go")
-        for i, name in enumerate(PAGES):
-            action = QAction(name, self, shortcut=QKeySequence(f"Ctrl+{i + 1}"))
-            action.setData(i)
-            action.triggered.connect(self.on_go_action)
-            go_menu.addAction(action)
-        help_menu = self.menuBar().addMenu("&Help")
-        self.diagnostics_action = QAction("&Diagnostics…", self)
-        self.diagnostics_action.setObjectName("action_diagnostics")
-        self.diagnostics_action.triggered.connect(self.on_diagnostics_action)
-        help_menu.addAction(self.diagnostics_action)
-        self.guide_action = QAction("&Guide", self, shortcut=QKeySequence.StandardKey.HelpContents)
-        self.guide_action.setObjectName("action_guide")
-        self.guide_action.triggered.connect(self.on_guide_action)
-        self.shortcuts_action = QAction("&Keyboard shortcuts", self)
-        self.shortcuts_action.setObjectName("action_shortcuts")
-        self.shortcuts_action.triggered.connect(self.on_shortcuts_action)
-        self.about_action = QAction("&About distill-gui", self)
-        self.about_action.setObjectName("action_about")
-        self.about_action.triggered.connect(self.on_about_action)
-        help_menu.insertAction(self.diagnostics_action, self.guide_action)
-        help_menu.insertAction(self.diagnostics_action, self.shortcuts_action)
-        help_menu.addSeparator()
-        help_menu.addAction(self.about_action)
-
-    @Slot()
-    def on_go_action(self) -> None:
-        action = self.sender()
-        if action is not None:
-            self.sidebar.setCurrentRow(int(action.data()))
-
-    @Slot()
-    def on_guide_action(self) -> None:
-        """Help → Guide: the README's sections."""
-        from distill_gui.gui.help_dialogs import GuideDialog
-
-        self.guide_dialog = GuideDialog(self)
-        self.guide_dialog.show()
-
-    @Slot()
-    def on_shortcuts_action(self) -> None:
-        """Help → Keyboard shortcuts."""
-        from distill_gui.gui.help_dialogs import ShortcutsDialog
-
-        actions = [a for menu in self.menuBar().findChildren(QMenu) for a in menu.actions()]
-        self.shortcuts_dialog = ShortcutsDialog(actions, self)
-        self.shortcuts_dialog.show()
-
-    @Slot()
-    def on_about_action(self) -> None:
-        from distill_gui import __version__
-
-        QMessageBox.about(self, "About distill-gui", f"distill-gui {__version__}\n\nKnowledge distillation of language models "
-                          "on your own computer. Help → Diagnostics copies what a bug report needs.")
-
-    @Slot()
-    def on_diagnostics_action(self) -> None:
-        """Help → Diagnostics…: the ``distill-gui doctor`` report, with "Copy diagnostics"."""
-        from distill_gui.gui.diagnostics_dialog import DiagnosticsDialog
-
-        self.diagnostics_dialog = DiagnosticsDialog(self)
-        self.diagnostics_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.diagnostics_dialog.show()
 
     def _show_from_disk(self, run: RunDir, show_config: bool = True) -> None:
         try:

@@ -185,6 +185,21 @@ def test_shortcuts_start_and_stop(make_window, qtbot, tmp_path, monkeypatch):
     assert ended.args[0] == "stopped"
 
 
+def test_the_go_menu_opens_each_page_by_its_shortcut(make_window):
+    from PySide6.QtWidgets import QMenu
+
+    from distill_gui.gui.main_window import PAGES
+
+    window = make_window()
+    go = next(m for m in window.menuBar().findChildren(QMenu) if m.title() == "&Go")
+    assert [a.text() for a in go.actions()] == list(PAGES)
+    for index in (2, 0, len(PAGES) - 1):
+        action = go.actions()[index]
+        assert action.shortcut().toString() == f"Ctrl+{index + 1}"
+        action.trigger()
+        assert window.sidebar.currentRow() == index and window.stack.currentIndex() == index
+
+
 @pytest.mark.parametrize("knob, kind, words", [("FAKE_KILL_AT", "killed", "SIGKILL"), ("FAKE_CRASH_AT", "error", "something broke")])
 def test_crash_of_the_child_is_shown_and_the_app_keeps_working(make_window, qtbot, tmp_path, monkeypatch, knob, kind, words):
     monkeypatch.setenv(knob, "4")

@@ -11,9 +11,9 @@ pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("propagateSizeHints")]
 def test_help_menu_shows_and_copies_diagnostics(make_window, qtbot):
     window = make_window()
     help_menu = [a.menu() for a in window.menuBar().actions() if a.text() == "&Help"][0]
-    assert window.diagnostics_action in help_menu.actions()
-    window.diagnostics_action.trigger()
-    dialog = window.diagnostics_dialog
+    assert window.menus.diagnostics_action in help_menu.actions()
+    window.menus.diagnostics_action.trigger()
+    dialog = window.menus.diagnostics_dialog
     assert dialog.isVisible() and not dialog.copy_button.isEnabled()
     qtbot.waitUntil(dialog.copy_button.isEnabled, timeout=60_000)  # a child process runs `distill-gui doctor`
     text = dialog.text.toPlainText()

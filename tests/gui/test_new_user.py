@@ -453,15 +453,15 @@ def test_start_the_demo_makes_its_student_then_trains(make_window, qtbot, runs_r
 # ---- Help: the guide, the keyboard shortcuts, the version
 def test_help_menu_has_the_guide_and_the_shortcuts(make_window, qtbot):
     window = make_window()
-    window.guide_action.trigger()
-    guide = window.guide_dialog
+    window.menus.guide_action.trigger()
+    guide = window.menus.guide_dialog
     qtbot.addWidget(guide)
     titles = [guide.index.item(i).text() for i in range(guide.index.count())]
     assert "Development" in titles and len(titles) > 3
     guide.index.setCurrentRow(titles.index("Development"))
     assert "methods" in guide.text.toPlainText().lower()
-    window.shortcuts_action.trigger()
-    table = window.shortcuts_dialog.table
+    window.menus.shortcuts_action.trigger()
+    table = window.menus.shortcuts_dialog.table
     rows = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
     assert rows.get("Ctrl+Return") == "Start" and "Ctrl+Return in “Ask both models”" in rows
     assert any(keys == "Ctrl+1" and does == "Home" for keys, does in rows.items())
