@@ -173,3 +173,34 @@ def test_probe_answers_from_a_failing_server_are_a_warning(tiny_pair, tiny_data,
     assert outcome.state == "finished"
     assert any(getattr(e, "level", "") == "warning" and "without the teacher: teacher.url" in e.text for e in events)
     assert all(s["teacher"] is None for s in outcome.run.samples()[-1]["samples"])
+
+
+def test_a_run_resumes_from_its_teacher_cache_when_the_server_is_gone(tiny_pair, tiny_data, nameable_teacher, tmp_path):
+    """The server's own model name is kept in the run folder; stopped, then resumed with the server down, the run
+    finishes from its teacher cache (a warning says so) instead of failing; a new run with the server down is
+    still refused."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill_gui.core.events import StepLogged
+    from distill_gui.core.training import RunControl
+
+    model = AutoModelForCausalLM.from_pretrained(nameable_teacher, dtype=torch.float32)
+    control = RunControl()
+
+    def stop_at_step_2(event):
+        if isinstance(event, StepLogged) and event.step >= 2:
+            control.request_stop()
+
+    with ModelServer(model, AutoTokenizer.from_pretrained(nameable_teacher), name="teacher") as server:
+        config = make_config(tiny_pair, tiny_data, {"url": server.url})  # no model named: the server's first
+        config.training.max_steps, config.training.save_steps = 5, 2
+        first = train(config, runs_root=tmp_path, on_event=stop_at_step_2, control=control)
+        url = server.url
+    assert first.state == "stopped" and first.run.load_config().teacher.model == "teacher"
+    events = []
+    resumed = train(None, run=first.run, resume=True, on_event=events.append)
+    assert resumed.state == "finished" and resumed.step == 5
+    warnings = [e.text for e in events if getattr(e, "level", "") == "warning"]
+    assert any("does not answer" in w and "resumes from its teacher cache" in w for w in warnings), warnings
+    with pytest.raises(ServedTeacherError, match="nothing answers"):
+        train(make_config(tiny_pair, tiny_data, {"url": url, "model": "teacher"}), runs_root=tmp_path / "new")

@@ -149,6 +149,11 @@ class Method:
         """Make the section's relative file paths absolute against ``base`` (a config file's folder)."""
 
     # ---- Training
+    def resume_cache(self, setup: Any) -> Any:
+        """The file a resumed run (``setup.run``) trains from instead of asking its teacher (KD's teacher cache),
+        when it is on disk; None when the method has none. A served teacher that does not answer then is a warning."""
+        return None
+
     def check(self, setup: Any) -> None:
         """Checks that need the loaded models (e.g. matching tokenizers), before a run folder is made."""
 

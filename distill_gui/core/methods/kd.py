@@ -144,6 +144,13 @@ class KD(Method):
             section.teacher_cache = str((base / Path(section.teacher_cache).expanduser()).resolve())
 
     # ---- Training
+    def resume_cache(self, setup: Any) -> Any:
+        from distill_gui.core.methods.kd_teacher_cache import cache_path
+
+        kd = setup.config.method.kd
+        path = cache_path(setup) if kd.cache_teacher and setup.run is not None else None
+        return path if path is not None and path.is_file() else None
+
     def check(self, setup: Any) -> None:
         from distill_gui.core.heads import output_head
         from distill_gui.core.served_teacher_config import is_served

@@ -32,6 +32,9 @@ def check_served_teacher(setup: Any) -> None:
     from distill_gui.core.teacher_cache import token_pieces
 
     config = setup.config
+    if setup.served_offline:  # a resumed run whose server does not answer: its cache was checked when it was made
+        setup.shared_vocab_size = None
+        return
     served = setup.served_teacher or served_teacher_for(config.teacher, concurrency=SCORE_CONCURRENCY)
     served.resolve_model()  # the server answers and has the model
     tokenizer = setup.tokenizer

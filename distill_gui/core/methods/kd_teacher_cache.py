@@ -12,6 +12,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def cache_path(setup: Any) -> Path:
+    """The run's teacher cache file: ``method.kd.teacher_cache``, or the default name in the run folder."""
+    from distill_gui.core import teacher_cache as tc
+
+    kd = setup.config.method.kd
+    return Path(kd.teacher_cache) if kd.teacher_cache else setup.run.path / tc.DEFAULT_FILE_NAME
+
+
 def attach_teacher_cache(setup: Any, prepared: Any) -> None:
     """Give ``setup`` the teacher cache for the train (and eval) rows, building or reusing the file.
 
@@ -28,7 +36,7 @@ def attach_teacher_cache(setup: Any, prepared: Any) -> None:
     config = setup.config
     kd = config.method.kd
     rows = list(prepared.train) + (list(prepared.eval) if prepared.eval is not None else [])
-    path = Path(kd.teacher_cache) if kd.teacher_cache else setup.run.path / tc.DEFAULT_FILE_NAME
+    path = cache_path(setup)
     if setup.served_teacher is not None:
         from distill_gui.core.methods.kd_served_teacher import build_served_cache, served_fingerprint
 

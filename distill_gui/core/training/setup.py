@@ -46,6 +46,8 @@ class RunSetup:
     """The offline teacher cache (KD's cache_teacher); the teacher itself is freed then."""
     served_teacher: Any = None
     """The teacher served over HTTP (``teacher.url``; a :class:`~distill_gui.core.served_teacher.ServedTeacher`), never loaded here."""
+    served_offline: bool = False
+    """The served teacher did not answer when this run resumed; it goes on from its teacher cache."""
     stopped: bool = False
 
     def log(self, text: str) -> None:
@@ -80,6 +82,8 @@ class RunSetup:
         none, with one warning, when the server fails: the samples then show the student alone (not asked again)."""
         from distill_gui.core.served_teacher import ServedTeacherError
 
+        if self.served_offline:  # said when the run resumed
+            return []
         try:
             answers = self.served_teacher.complete_many(self.probe_prompts, max_tokens=self.config.training.max_new_tokens)
         except ServedTeacherError as exc:
@@ -135,19 +139,35 @@ def load_models(setup: RunSetup) -> None:
 
 
 def _served_teacher(setup: RunSetup, required: bool) -> Any:
-    """The client of the served teacher, its model resolved; for the samples alone a server that fails is a warning."""
+    """The client of the served teacher, its model resolved; for the samples alone a server that fails is a warning.
+
+    The model the server chose (``teacher.model`` empty: its first) is written into the config, so the run
+    folder names it. A resumed run whose teacher cache is on disk goes on when the server does not answer:
+    training reads the cache, not the server (``setup.served_offline``; the method decides what it needs).
+    """
     from distill_gui.core.served_teacher import ServedTeacherError
     from distill_gui.core.served_teacher_config import describe, served_teacher_for
 
-    setup.log(f"teacher: served, {describe(setup.config.teacher)}")
+    teacher = setup.config.teacher
+    setup.log(f"teacher: served, {describe(teacher)}")
+    served = served_teacher_for(teacher)  # a key variable that is not set is refused here, server or not
     try:
-        served = served_teacher_for(setup.config.teacher)
         served.resolve_model()
     except ServedTeacherError as exc:
+        cache = setup.method.resume_cache(setup) if setup.run is not None and teacher.model else None
+        if required and cache is not None:
+            setup.served_offline = True
+            setup.emit(
+                LogMessage(
+                    text=f"the served teacher does not answer ({exc}); the run resumes from its teacher cache {cache}", level="warning"
+                )
+            )
+            return served
         if required:
             raise
         setup.emit(LogMessage(text=f"side-by-side samples without the teacher: {exc}", level="warning"))
         return None
+    teacher.model = served.model
     return served
 
 
