@@ -134,7 +134,7 @@ def _run_training(args, config=None, run=None, resume=False) -> int:
         outcome = train(config, runs_root=getattr(args, "runs_dir", None), run=run, on_event=reporter, control=control, resume=resume)
     finally:
         _restore_signal_handlers(previous)
-    distributed_launch.finish_process()
+    distributed_launch.finish_process(outcome.state)
     main_process = distributed_launch.is_main_process()
     if args.events != "json" and main_process:
         print(outcome.run.path)

@@ -340,14 +340,17 @@ def read_outcome(folder: str | Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def finish_process() -> None:
-    """In a launched process whose run has ended: wait for the others, then take the process group down.
+def finish_process(state: str) -> None:
+    """In a launched process whose run ended cleanly (``state`` finished or stopped, as every process ends
+    such a run): wait for the others, then take the process group down.
 
     Left to interpreter shutdown, gloo's worker threads can still hold tensors whose release needs the
     interpreter being torn down, and the process dies of SIGABRT after a clean run (the launcher then
-    kills the others and prints a failure report).
+    kills the others and prints a failure report). After a failure the others may be inside another
+    collective (a loss that diverged on one process stops it before the gradients are exchanged): no
+    barrier then; the launcher ends them.
     """
-    if not under_launcher():
+    if not under_launcher() or state not in ("finished", "stopped"):
         return
     import torch.distributed as dist
 
