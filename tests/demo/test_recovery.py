@@ -111,3 +111,13 @@ def test_seeds_are_averaged_with_their_range(tmp_path):
     assert "60.0% (50.0-70.0)" in to_text(table) and "| 60.0% (50.0-70.0) | 75.0% |" in to_markdown(table)
     with open(write_all(table, tmp_path)["csv"], newline="") as fh:
         assert list(csv.reader(fh))[2][-3:] == ["0.5000", "0.7000", "3"]
+
+
+def test_a_goal_whose_methods_were_not_run_is_not_judged():
+    """`demo --methods trace_sft_more,synthetic` trains no answer-only or KD students: those goals are left out, not
+    reported as missed."""
+    rows = [r for r in _continued(0.6, {"synthetic": (0.5, 0.5, 0.5)}) if r.method not in ("answer_sft", "trace_sft_kd", "trace_sft_rlvr")]
+    texts = [g.text for g in check_goals(rows)]
+    assert not any("answer-only" in t or "logit KD" in t or "RLVR" in t for t in texts), texts
+    assert any(t.startswith("larger students recover more") for t in texts)
+    assert any(t.startswith("at least two of on-policy KD") for t in texts)
