@@ -22,33 +22,38 @@ class ArenaPlayers:
     def __init__(self, device: str = "auto", chat_template: str = "auto"):
         self.device = device
         self.chat_template = chat_template
-        self._loaded: OrderedDict[str, Any] = OrderedDict()
+        self._loaded: OrderedDict[Any, Any] = OrderedDict()
 
-    def _model(self, spec: str):
+    def _model(self, spec: str, api_key_env: str = ""):
         from distill_gui.core.served_teacher_config import is_served_spec, served_api, served_model_for_spec
 
-        if spec in self._loaded:
-            self._loaded.move_to_end(spec)
-            return self._loaded[spec]
+        served = is_served_spec(spec)
+        key = (spec, api_key_env) if served else spec  # a served model is asked again with another key variable
+        if key in self._loaded:
+            self._loaded.move_to_end(key)
+            return self._loaded[key]
         from distill_gui.core.compare import CompareSettings, load_ref
         from distill_gui.core.model_refs import resolve
 
-        if is_served_spec(spec):  # a served model (URL#MODEL): nothing is loaded here
-            loaded = served_model_for_spec(spec, api=served_api(self.chat_template))
+        if served:  # a served model (URL#MODEL): nothing is loaded here
+            loaded = served_model_for_spec(
+                spec, api=served_api(self.chat_template), api_key_env=api_key_env, key_setting="the API key variable (Compare page)"
+            )
         else:
             loaded = load_ref(resolve(spec), CompareSettings(device=self.device, chat_template=self.chat_template))
-        self._loaded[spec] = loaded
+        self._loaded[key] = loaded
         while len(self._loaded) > MAX_LOADED:
             self._loaded.popitem(last=False)
         return loaded
 
-    def answer(self, spec: str, example, max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0) -> str:
-        """The model's answer to ``example`` (greedy when ``temperature`` is 0)."""
+    def answer(self, spec: str, example, max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0, api_key_env: str = "") -> str:
+        """The model's answer to ``example`` (greedy when ``temperature`` is 0); a served model's API key is read from the
+        environment variable ``api_key_env`` (empty: no key)."""
         from distill_gui.core.data import render_prompt
         from distill_gui.core.generation import GenerationSettings, generate
         from distill_gui.core.served_teacher import ServedTeacher
 
-        loaded = self._model(spec)
+        loaded = self._model(spec, api_key_env)
         if isinstance(loaded, ServedTeacher):  # through its chat API the server applies its own chat template
             from distill_gui.core.served_teacher_config import served_prompt
 

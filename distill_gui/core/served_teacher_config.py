@@ -61,7 +61,11 @@ def served_spec_label(spec: str) -> str:
 
 
 def served_model_for_spec(
-    spec: str, api: str = "chat", api_key_env: str = "", key_setting: str = "--api-key-env", **options: Any
+    spec: str,
+    api: str = "chat",
+    api_key_env: str = "",
+    key_setting: str = "--api-key-env (in the app: Compare, API key variable)",
+    **options: Any,
 ) -> "ServedTeacher":
     """The client for a served model's spec; its model resolved (the server answers and has it).
 

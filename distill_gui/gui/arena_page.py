@@ -68,15 +68,16 @@ class ArenaWorker(QObject):
         except Exception as exc:  # noqa: BLE001 - shown as one line on the page
             self.sig_failed.emit(request_id, _short_error(exc))
 
-    @Slot(int, object, str, str, int, float)
-    def answer(self, request_id: int, example, model_a: str, model_b: str, max_new_tokens: int, temperature: float) -> None:
+    @Slot(int, object, str, str, int, float, str)
+    def answer(self, request_id: int, example, model_a: str, model_b: str, max_new_tokens: int, temperature: float,
+               api_key_env: str) -> None:
         try:
             if self._players is None:
                 from distill_gui.core.arena_players import ArenaPlayers
 
                 self._players = ArenaPlayers(device=self.device)
-            a = self._players.answer(model_a, example, max_new_tokens=max_new_tokens, temperature=temperature)
-            b = self._players.answer(model_b, example, max_new_tokens=max_new_tokens, temperature=temperature)
+            a = self._players.answer(model_a, example, max_new_tokens=max_new_tokens, temperature=temperature, api_key_env=api_key_env)
+            b = self._players.answer(model_b, example, max_new_tokens=max_new_tokens, temperature=temperature, api_key_env=api_key_env)
             self.sig_answered.emit(request_id, a, b)
         except Exception as exc:  # noqa: BLE001
             self.sig_failed.emit(request_id, _short_error(exc))
@@ -96,8 +97,9 @@ class ArenaPage(QWidget):
     # ---- Signals
     sig_draw = Signal(int, str)
     """Ask the worker for a random row of the data file (request id, path)."""
-    sig_ask = Signal(int, object, str, str, int, float)
-    """Ask the worker for both answers (request id, example, model A, model B, max new tokens, temperature)."""
+    sig_ask = Signal(int, object, str, str, int, float, str)
+    """Ask the worker for both answers (request id, example, model A, model B, max new tokens, temperature, the served
+    models' API key variable)."""
     sig_drawn = Signal()
     """A drawn prompt is in the prompt box."""
     sig_answered = Signal()
@@ -114,6 +116,7 @@ class ArenaPage(QWidget):
         self._pair: tuple[str, str] | None = None
         self._answers = ("", "")
         self._prompt = ""
+        self.api_key_env = ""
         self._rng = random.Random()
 
         self.models_label = QLabel("")
@@ -216,6 +219,11 @@ class ArenaPage(QWidget):
         """The (A, B) models of the answers on screen while the vote is open, else None."""
         return self._pair if any(button.isEnabled() for button in self.vote_buttons.values()) else None
 
+    @Slot(str)
+    def set_api_key_env(self, name: str) -> None:
+        """The environment variable holding the served models' API key (the Compare page's field)."""
+        self.api_key_env = name.strip()
+
     def set_data(self, path: str) -> None:
         """The file prompts are drawn from."""
         self._data = str(path or "")
@@ -256,7 +264,8 @@ class ArenaPage(QWidget):
         self.ask_button.setEnabled(False)
         self.state_label.setText("Both models are answering (the first answer of a model loads it)…")
         self._ensure_worker()
-        self.sig_ask.emit(self._request, example, self._pair[0], self._pair[1], self.max_new_tokens.value(), self.temperature.value())
+        self.sig_ask.emit(self._request, example, self._pair[0], self._pair[1], self.max_new_tokens.value(), self.temperature.value(),
+                          self.api_key_env)
         return True
 
     def refresh_ratings(self) -> None:

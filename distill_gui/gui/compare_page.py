@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -202,19 +203,24 @@ class ComparePage(QWidget):
         runs_button.setToolTip("Add finished (or checkpointed) runs from the runs folder")
         folder_button = QPushButton("Folder…")
         gguf_button = QPushButton("GGUF…")
+        served_button = QPushButton("Served…")
+        served_button.setObjectName("add_served")
+        served_button.setToolTip("Add a model served by an OpenAI-compatible server (Ollama, vLLM, llama.cpp's server, ...): "
+                                 "scored by its answers")
         remove_button = QPushButton("Remove")
         runs_button.clicked.connect(self.on_add_runs)
         folder_button.clicked.connect(self.on_add_folder)
         gguf_button.clicked.connect(self.on_add_gguf)
+        served_button.clicked.connect(self.on_add_served)
         remove_button.clicked.connect(self.on_remove)
         add_row = QHBoxLayout()
-        for widget in (self.recent_button, runs_button, folder_button, gguf_button, remove_button):
+        for widget in (self.recent_button, runs_button, folder_button, gguf_button, served_button, remove_button):
             add_row.addWidget(widget)
         self.reference = QComboBox()
         self.reference.setObjectName("compare_reference")
         self.reference.addItem(AUTO_REFERENCE, "")
         models_box = QVBoxLayout()
-        models_box.addWidget(QLabel("Models (folders, .gguf files, hub ids or run folders):"))
+        models_box.addWidget(QLabel("Models (folders, .gguf files, hub ids, run folders or served models):"))
         models_box.addWidget(self.models_list, 1)
         models_box.addLayout(add_row)
         ref_row = QHBoxLayout()
@@ -252,6 +258,11 @@ class ComparePage(QWidget):
         self.device = QComboBox()
         self.device.setObjectName("compare_device")
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.api_key_env = QLineEdit()
+        self.api_key_env.setObjectName("compare_api_key_env")
+        self.api_key_env.setPlaceholderText("none (servers without a key)")
+        self.api_key_env.setToolTip("The environment variable holding the API key of the served models, e.g. OPENAI_API_KEY "
+                                    "(the key itself is never stored); the Arena uses it too")
         form = QFormLayout()
         form.addRow("Eval data:", data_row)
         form.addRow("Rows:", self.limit)
@@ -259,6 +270,7 @@ class ComparePage(QWidget):
         form.addRow("Samples (pass@k):", self.samples)
         form.addRow("Temperature (samples):", self.temperature)
         form.addRow("Device:", self.device)
+        form.addRow("API key variable:", self.api_key_env)
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("compare_start")
         self.stop_button = QPushButton("Stop")
@@ -411,7 +423,8 @@ class ComparePage(QWidget):
         samples = self.samples.value()
         return CompareSettings(max_new_tokens=self.max_new_tokens.value(), limit=self.limit.value() or None,
                                device=self.device.currentText(), samples=samples,
-                               temperature=self.temperature.value() if samples > 1 else 0.0)
+                               temperature=self.temperature.value() if samples > 1 else 0.0,
+                               api_key_env=self.api_key_env.text().strip())
 
     def model_rows(self) -> list[dict]:
         """The table's rows (label, status and measures), in the comparison's order."""
@@ -590,6 +603,26 @@ class ComparePage(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Add a GGUF model", str(Path.home()), "GGUF model (*.gguf)")
         if path:
             self.add_models([path])
+
+    @Slot()
+    def on_add_served(self) -> None:
+        text, ok = QInputDialog.getText(
+            self, "Add a served model",
+            "URL of an OpenAI-compatible server, and #MODEL for one of its models (left out: its first model):",
+            QLineEdit.EchoMode.Normal, "http://localhost:11434/v1#",
+        )
+        if ok:
+            self.add_served(text)
+
+    def add_served(self, spec: str) -> bool:
+        """Add a served model (``http(s)://host:port/v1#MODEL``); a spec that is not a URL is refused on the page."""
+        from distill_gui.core.served_teacher_config import is_served_spec
+
+        spec = spec.strip().rstrip("#")
+        if not is_served_spec(spec):
+            self.state_label.setText(f"{spec or 'An empty address'} is not a served model: give http://host:port/v1#MODEL")
+            return False
+        return self.add_models([spec]) > 0
 
     @Slot()
     def on_remove(self) -> None:

@@ -42,6 +42,8 @@ def compare_command(models: list[str], data: str, settings: CompareSettings, *, 
         argv += ["--out", str(out)]
     if name:
         argv += ["--name", name]
+    if settings.api_key_env:
+        argv += ["--api-key-env", settings.api_key_env]
     return argv
 
 

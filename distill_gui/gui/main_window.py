@@ -199,6 +199,7 @@ class MainWindow(QMainWindow):
         self.runs_page.sig_root_changed.connect(self.on_runs_root_changed)
         self.compare_page.sig_models_changed.connect(self.arena_page.set_models)
         self.compare_page.data_edit.textChanged.connect(self.arena_page.set_data)
+        self.compare_page.api_key_env.textChanged.connect(self.arena_page.set_api_key_env)
         self.compare_page.sig_message.connect(self.show_message)
         self.runs_page.sig_compare.connect(self.compare_runs)
         self.runs_page.worker.sig_listed.connect(self.on_runs_listed)

@@ -157,11 +157,11 @@ def test_compare_reaches_a_served_model_behind_an_api_key(server, tmp_path, monk
     data = str(demo_dir() / "test.jsonl")
     monkeypatch.setattr(server, "api_key", "secret")
     refused = compare([f"{server.url}#teacher"], data, CompareSettings(max_new_tokens=4, limit=2, device="cpu"), runs_root=tmp_path / "r1")
-    assert "HTTP 401" in refused.scores[0].error and "set --api-key-env to the variable holding the key" in refused.scores[0].error
+    assert "HTTP 401" in refused.scores[0].error and "set --api-key-env (in the app: Compare, API key variable) to the variable" in refused.scores[0].error
     monkeypatch.delenv("DG_COMPARE_KEY", raising=False)
     unset = compare([f"{server.url}#teacher"], data, CompareSettings(max_new_tokens=4, limit=2, device="cpu", api_key_env="DG_COMPARE_KEY"),
                     runs_root=tmp_path / "r2")
-    assert "--api-key-env: the environment variable DG_COMPARE_KEY is not set" in unset.scores[0].error
+    assert "--api-key-env (in the app: Compare, API key variable): the environment variable DG_COMPARE_KEY is not set" in unset.scores[0].error
     monkeypatch.setenv("DG_COMPARE_KEY", "secret")
     code = main(["compare", f"{server.url}#teacher", "--data", data, "--limit", "2", "--max-new-tokens", "4", "--device", "cpu",
                  "--api-key-env", "DG_COMPARE_KEY", "--runs-dir", str(tmp_path / "r3"), "--json"])

@@ -176,3 +176,49 @@ def test_runs_page_compare_selected_and_compare_with_teacher(make_window, qtbot,
     window.train_page.compare_button.click()
     assert window.compare_page.models() == [str(teacher), str(runs[0].path)]
     assert window.compare_page.reference.currentData() == str(teacher)
+
+
+def test_a_served_model_behind_a_key_is_compared_and_plays_in_the_arena(qtbot, tmp_path, settings, monkeypatch):
+    """Compare → Served…: a URL#MODEL is listed (a path is refused); the API key variable reaches the comparison's
+    child process and the arena, and the served model is scored by its answers."""
+    from openai_server import ModelServer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill_gui.core.arena import ArenaStore
+    from distill_gui.gui.arena_page import ArenaPage
+    from distill_gui.gui.compare_page import ComparePage
+    from distill_gui.gui.compare_worker import compare_command
+
+    teacher = demo_dir() / "teacher"
+    monkeypatch.setenv("DG_GUI_KEY", "secret")
+    with ModelServer(AutoModelForCausalLM.from_pretrained(teacher), AutoTokenizer.from_pretrained(teacher), name="teacher") as server:
+        server.api_key = "secret"
+        page = ComparePage(settings, runs_root=tmp_path / "runs")
+        qtbot.addWidget(page)
+        assert not page.add_served(str(teacher)) and "is not a served model" in page.state_label.text()
+        assert page.add_served(f"{server.url}#teacher") and page.models() == [f"{server.url}#teacher"]
+        page.api_key_env.setText("DG_GUI_KEY")
+        assert "--api-key-env" in compare_command(page.models(), "x.jsonl", page.current_settings())
+        page.add_models([str(teacher)])
+        page.set_default_data(str(demo_dir() / "test.jsonl"))
+        page.limit.setValue(4)
+        page.max_new_tokens.setValue(48)
+        page.device.setCurrentText("cpu")
+        assert page.start()
+        qtbot.waitUntil(lambda: page.state == "idle", timeout=WAIT_MS)
+        assert page.state_label.text().startswith("Finished: 2 scored, 0 failed"), page.log_lines[-5:]
+        rows = {r["label"]: r for r in page.model_rows()}
+        served_label = f"teacher@127.0.0.1:{server.port}"
+        assert served_label in rows and rows[served_label].get("accuracy") not in (None, ""), rows
+
+        arena = ArenaPage(ArenaStore(tmp_path / "arena.sqlite3"))
+        qtbot.addWidget(arena)
+        arena.set_models([f"{server.url}#teacher", str(teacher)])
+        arena.set_api_key_env("DG_GUI_KEY")
+        arena.max_new_tokens.setValue(16)
+        arena.prompt_edit.setPlainText("What is 2 plus 3?")
+        before = server.requests
+        with qtbot.waitSignal(arena.sig_answered, timeout=WAIT_MS):
+            assert arena.ask()
+        assert server.requests > before and arena.answer_a.toPlainText() and arena.answer_b.toPlainText()
+        arena.shutdown()
