@@ -41,7 +41,8 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "distill_gui", "demo", "--quick", "--no-progress", "--runs-dir", str(work / "demo")],
                        check=True, cwd=REPO)
         demo = next((work / "demo").iterdir())
-    students = sorted(p for p in (demo / "runs").iterdir() if p.name.endswith("-trace_sft"))
+    # One trace-SFT student per size (the first seed's, when the demo ran several).
+    students = sorted(p for p in (demo / "runs").iterdir() if p.name.endswith(("-trace_sft", "-trace_sft-seed0")))
 
     app = QApplication([sys.argv[0]])
     from distill_gui.gui.main_window import MainWindow
