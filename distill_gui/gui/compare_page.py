@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -45,10 +44,10 @@ from PySide6.QtWidgets import (
 
 from distill_gui.core.compare import CompareSettings
 from distill_gui.core.compare_events import CompareFinished, CompareStarted, ModelFailed, ModelProgress, ModelScored, ModelStarted
-from distill_gui.core.compare_report import filter_questions, format_params, format_size, list_comparisons, load_questions, load_results
-from distill_gui.core.model_refs import short_name
-from distill_gui.core.runs import list_runs
+from distill_gui.core.compare_report import filter_questions, format_params, list_comparisons, load_questions, load_results
+from distill_gui.gui.compare_cells import SortItem, display_name, format_cell, log_ticks
 from distill_gui.gui.compare_worker import CompareProcess, compare_command
+from distill_gui.gui.run_picker import RunPicker
 from distill_gui.gui.supervisor import run_in_thread
 
 COLUMNS = [("label", "Model"), ("status", "Status"), ("params", "Params"), ("accuracy", "Accuracy"), ("recovery_pct", "Recovery"),
@@ -58,106 +57,6 @@ COLUMNS = [("label", "Model"), ("status", "Status"), ("params", "Params"), ("acc
 FILTERS = [("all", "All questions"), ("ref_right_model_wrong", "Reference right, a model wrong"),
            ("ref_wrong_model_right", "Reference wrong, a model right"), ("disagree", "Answers differ"), ("all_wrong", "Every model wrong")]
 AUTO_REFERENCE = "(first model, or a run's teacher)"
-
-
-def _fmt(key: str, value) -> str:
-    if value is None or value == "":
-        return "–"
-    if key in ("accuracy", "pass_at_k", "majority_accuracy", "answer_agreement", "top1_agreement"):
-        return f"{100 * value:.1f}%"
-    if key == "recovery_pct":
-        return f"{value:.1f}%"
-    if key == "perplexity":
-        return f"{value:.3f}"
-    if key == "perplexity_ratio":
-        return f"{value:.3g}"
-    if key == "params":
-        return format_params(int(value))
-    if key == "disk_bytes":
-        return format_size(int(value))
-    if key == "peak_memory_mb":
-        return f"{value:.0f} MB"
-    if key in ("tokens_per_s",):
-        return f"{value:.0f}"
-    if key == "mean_answer_tokens":
-        return f"{value:.1f}"
-    return str(value)
-
-
-def display_name(spec: str) -> str:
-    """A short name for a model in the list: the folder or run name (a checkpoint keeps its run's name)."""
-    name = short_name(spec)
-    if name == "final" or name.startswith("step-"):
-        parent = Path(str(spec).rstrip("/")).parent
-        if parent.name == "checkpoints":
-            return f"{short_name(str(parent.parent))}/{name}"
-    return name
-
-
-def _log_ticks(low: float, high: float) -> list[tuple[float, str]]:
-    """Ticks for a log10 axis of parameter counts: 1, 2 and 5 times each power of ten, as 100K, 2M, ..."""
-    ticks = []
-    for exponent in range(int(math.floor(low)) - 1, int(math.ceil(high)) + 1):
-        for factor in (1, 2, 5):
-            value = factor * 10**exponent
-            where = math.log10(value)
-            if low - 0.3 <= where <= high + 0.3:
-                ticks.append((where, format_count_short(value)))
-    return ticks
-
-
-def format_count_short(n: float) -> str:
-    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= size:
-            return f"{n / size:g}{unit}"
-    return f"{n:g}"
-
-
-class SortItem(QTableWidgetItem):
-    """A cell that sorts by its number (missing values last), not its text."""
-
-    def __init__(self, text: str, key: float | str | None):
-        super().__init__(text)
-        self.key = key
-
-    def __lt__(self, other) -> bool:  # noqa: D105
-        mine, theirs = self.key, getattr(other, "key", None)
-        if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)):
-            return mine < theirs
-        if mine is None or theirs is None:
-            return theirs is None and mine is not None
-        return str(mine) < str(theirs)
-
-
-class RunPicker(QDialog):
-    """A checkbox list of the runs that have a checkpoint to compare."""
-
-    def __init__(self, root: Path, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Add runs to the comparison")
-        self.list = QListWidget()
-        self.list.setObjectName("run_picker")
-        for run in list_runs(root):
-            point = run.final_model() or run.latest_checkpoint()
-            if point is None:
-                continue
-            state = run.status().get("state", "?")
-            item = QListWidgetItem(f"{run.name}  ({state}, {point.name})")
-            item.setData(Qt.ItemDataRole.UserRole, str(run.path))
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Unchecked)
-            self.list.addItem(item)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"Runs in {root} with a trained or checkpointed student:"))
-        layout.addWidget(self.list)
-        layout.addWidget(buttons)
-
-    def checked(self) -> list[str]:
-        return [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list.count())
-                if self.list.item(i).checkState() == Qt.CheckState.Checked]
 
 
 class ComparePage(QWidget):
@@ -738,7 +637,7 @@ class ComparePage(QWidget):
             row = self._rows[label]
             for c, (key, _) in enumerate(COLUMNS):
                 value = row.get(key)
-                text = _fmt(key, value) if key not in ("label", "status") else str(value or "")
+                text = format_cell(key, value) if key not in ("label", "status") else str(value or "")
                 if key == "label" and row.get("reference"):
                     text += " (reference)"
                 item = SortItem(text, value if key != "label" else label)
@@ -786,7 +685,7 @@ class ComparePage(QWidget):
         self.scatter.setData(spots)
         if points:
             xs = [math.log10(r["params"]) for r in points]
-            self.chart.getAxis("bottom").setTicks([_log_ticks(min(xs), max(xs)), []])
+            self.chart.getAxis("bottom").setTicks([log_ticks(min(xs), max(xs)), []])
             self.chart.setXRange(min(xs) - 0.15, max(xs) + 0.35)
         reference = next((r for r in points if r.get("reference") or r["label"] == self.reference_label), None)
         self.reference_line.setVisible(reference is not None)
