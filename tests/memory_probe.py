@@ -68,7 +68,7 @@ def main() -> None:
 
     from distill_gui.core.config import config_from_dict
     from distill_gui.core.memory import estimate_for_config
-    from distill_gui.core.models import describe_model
+    from distill_gui.core.model_info import describe_model
     from distill_gui.core.training import train
 
     config = config_from_dict({

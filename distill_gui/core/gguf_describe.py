@@ -1,7 +1,7 @@
 """What a GGUF model is, read from its header alone: no tensor is de-quantized and no model is built.
 
 transformers' own path (``AutoConfig`` and ``AutoTokenizer`` with ``gguf_file``) parses every metadata
-field with numpy, once per call, and :func:`distill_gui.core.models.describe_model` used to call it three
+field with numpy, once per call, and :func:`distill_gui.core.model_info.describe_model` used to call it three
 times: about a minute for SmolLM2-135M. Here the header is walked once in plain Python (the 49k-token
 vocabulary is skipped, not decoded) and the facts come from it: the architecture, the parameter count
 (the sum of the tensor table), the quantization (``general.file_type``), the vocabulary (the embedding's
@@ -19,7 +19,8 @@ from distill_gui.core.gguf_header import GgufHeader, GgufTensor, gguf_metadata, 
 
 if TYPE_CHECKING:
     from distill_gui.core.config import ModelConfig
-    from distill_gui.core.models import ModelInfo, ModelSource
+    from distill_gui.core.model_info import ModelInfo
+    from distill_gui.core.models import ModelSource
 
 # llama.cpp's architecture name -> transformers' model_type, where they differ (as transformers' GGUF loader renames them)
 _MODEL_TYPES = {
@@ -61,7 +62,7 @@ def _quantization(header: GgufHeader, file: Path) -> str:
             return gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_")
         except ValueError:
             pass
-    from distill_gui.core.models import _gguf_dtype
+    from distill_gui.core.model_info import _gguf_dtype
 
     named = _gguf_dtype(file)
     if named != "gguf":
@@ -115,7 +116,8 @@ def _transformers_architecture(model_type: str, metadata: dict, names: tuple[str
 
 def describe_gguf(cfg: ModelConfig, role: str, source: ModelSource) -> ModelInfo:
     """A local GGUF model's facts from its header and its tokenizer (the file's, or ``cfg.tokenizer``)."""
-    from distill_gui.core.models import ModelError, ModelInfo, check_token_ids, load_tokenizer
+    from distill_gui.core.model_info import ModelInfo
+    from distill_gui.core.models import ModelError, check_token_ids, load_tokenizer
 
     file = Path(source.path) / str(source.gguf_file)
     header = read_gguf_header(file)

@@ -1,7 +1,7 @@
 """A rough estimate of the memory a distillation run needs, and whether the device has it.
 
 The estimate adds up weights, gradients, optimizer state, activations and logits from the models'
-sizes (:class:`~distill_gui.core.models.ModelInfo`) and the run settings. It is meant to warn before a
+sizes (:class:`~distill_gui.core.model_info.ModelInfo`) and the run settings. It is meant to warn before a
 run starts ("total ~31 GB of 22 GB available — does not fit"), not to be exact: real use also depends
 on the allocator, kernels and sequence lengths in the data.
 """
@@ -16,7 +16,7 @@ from distill_gui.core.gguf_size import gguf_teacher_note
 
 if TYPE_CHECKING:
     from distill_gui.core.config import RunConfig
-    from distill_gui.core.models import ModelInfo
+    from distill_gui.core.model_info import ModelInfo
 
 #: Share of the available memory a run may plan to use (the rest covers allocator slack, the
 #: CUDA context, data loading and the estimate's own error).

@@ -80,7 +80,7 @@ class PairChecker:
     def _describe(self, cfg: ModelConfig, role: str) -> Any:
         key = _model_key(cfg)
         if key not in self._infos:
-            from distill_gui.core.models import describe_model
+            from distill_gui.core.model_info import describe_model
 
             self._infos[key] = describe_model(cfg, role)
         if not cfg.gguf_file:  # header reads only, each check: a file copied again is seen at once
@@ -111,7 +111,8 @@ def encode(obj: Any) -> dict:
 def decode(kind: str, data: dict) -> Any:
     """The object an answer of ``kind`` carries: ModelInfo, TokenizerCompatibility or MemoryEstimate."""
     if kind == "described":
-        from distill_gui.core.models import ModelInfo, ModelSource
+        from distill_gui.core.model_info import ModelInfo
+        from distill_gui.core.models import ModelSource
 
         return ModelInfo(**{**data, "source": ModelSource(**data["source"])})
     if kind == "compatibility":

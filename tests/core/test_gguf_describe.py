@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import tiny_models
 
-from distill_gui.core import models
+from distill_gui.core import model_info
 from distill_gui.core.config import ModelConfig
 from distill_gui.core.gguf_header import read_gguf_header
-from distill_gui.core.models import ModelError, describe_model, load_tokenizer, resolve_source
+from distill_gui.core.model_info import describe_model
+from distill_gui.core.models import ModelError, load_tokenizer, resolve_source
 from distill_gui.core.vocab import PROBE_TEXTS, check_compatibility
 
 
@@ -67,7 +68,7 @@ def test_the_header_gives_the_facts_transformers_gives(tiny_gguf):
     cfg = ModelConfig(path=str(tiny_gguf))
     source = resolve_source(cfg)
     fast = describe_model(cfg, "teacher")
-    slow = models._describe(cfg, "teacher", source)  # AutoConfig + a meta-device model + AutoTokenizer
+    slow = model_info._describe(cfg, "teacher", source)  # AutoConfig + a meta-device model + AutoTokenizer
     assert fast == slow
     assert (fast.model_type, fast.num_layers, fast.hidden_size, fast.tie_word_embeddings) == ("llama", 2, 64, False)
     assert fast.disk_dtype == "Q8_0" and fast.chat_template is True

@@ -6,7 +6,8 @@ import dataclasses
 
 from distill_gui.core.gguf_size import gguf_load_note, gguf_teacher_note
 from distill_gui.core.memory import estimate_memory, format_bytes
-from distill_gui.core.models import ModelInfo, ModelSource
+from distill_gui.core.model_info import ModelInfo
+from distill_gui.core.models import ModelSource
 
 GB = 1024**3
 

@@ -11,7 +11,8 @@ from distill_gui.core.memory import (
     format_bytes,
     system_memory_available,
 )
-from distill_gui.core.models import ModelInfo, ModelSource, describe_model
+from distill_gui.core.model_info import ModelInfo, describe_model
+from distill_gui.core.models import ModelSource
 
 GB = 1024**3
 

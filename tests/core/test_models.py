@@ -12,10 +12,9 @@ import pytest
 import torch
 
 from distill_gui.core.config import LoraConfig, ModelConfig, StudentConfig
+from distill_gui.core.model_info import describe_model, format_count
 from distill_gui.core.models import (
     ModelError,
-    describe_model,
-    format_count,
     load_model,
     load_tokenizer,
     resolve_device,

@@ -14,7 +14,8 @@ from distill_gui.core.chat_templates import BrokenChatTemplate, check_chat_templ
 from distill_gui.core.config import ModelConfig
 from distill_gui.core.data import Example, render_prompt
 from distill_gui.core.gguf_header import check_gguf_header
-from distill_gui.core.models import ModelError, describe_model, load_model
+from distill_gui.core.model_info import describe_model
+from distill_gui.core.models import ModelError, load_model
 
 
 @pytest.fixture(scope="module")

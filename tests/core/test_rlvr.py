@@ -149,7 +149,8 @@ def test_data_without_reference_answers_is_refused_before_a_run_folder_is_made(t
 
 def test_memory_counts_the_sampled_groups_and_the_reference_model():
     from distill_gui.core.memory import estimate_memory
-    from distill_gui.core.models import ModelInfo, ModelSource
+    from distill_gui.core.model_info import ModelInfo
+    from distill_gui.core.models import ModelSource
 
     info = ModelInfo(source=ModelSource("folder", "x"), architecture="LlamaForCausalLM", model_type="llama", num_params=500_000_000,
                      vocab_size=32000, tokenizer_vocab_size=32000, hidden_size=1024, num_layers=24, intermediate_size=4096,
