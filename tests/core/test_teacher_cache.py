@@ -225,9 +225,10 @@ def test_runs_sharing_one_cache_file_build_it_once(tmp_path):
     assert tc.TeacherCache.load(path).fingerprint == "shared"
 
 
-def test_a_compact_cache_in_memory_takes_about_its_files_size_and_decodes_only_the_rows_asked_for(tmp_path, monkeypatch):
-    """In memory a compact cache keeps its compressed blocks (about its file's size, a fraction of float32 ids and
-    log-probs); a batch decodes only its own rows, and gets what the whole cache decodes to."""
+def test_a_large_compact_cache_stays_compressed_in_memory_and_decodes_only_the_rows_asked_for(tmp_path, monkeypatch):
+    """Past the decoded-size limit a compact cache keeps its compressed blocks (about its file's size, a fraction of
+    float32 ids and log-probs) and a batch decodes only its own rows; within it the cache is decoded once and batches
+    read tensors. Both give what the whole cache decodes to."""
     import torch
 
     from distill_gui.core import teacher_cache_encoding as enc
@@ -235,19 +236,24 @@ def test_a_compact_cache_in_memory_takes_about_its_files_size_and_decodes_only_t
     ids, log_probs = _top_k(positions=600, vocab=5000, k=64)
     offsets = torch.tensor([0, 100, 250, 250, 600])
     exact = _cache(ids, log_probs, "exact", offsets)
-    compact = _cache(ids, log_probs, "compact", offsets)
-    path = compact.save(tmp_path / "c.safetensors")
-    loaded = tc.TeacherCache.load(path)
-    assert exact.memory_bytes == 600 * (64 * 4 + 65 * 4)
-    assert loaded.memory_bytes == compact.memory_bytes <= path.stat().st_size < 0.3 * exact.memory_bytes
-    everything = (loaded.ids, loaded.log_probs)
+    path = _cache(ids, log_probs, "compact", offsets).save(tmp_path / "c.safetensors")
+    large = tc.TeacherCache.load(path, decoded_limit=exact.memory_bytes - 1)
+    small = tc.TeacherCache.load(path)
+    assert exact.memory_bytes == large.decoded_bytes == 600 * (64 * 4 + 65 * 4)
+    assert not large.decoded and large.memory_bytes <= path.stat().st_size < 0.3 * exact.memory_bytes
+    assert small.decoded and small.memory_bytes > exact.memory_bytes  # the tensors, and the blocks for save()
+    everything = (small.ids, small.log_probs)
     decoded = []
     real = enc.decode_block
     monkeypatch.setattr(enc, "decode_block", lambda block, n, k, id_dtype: decoded.append(n) or real(block, n, k, id_dtype))
-    got_ids, got_lp = loaded.for_rows([3, 0])
-    assert decoded == [350, 100], "only the batch's rows are decoded"
     want = torch.cat([torch.arange(250, 600), torch.arange(0, 100)])
-    assert torch.equal(got_ids, everything[0][want]) and torch.equal(got_lp, everything[1][want])
+    for cache, blocks_read in ((large, [350, 100]), (small, [])):
+        got_ids, got_lp = cache.for_rows([3, 0])
+        assert decoded == blocks_read, "only the batch's rows are decoded (none from decoded tensors)"
+        assert torch.equal(got_ids, everything[0][want]) and torch.equal(got_lp, everything[1][want])
+        decoded.clear()
+    built = _cache(ids, log_probs, "compact", offsets)  # made in this process: decoded the same way as loaded
+    assert built.decoded and torch.equal(built.ids, small.ids) and torch.equal(built.log_probs, small.log_probs)
 
 
 def test_a_compact_cache_with_a_damaged_block_is_refused_when_loaded(tmp_path):
