@@ -3,31 +3,12 @@ loading), whether its weights would fit the free memory, and the peak memory whi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from distill_gui.core.memory import proc_field_bytes
+from distill_gui.core.model_info import safetensors_counts
 from distill_gui.core.model_refs import ModelRef
-
-
-def _safetensors_params(files: list[Path]) -> int:
-    import struct
-
-    total = 0
-    for file in files:
-        try:
-            with file.open("rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(min(length, 100_000_000)))
-        except (OSError, ValueError, struct.error):
-            continue
-        for name, entry in header.items():
-            if name != "__metadata__" and isinstance(entry, dict):
-                count = 1
-                for dim in entry.get("shape") or [1]:
-                    count *= dim
-                total += count
-    return total
 
 
 def disk_facts(ref: ModelRef) -> tuple[int, int]:
@@ -42,7 +23,7 @@ def disk_facts(ref: ModelRef) -> tuple[int, int]:
     adapter = Path(ref.adapter) if ref.adapter else None
     if adapter is not None and adapter.is_dir():
         size += sum(f.stat().st_size for f in adapter.glob("*.safetensors"))
-    return size, _safetensors_params(weights)
+    return size, sum(safetensors_counts(weights).values())
 
 
 def check_memory(ref: ModelRef, settings: Any, params: int) -> str | None:
@@ -65,14 +46,8 @@ def check_memory(ref: ModelRef, settings: Any, params: int) -> str | None:
 
 
 def _rss_bytes(field_name: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """A field of this process's /proc/self/status in bytes (VmRSS, VmHWM)."""
+    return proc_field_bytes("/proc/self/status", field_name)
 
 
 def _reset_peak_rss() -> bool:

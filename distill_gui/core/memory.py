@@ -51,16 +51,22 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _meminfo_bytes(field: str) -> int | None:
-    """A field of /proc/meminfo in bytes (None where there is no such file or field)."""
+def proc_field_bytes(path: str, field: str) -> int | None:
+    """A ``field: N kB`` line of a /proc file (/proc/meminfo, /proc/self/status) in bytes (None where there is no
+    such file or field)."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
+        with open(path, encoding="ascii") as handle:
             for line in handle:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _meminfo_bytes(field: str) -> int | None:
+    """A field of /proc/meminfo in bytes (None where there is no such file or field)."""
+    return proc_field_bytes("/proc/meminfo", field)
 
 
 def _physical_memory() -> int:

@@ -103,8 +103,9 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-def _safetensors_dtype(files: list[Path]) -> str:
-    """The most common weight dtype, read from the safetensors headers (a few KB each)."""
+def safetensors_counts(files: list[Path]) -> Counter[str]:
+    """Values per dtype over the tensors of safetensors files, read from their headers (a few KB each);
+    an unreadable file counts nothing."""
     counts: Counter[str] = Counter()
     for file in files:
         try:
@@ -115,11 +116,16 @@ def _safetensors_dtype(files: list[Path]) -> str:
             continue
         for name, entry in header.items():
             if name != "__metadata__" and isinstance(entry, dict):
-                shape = entry.get("shape") or [1]
                 size = 1
-                for dim in shape:
+                for dim in entry.get("shape") or [1]:
                     size *= dim
                 counts[entry.get("dtype", "?")] += size
+    return counts
+
+
+def _safetensors_dtype(files: list[Path]) -> str:
+    """The most common weight dtype, read from the safetensors headers."""
+    counts = safetensors_counts(files)
     if not counts:
         return "unknown"
     top = counts.most_common(1)[0][0]
