@@ -98,12 +98,13 @@ class TeacherCache:
             self._ends = [int(e) for e in self._ends]
         self._decode_within(decoded_limit)
 
-    def _decode_within(self, limit: int | None) -> None:
+    def _decode_within(self, limit: int | None, source: str | Path = "teacher cache") -> bool:
         """Decode a compact cache once when its decoded values take ``limit`` bytes or less (None: the default);
-        the blocks stay, for :meth:`save`."""
+        the blocks stay, for :meth:`save`. Whether batches read decoded tensors now."""
         limit = DECODED_LIMIT_BYTES if limit is None else limit
         if self._blocks is not None and self._ids is None and self.decoded_bytes <= limit:
-            self._ids, self._log_probs = self._decode(range(self.rows))
+            self._ids, self._log_probs = self._decode(range(self.rows), source)
+        return self._ids is not None
 
     @property
     def decoded_bytes(self) -> int:
@@ -121,7 +122,7 @@ class TeacherCache:
 
     @property
     def positions(self) -> int:
-        return int(self.offsets[-1]) if self.rows >= 0 and self.offsets.numel() else 0
+        return int(self.offsets[-1]) if self.offsets.numel() else 0
 
     @property
     def memory_bytes(self) -> int:
@@ -149,14 +150,21 @@ class TeacherCache:
         index = torch.cat([torch.arange(a, b) for a, b in spans]) if spans else torch.zeros(0, dtype=torch.long)
         return self._ids.index_select(0, index), self._log_probs.index_select(0, index)
 
-    def _decode(self, rows: Sequence[int]) -> tuple[Any, Any]:
+    def _decode(self, rows: Sequence[int], source: str | Path = "teacher cache") -> tuple[Any, Any]:
+        """The ids and log-probs of ``rows``' blocks, in that order; a block that does not decode is named (row and
+        ``source``) in a :class:`TeacherCacheError`."""
+        import zlib
+
         import torch
 
         blocks, ends = cast(bytes, self._blocks), cast(list, self._ends)
         ids, log_probs = [], []
         for r in rows:
             n = int(self.offsets[r + 1]) - int(self.offsets[r])
-            i, lp = enc.decode_block(blocks[ends[r] : ends[r + 1]], n, self.top_k, self._id_dtype)
+            try:
+                i, lp = enc.decode_block(blocks[ends[r] : ends[r + 1]], n, self.top_k, self._id_dtype)
+            except (zlib.error, ValueError) as exc:
+                raise TeacherCacheError(f"{source}: a damaged teacher cache (row {r}: {exc}); delete it to rebuild it") from None
             ids.append(i)
             log_probs.append(lp)
         if not ids:
@@ -233,10 +241,10 @@ class TeacherCache:
             blocks=tensors["blocks"].numpy().tobytes(),
             block_ends=ends.tolist(),
             id_dtype=id_dtype,
-            decoded_limit=-1,  # every block is checked first
+            decoded_limit=-1,
         )
-        cache._check_blocks(path)
-        cache._decode_within(decoded_limit)
+        if not cache._decode_within(decoded_limit, path):  # decoding names a damaged block;
+            cache._check_blocks(path)  # a cache left compressed is checked before training reads it
         return cache
 
     def _check_blocks(self, path: str | Path) -> None:

@@ -256,7 +256,8 @@ def test_a_large_compact_cache_stays_compressed_in_memory_and_decodes_only_the_r
     assert built.decoded and torch.equal(built.ids, small.ids) and torch.equal(built.log_probs, small.log_probs)
 
 
-def test_a_compact_cache_with_a_damaged_block_is_refused_when_loaded(tmp_path):
+@pytest.mark.parametrize("decoded_limit", [None, 0], ids=["decoded", "kept-compressed"])
+def test_a_compact_cache_with_a_damaged_block_is_refused_when_loaded(tmp_path, decoded_limit):
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -272,4 +273,4 @@ def test_a_compact_cache_with_a_damaged_block_is_refused_when_loaded(tmp_path):
     blocks[start + 2 : start + 12] = torch.arange(10, dtype=torch.uint8)  # the last row's block garbled
     save_file({**tensors, "blocks": blocks}, str(path), metadata=meta)
     with pytest.raises(tc.TeacherCacheError, match=r"a damaged teacher cache \(row 2"):
-        tc.TeacherCache.load(path)
+        tc.TeacherCache.load(path, decoded_limit=decoded_limit)
