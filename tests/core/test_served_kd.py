@@ -204,3 +204,15 @@ def test_a_run_resumes_from_its_teacher_cache_when_the_server_is_gone(tiny_pair,
     assert any("does not answer" in w and "resumes from its teacher cache" in w for w in warnings), warnings
     with pytest.raises(ServedTeacherError, match="nothing answers"):
         train(make_config(tiny_pair, tiny_data, {"url": url, "model": "teacher"}), runs_root=tmp_path / "new")
+
+
+def test_a_missing_key_variable_for_the_sample_answers_alone_is_a_warning(tiny_pair, tiny_data, served_teacher, tmp_path, monkeypatch):
+    """The served teacher only answers the side-by-side samples of an SFT run: an unset key variable is a warning
+    there, as a server that does not answer is; the run trains."""
+    monkeypatch.delenv("DG_UNSET_KEY", raising=False)
+    config = make_config(tiny_pair, tiny_data, served(served_teacher, api_key_env="DG_UNSET_KEY"))
+    config.method.kind = "sft"
+    events = []
+    outcome = train(config, runs_root=tmp_path, on_event=events.append)
+    assert outcome.state == "finished"
+    assert any(getattr(e, "level", "") == "warning" and "DG_UNSET_KEY is not set" in e.text for e in events)

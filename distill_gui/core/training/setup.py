@@ -150,11 +150,12 @@ def _served_teacher(setup: RunSetup, required: bool) -> Any:
 
     teacher = setup.config.teacher
     setup.log(f"teacher: served, {describe(teacher)}")
-    served = served_teacher_for(teacher)  # a key variable that is not set is refused here, server or not
+    served = None
     try:
+        served = served_teacher_for(teacher)  # a key variable that is not set is refused here
         served.resolve_model()
     except ServedTeacherError as exc:
-        cache = setup.method.resume_cache(setup) if setup.run is not None and teacher.model else None
+        cache = setup.method.resume_cache(setup) if served is not None and setup.run is not None and teacher.model else None
         if required and cache is not None:
             setup.served_offline = True
             setup.emit(
