@@ -214,14 +214,14 @@ def check_goals(rows: Sequence[RecoveryRow], min_recovery: float = 80.0, rlvr_ma
     # A goal is judged only when the table has its methods at every size (``--methods`` may leave some out).
     pairs = [(m, sizes[m].get("answer_sft"), sizes[m].get("trace_sft")) for m in names]
     if pairs and all(a and t for _, a, t in pairs):
-        wins = [f"{m} {t.accuracy:.1%} vs {a.accuracy:.1%}" for m, a, t in pairs if a and t]
+        wins = [f"{m} {t.accuracy:.1%} vs {a.accuracy:.1%}" for m, a, t in pairs]
         goals.append(Goal("trace distillation beats answer-only SFT at every size",
-                          all(a and t and t.accuracy > a.accuracy for _, a, t in pairs), "; ".join(wins)))
+                          all(t.accuracy > a.accuracy for _, a, t in pairs), "; ".join(wins)))
     kd = [(m, sizes[m].get("trace_sft"), sizes[m].get("trace_sft_kd")) for m in names]
     if kd and all(t and k for _, t, k in kd):
-        kd_wins = sum(1 for _, t, k in kd if t and k and k.accuracy > t.accuracy)
+        kd_wins = sum(1 for _, t, k in kd if k.accuracy > t.accuracy)
         goals.append(Goal("adding logit KD beats trace SFT alone at two sizes of three or more", kd_wins >= min(2, len(kd)),
-                          f"{kd_wins} of {len(kd)}: " + "; ".join(f"{m} {k.accuracy:.1%} vs {t.accuracy:.1%}" for m, t, k in kd if t and k)))
+                          f"{kd_wins} of {len(kd)}: " + "; ".join(f"{m} {k.accuracy:.1%} vs {t.accuracy:.1%}" for m, t, k in kd)))
     best = [(m, max(sizes[m].values(), key=lambda r: r.accuracy)) for m in names]
     ordered = all(a.recovery_pct > b.recovery_pct for (_, a), (_, b) in zip(best, best[1:]))
     goals.append(Goal("larger students recover more (best method of each size)", ordered,
